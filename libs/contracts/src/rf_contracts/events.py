@@ -1,0 +1,161 @@
+"""The pydantic models of every event on Kafka (SPEC section 4): frozen, strict, one per event type."""
+
+from __future__ import annotations
+
+
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from rf_contracts import topics
+
+Timestamp: TypeAlias = AwareDatetime
+Version: TypeAlias = Annotated[int, Field(ge=1, strict=True)]
+
+
+class Event(BaseModel):
+    """Fields every event carries."""
+
+    # Strict where it protects the contract (no coercion of numbers to strings), lenient where JSON
+    # has no native type (UUIDs and timestamps arrive as strings).
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", strict=False, json_schema_serialization_defaults_required=True
+    )
+
+    TOPIC: ClassVar[str]
+    EVENT_TYPE: ClassVar[str]
+
+    event_id: UUID
+    event_type: str
+    schema_version: Literal[1] = 1
+    occurred_at: Timestamp
+    account_id: UUID
+    session_id: UUID
+
+    def key(self) -> bytes:
+        """The Kafka key: the session id as a canonical lowercase UUID string."""
+        return str(self.session_id).encode()
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+class SessionStarted(Event):
+    TOPIC: ClassVar[str] = topics.SESSION_STARTED
+    EVENT_TYPE: ClassVar[str] = "session.started"
+    event_type: Literal["session.started"] = "session.started"
+    tree_id: UUID
+    tree_version: Version
+    started_by: UUID
+    started_at: Timestamp
+
+
+class StepCreated(Event):
+    TOPIC: ClassVar[str] = topics.STEP_CREATED
+    EVENT_TYPE: ClassVar[str] = "session.step_created"
+    event_type: Literal["session.step_created"] = "session.step_created"
+    step_id: UUID
+    created_at: Timestamp
+    kind: Literal["answer", "action", "note", "suggestion"]
+    actor_type: Literal["human", "ai"]
+    actor_id: UUID | None
+
+
+class SessionCompleted(Event):
+    TOPIC: ClassVar[str] = topics.SESSION_COMPLETED
+    EVENT_TYPE: ClassVar[str] = "session.completed"
+    event_type: Literal["session.completed"] = "session.completed"
+    completed_at: Timestamp
+    outcome: Literal["resolved", "unresolved"]
+
+
+class HandoffEvent(Event):
+    """A change of one handoff; `version` grows by one with every change of that handoff."""
+
+    handoff_id: UUID
+    version: Version
+
+
+class HandoffRequested(HandoffEvent):
+    TOPIC: ClassVar[str] = topics.HANDOFF_REQUESTED
+    EVENT_TYPE: ClassVar[str] = "handoff.requested"
+    event_type: Literal["handoff.requested"] = "handoff.requested"
+    requested_by: UUID
+    requested_at: Timestamp
+    priority: Literal["low", "normal", "high", "urgent"]
+    reason: str
+
+
+class HandoffClaimed(HandoffEvent):
+    TOPIC: ClassVar[str] = topics.HANDOFF_CLAIMED
+    EVENT_TYPE: ClassVar[str] = "handoff.claimed"
+    event_type: Literal["handoff.claimed"] = "handoff.claimed"
+    claimed_by: UUID
+    claimed_at: Timestamp
+
+
+class HandoffReleased(HandoffEvent):
+    TOPIC: ClassVar[str] = topics.HANDOFF_RELEASED
+    EVENT_TYPE: ClassVar[str] = "handoff.released"
+    event_type: Literal["handoff.released"] = "handoff.released"
+    released_by: UUID
+    released_at: Timestamp
+
+
+class HandoffResolved(HandoffEvent):
+    TOPIC: ClassVar[str] = topics.HANDOFF_RESOLVED
+    EVENT_TYPE: ClassVar[str] = "handoff.resolved"
+    event_type: Literal["handoff.resolved"] = "handoff.resolved"
+    resolved_by: UUID
+    resolved_at: Timestamp
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    SessionStarted,
+    StepCreated,
+    SessionCompleted,
+    HandoffRequested,
+    HandoffClaimed,
+    HandoffReleased,
+    HandoffResolved,
+)
+EVENT_BY_TOPIC: dict[str, type[Event]] = {e.TOPIC: e for e in ALL_EVENTS}
+EVENT_BY_TYPE: dict[str, type[Event]] = {e.EVENT_TYPE: e for e in ALL_EVENTS}
+_ADAPTERS: dict[type[Event], TypeAdapter[Any]] = {}
+
+
+class ContractViolation(ValueError):
+    """A message that is not a valid event of its topic; the reason goes into the DLQ header."""
+
+
+def parse_event(topic: str, raw: bytes, key: bytes | None = None) -> Event:
+    """Parse and validate one message of a contract topic, or raise ContractViolation with the reason."""
+    model = EVENT_BY_TOPIC.get(topic.rsplit("/", 1)[-1]) or _by_suffix(topic)
+    try:
+        event = model.model_validate_json(raw)
+    except ValueError as exc:
+        raise ContractViolation(_short(str(exc))) from exc
+    if key is not None and key != event.key():
+        raise ContractViolation(f"key {key!r} is not the event's session_id {str(event.session_id)!r}")
+    return event
+
+
+def _by_suffix(topic: str) -> type[Event]:
+    # Tests and parallel environments may prefix topic names (`<prefix>.<topic>`).
+    for name, model in EVENT_BY_TOPIC.items():
+        if topic.endswith(name):
+            return model
+    raise ContractViolation(f"no contract for topic {topic!r}")
+
+
+def _short(text: str) -> str:
+    return " ".join(text.split())[:500]
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every event, by topic."""
+    return {e.TOPIC: e.model_json_schema(mode="serialization") for e in ALL_EVENTS}
+
+
+

@@ -1,0 +1,124 @@
+"""The event contracts: committed schemas match the models, and a breaking change is caught."""
+
+import copy
+import json
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+
+from rf_contracts import HandoffClaimed, StepCreated, parse_event, topics
+from rf_contracts.compat import breaking_changes
+from rf_contracts.events import ContractViolation, json_schemas
+from rf_contracts.schemas_export import SCHEMA_DIR, render, schema_path
+
+
+@pytest.mark.parametrize("topic", topics.ALL_TOPICS)
+def test_current_model_keeps_every_committed_field(topic: str) -> None:
+    committed = json.loads(schema_path(topic).read_text())
+    assert breaking_changes(committed, json_schemas()[topic]) == []
+
+
+@pytest.mark.parametrize("topic", topics.ALL_TOPICS)
+def test_committed_schema_is_up_to_date(topic: str) -> None:
+    # A field was added without re-exporting: run `python -m rf_contracts.schemas_export`.
+    assert schema_path(topic).read_text() == render(json_schemas()[topic])
+
+
+def test_every_schema_file_belongs_to_a_topic() -> None:
+    assert {p.stem for p in SCHEMA_DIR.glob("*.json")} == set(topics.ALL_TOPICS)
+
+
+def _committed_claimed() -> dict:
+    return json.loads(schema_path(topics.HANDOFF_CLAIMED).read_text())
+
+
+def test_removing_a_field_is_a_breaking_change() -> None:
+    new = copy.deepcopy(_committed_claimed())
+    del new["properties"]["claimed_at"]
+    new["required"].remove("claimed_at")
+    assert any("'claimed_at' was removed" in p for p in breaking_changes(_committed_claimed(), new))
+
+
+def test_renaming_a_field_is_a_breaking_change() -> None:
+    new = copy.deepcopy(_committed_claimed())
+    new["properties"]["claimed_by_user"] = new["properties"].pop("claimed_by")
+    assert breaking_changes(_committed_claimed(), new)
+
+
+def test_retyping_a_field_is_a_breaking_change() -> None:
+    new = copy.deepcopy(_committed_claimed())
+    new["properties"]["version"] = {"type": "string"}
+    assert any("'version' changed type" in p for p in breaking_changes(_committed_claimed(), new))
+
+
+def test_adding_an_optional_field_is_compatible() -> None:
+    new = copy.deepcopy(_committed_claimed())
+    new["properties"]["note"] = {"type": "string"}
+    assert breaking_changes(_committed_claimed(), new) == []
+
+
+def _claimed(**over: object) -> dict:
+    sid = uuid4()
+    body = {
+        "event_id": str(uuid4()),
+        "event_type": "handoff.claimed",
+        "schema_version": 1,
+        "occurred_at": "2026-11-26T10:00:00+00:00",
+        "account_id": str(uuid4()),
+        "session_id": str(sid),
+        "handoff_id": str(uuid4()),
+        "version": 2,
+        "claimed_by": str(uuid4()),
+        "claimed_at": "2026-11-26T10:00:00.123456Z",
+    }
+    body.update(over)
+    return body
+
+
+def test_valid_event_parses_and_keeps_microseconds() -> None:
+    body = _claimed()
+    event = parse_event(topics.HANDOFF_CLAIMED, json.dumps(body).encode(), body["session_id"].encode())
+    assert isinstance(event, HandoffClaimed)
+    assert event.claimed_at == datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("override", "why"),
+    [
+        ({"claimed_at": "2026-11-26T10:00:00"}, "timezone"),
+        ({"version": "2"}, "integer"),
+        ({"version": 0}, "greater than or equal"),
+        ({"session_id": "not-a-uuid"}, "UUID"),
+        ({"event_type": "handoff.released"}, "handoff.claimed"),
+        ({"schema_version": 2}, "1"),
+    ],
+)
+def test_contract_violation_names_the_reason(override: dict, why: str) -> None:
+    body = _claimed(**override)
+    with pytest.raises(ContractViolation, match=why):
+        parse_event(topics.HANDOFF_CLAIMED, json.dumps(body).encode())
+
+
+def test_missing_field_and_garbage_are_violations() -> None:
+    body = _claimed()
+    del body["claimed_by"]
+    with pytest.raises(ContractViolation, match="claimed_by"):
+        parse_event(topics.HANDOFF_CLAIMED, json.dumps(body).encode())
+    with pytest.raises(ContractViolation):
+        parse_event(topics.HANDOFF_CLAIMED, b"\xff not json")
+
+
+def test_key_must_be_the_session_id() -> None:
+    body = _claimed()
+    with pytest.raises(ContractViolation, match="key"):
+        parse_event(topics.HANDOFF_CLAIMED, json.dumps(body).encode(), key=str(uuid4()).encode())
+
+
+def test_events_serialize_round_trip() -> None:
+    now = datetime.now(UTC)
+    e = StepCreated(
+        event_id=uuid4(), occurred_at=now, account_id=uuid4(), session_id=uuid4(), step_id=uuid4(),
+        created_at=now, kind="note", actor_type="ai", actor_id=None,
+    )
+    assert parse_event(topics.STEP_CREATED, e.to_json(), e.key()) == e
