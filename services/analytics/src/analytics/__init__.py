@@ -1,1 +1,1 @@
-"""Package."""
+"""ResolutionFlow analytics service."""

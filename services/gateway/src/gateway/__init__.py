@@ -1,1 +1,1 @@
-"""Package."""
+"""ResolutionFlow gateway service."""

@@ -1,1 +1,1 @@
-"""Package."""
+"""ResolutionFlow handoffs service."""

@@ -1,1 +1,1 @@
-"""Package."""
+"""ResolutionFlow sessions service."""

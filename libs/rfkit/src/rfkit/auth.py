@@ -1,0 +1,123 @@
+"""Access-token verification that every service does itself (public key only), and role dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+from uuid import UUID
+
+import jwt
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+Role = Literal["viewer", "engineer", "admin"]
+ROLE_RANK: dict[str, int] = {"viewer": 0, "engineer": 1, "admin": 2}
+ALGORITHM = "EdDSA"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as the gateway vouched for it in the token."""
+
+    user_id: UUID
+    account_id: UUID
+    role: Role
+    token_id: str
+    expires_at: int
+
+    def at_least(self, role: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+class InvalidToken(Exception):
+    pass
+
+
+class TokenVerifier:
+    """Checks signature (EdDSA only: no `none`, no HS/RS confusion), issuer, audience, expiry and claims."""
+
+    def __init__(self, public_keys_pem: list[str], *, issuer: str, audience: str, leeway_s: int = 5) -> None:
+        if not public_keys_pem:
+            raise ValueError("no public key to verify tokens with")
+        # Several keys while a signing key is rotated: a token is valid under any of them.
+        self._keys = [jwt.algorithms.OKPAlgorithm.from_jwk(k) if k.lstrip().startswith("{") else k for k in public_keys_pem]
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway_s = leeway_s
+
+    def verify(self, token: str) -> Principal:
+        last: Exception | None = None
+        for key in self._keys:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[ALGORITHM],
+                    audience=self.audience,
+                    issuer=self.issuer,
+                    leeway=self.leeway_s,
+                    options={"require": ["exp", "iat", "sub", "iss", "aud", "jti"]},
+                )
+                break
+            except jwt.InvalidSignatureError as exc:
+                last = exc
+            except jwt.PyJWTError as exc:
+                raise InvalidToken(str(exc)) from exc
+        else:
+            raise InvalidToken(str(last or "invalid signature"))
+        if claims.get("typ") != "access":
+            raise InvalidToken("not an access token")
+        try:
+            role = claims["role"]
+            if role not in ROLE_RANK:
+                raise InvalidToken("unknown role")
+            return Principal(
+                user_id=UUID(claims["sub"]),
+                account_id=UUID(claims["acc"]),
+                role=role,
+                token_id=str(claims["jti"]),
+                expires_at=int(claims["exp"]),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InvalidToken(f"malformed claims: {exc}") from exc
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def current_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise _unauthorized("missing bearer token")
+    verifier: TokenVerifier = request.app.state.verifier
+    try:
+        principal = verifier.verify(credentials.credentials)
+    except InvalidToken as exc:
+        raise _unauthorized(f"invalid token: {exc}") from exc
+    check = getattr(request.app.state, "principal_check", None)
+    if check is not None:
+        await check(request, principal)
+    request.state.principal = principal
+    return principal
+
+
+def require_role(role: Role):  # type: ignore[no-untyped-def]
+    """A dependency that lets through callers with at least `role` (403 otherwise)."""
+
+    async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if not principal.at_least(role):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"requires role {role} or higher")
+        return principal
+
+    return dependency
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+Viewer = CurrentPrincipal
+Engineer = Annotated[Principal, Depends(require_role("engineer"))]
+Admin = Annotated[Principal, Depends(require_role("admin"))]

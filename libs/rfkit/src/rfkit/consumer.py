@@ -1,0 +1,167 @@
+"""Idempotent, dead-lettering event consumption on FastStream: validate, apply once, then commit the offset."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from sqlalchemy import literal_column, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rf_contracts import Event, dlq
+from rf_contracts.events import ContractViolation, parse_event
+from rfkit import metrics
+from rfkit.db import Database, UnitOfWork
+from rfkit.logs import event_id_var
+from rfkit.tables import processed_events
+
+log = logging.getLogger(__name__)
+
+# (unit of work, the new events of this delivery in arrival order) -> None. Runs inside the transaction that
+# also records the event ids, so an effect and its "already applied" mark commit together.
+EventHandler = Callable[[UnitOfWork, list[Event]], Awaitable[None]]
+
+DLQ_REASON_HEADER = "x-dlq-reason"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    record: ConsumerRecord[Any, Any]
+    reason: str
+
+
+async def claim_new_events(session: AsyncSession, consumer: str, events: Sequence[Event]) -> list[Event]:
+    """Record the events' ids for this consumer; returns those not seen before (first occurrence each)."""
+    unique: dict[Any, Event] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    if not unique:
+        return []
+    stmt = (
+        insert(processed_events)
+        .values([{"consumer": consumer, "event_id": eid} for eid in unique])
+        .on_conflict_do_nothing()
+        .returning(literal_column("event_id"))
+    )
+    fresh = set((await session.execute(stmt)).scalars().all())
+    return [e for eid, e in unique.items() if eid in fresh]
+
+
+def _records(msg: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
+    raw = msg.raw_message
+    return raw if isinstance(raw, tuple) else (raw,)
+
+
+def _unprefixed(topic: str, prefix: str) -> str:
+    return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
+
+
+class EventConsumer:
+    """One consumer group over some contract topics; `handler` sees each valid event once."""
+
+    def __init__(
+        self,
+        *,
+        broker: KafkaBroker,
+        db: Database,
+        service: str,
+        name: str,
+        topics: Sequence[str],
+        group: str,
+        handler: EventHandler,
+        topic_prefix: str = "",
+        batch: bool = False,
+        max_records: int = 500,
+        auto_offset_reset: str = "earliest",
+        retry_delay_s: float = 1.0,
+    ) -> None:
+        self.broker = broker
+        self.db = db
+        self.service = service
+        self.name = name
+        self.prefix = topic_prefix
+        self.handler = handler
+        self.retry_delay_s = retry_delay_s
+        full_topics = [f"{topic_prefix}{t}" for t in topics]
+        options: dict[str, Any] = {
+            "group_id": group,
+            "ack_policy": AckPolicy.NACK_ON_ERROR,
+            "auto_offset_reset": auto_offset_reset,
+            "fetch_max_wait_ms": 100,
+        }
+        if batch:
+            options.update(batch=True, max_records=max_records, batch_timeout_ms=100)
+        self.subscriber = broker.subscriber(*full_topics, **options)
+        self.subscriber(self._on_message)
+
+    async def _on_message(self, msg: KafkaMessage) -> None:
+        records = _records(msg)
+        try:
+            await self.process(records)
+        except Exception:
+            log.exception("%s: applying %d message(s) failed; they will be redelivered", self.name, len(records))
+            # Redelivery follows at once (the offset is rewound): pause so a database outage is not a hot loop.
+            await asyncio.sleep(self.retry_delay_s)
+            raise
+
+    async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> list[Event]:
+        """Validate, dead-letter the bad, apply the good once; returns the events applied now."""
+        events: list[Event] = []
+        dead: list[DeadLetter] = []
+        for record in records:
+            try:
+                events.append(parse_event(_unprefixed(record.topic, self.prefix), record.value, record.key))
+            except ContractViolation as exc:
+                dead.append(DeadLetter(record, str(exc)))
+        applied: list[Event] = []
+        if events:
+            async with self.db.unit_of_work() as uow:
+                applied = await claim_new_events(uow.session, self.name, events)
+                if applied:
+                    token = event_id_var.set(",".join(str(e.event_id) for e in applied[:3]))
+                    try:
+                        await self.handler(uow, applied)
+                    finally:
+                        event_id_var.reset(token)
+        for event in events:
+            outcome = "applied" if event in applied else "duplicate"
+            metrics.EVENTS_CONSUMED.labels(self.service, event.TOPIC, outcome).inc()
+        for letter in dead:
+            await self.dead_letter(letter)
+        return applied
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        record = letter.record
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, letter.reason
+        )
+        await self.broker.publish(
+            record.value if record.value is not None else b"",
+            topic=dlq(record.topic),
+            key=record.key,
+            headers={
+                DLQ_REASON_HEADER: letter.reason,
+                "x-original-topic": record.topic,
+                "x-original-partition": str(record.partition),
+                "x-original-offset": str(record.offset),
+                "x-consumer": self.name,
+            },
+        )
+        metrics.EVENTS_DEAD_LETTERED.labels(self.service, record.topic).inc()
+
+
+async def already_processed(session: AsyncSession, consumer: str, event_id: Any) -> bool:
+    found = await session.scalar(
+        select(processed_events.c.event_id).where(
+            processed_events.c.consumer == consumer, processed_events.c.event_id == event_id
+        )
+    )
+    return found is not None

@@ -1,0 +1,80 @@
+"""Runs a service's alembic migrations: `python -m rfkit.migrate <service>` or from the service's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from alembic import command, context
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import pool, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+# One lock id for every service: migrations of replicas starting together run one after another.
+_LOCK_ID = 0x52460001
+
+
+def migrations_dir(service: str) -> Path:
+    """services/<service>/migrations, found from the installed package."""
+    module = importlib.import_module(service)
+    pkg = Path(module.__file__ or "").resolve().parent  # services/<s>/src/<s>
+    for candidate in (pkg / "migrations", pkg.parent.parent / "migrations"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"no migrations directory for service {service!r}")
+
+
+def alembic_config(service: str, url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir(service)))
+    cfg.set_main_option("sqlalchemy.url", url)
+    return cfg
+
+
+def upgrade(service: str, url: str, revision: str = "head") -> None:
+    """Blocking: bring the service's database to `revision` (run it in a thread from async code)."""
+    command.upgrade(alembic_config(service, url), revision)
+
+
+def head_revision(service: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(service, "postgresql://unused")).get_current_head()
+
+
+def run_env(target_metadata: Any = None) -> None:
+    """The body of every service's migrations/env.py: online migrations over asyncpg, under a lock."""
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url is not set"
+
+    def do_run(connection: Any) -> None:
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            # Held until commit: replicas starting together migrate one after another.
+            connection.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK_ID})"))
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        async with engine.connect() as conn:
+            await conn.run_sync(do_run)
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m rfkit.migrate <service>  (reads RF_DATABASE_URL)", file=sys.stderr)
+        return 2
+    from rfkit.settings import ServiceSettings
+
+    upgrade(argv[1], ServiceSettings().database_url)
+    print(f"{argv[1]}: migrated to {head_revision(argv[1])}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -1,0 +1,214 @@
+"""The messaging backbone against a real broker and database: outbox, idempotent consumer, dead letters."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from faststream.kafka import KafkaBroker
+
+from rf_contracts import Event, topics
+from rfkit.consumer import DLQ_REASON_HEADER, EventConsumer
+from rfkit.db import Database, UnitOfWork
+from rfkit.outbox import OutboxRelay
+from rfkit.tables import kit_metadata
+from rfkit.testing import make_topics, produce, read_topic, step_event, unique_prefix, wait_until
+
+widgets_md = sa.MetaData()
+widgets = sa.Table("widgets", widgets_md, sa.Column("id", sa.Uuid, primary_key=True))
+applied_md = sa.MetaData()
+applied = sa.Table(
+    "applied", applied_md, sa.Column("n", sa.Integer, sa.Identity(), primary_key=True), sa.Column("event_id", sa.Uuid)
+)
+
+
+async def _database(url: str, prefix: str) -> Database:
+    db = Database(url, pool_size=4, topic_prefix=prefix)
+    async with db.engine.begin() as conn:
+        for md in (kit_metadata, widgets_md, applied_md):
+            await conn.run_sync(md.create_all)
+    return db
+
+
+@pytest.fixture
+async def env(kafka_bootstrap, make_database):
+    prefix = unique_prefix()
+    await make_topics(kafka_bootstrap, prefix, [topics.STEP_CREATED])
+    db = await _database(await _url(make_database), prefix)
+    yield kafka_bootstrap, prefix, db
+    await db.dispose()
+
+
+async def _url(make_database) -> str:
+    result = make_database()
+    return await result if hasattr(result, "__await__") else result
+
+
+async def _count(db: Database, table: sa.Table) -> int:
+    async with db.read() as s:
+        return int(await s.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+async def test_committed_change_publishes_its_event_keyed_by_session(env) -> None:
+    bootstrap, prefix, db = env
+    relay = OutboxRelay(db, bootstrap, service="test")
+    await relay.start()
+    try:
+        event = step_event()
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(sa.insert(widgets).values(id=uuid.uuid4()))
+            await uow.publish(event)
+        records = await read_topic(bootstrap, prefix + topics.STEP_CREATED, expect=1)
+    finally:
+        await relay.stop()
+    assert len(records) == 1
+    assert records[0].key == str(event.session_id).encode()
+    assert json.loads(records[0].value)["event_id"] == str(event.event_id)
+    assert dict(records[0].headers)["event_type"] == b"session.step_created"
+    assert await relay.pending_count() == 0
+
+
+async def test_rolled_back_change_publishes_nothing(env) -> None:
+    bootstrap, prefix, db = env
+    relay = OutboxRelay(db, bootstrap, service="test")
+    await relay.start()
+    lost, kept = step_event(), step_event()
+    try:
+        with pytest.raises(RuntimeError):
+            async with db.unit_of_work() as uow:
+                await uow.session.execute(sa.insert(widgets).values(id=uuid.uuid4()))
+                await uow.publish(lost)
+                raise RuntimeError("the handler failed after staging its event")
+        async with db.unit_of_work() as uow:
+            await uow.publish(kept)
+        # The relay publishes in commit order: once `kept` is there, `lost` would have been too.
+        records = await read_topic(bootstrap, prefix + topics.STEP_CREATED, expect=1, settle_s=0.5)
+    finally:
+        await relay.stop()
+    assert [json.loads(r.value)["event_id"] for r in records] == [str(kept.event_id)]
+    assert await _count(db, widgets) == 0
+
+
+async def test_events_of_one_session_keep_their_order(env) -> None:
+    bootstrap, prefix, db = env
+    relay = OutboxRelay(db, bootstrap, service="test", batch_size=7)
+    session_id = uuid.uuid4()
+    events = [step_event(session_id=session_id) for _ in range(40)]
+    for e in events:
+        async with db.unit_of_work() as uow:
+            await uow.publish(e)
+    await relay.start()
+    try:
+        records = await read_topic(bootstrap, prefix + topics.STEP_CREATED, expect=40)
+    finally:
+        await relay.stop()
+    assert [json.loads(r.value)["event_id"] for r in records] == [str(e.event_id) for e in events]
+
+
+def _consumer(broker: KafkaBroker, db: Database, prefix: str, *, batch: bool = False) -> EventConsumer:
+    async def handler(uow: UnitOfWork, events: list[Event]) -> None:
+        await uow.session.execute(sa.insert(applied), [{"event_id": e.event_id} for e in events])
+
+    return EventConsumer(
+        broker=broker,
+        db=db,
+        service="test",
+        name="test-consumer",
+        topics=[topics.STEP_CREATED],
+        group=f"{prefix}group",
+        handler=handler,
+        topic_prefix=prefix,
+        batch=batch,
+    )
+
+
+async def test_relay_killed_between_publish_and_mark_is_applied_once(env) -> None:
+    bootstrap, prefix, db = env
+    event = step_event()
+    async with db.unit_of_work() as uow:
+        await uow.publish(event)
+    crashed = OutboxRelay(db, bootstrap, service="test")
+    assert await crashed.publish_pending(mark=False) == 1  # published, then "killed" before marking
+    await crashed.stop()
+    restarted = OutboxRelay(db, bootstrap, service="test")
+    assert await restarted.publish_pending() == 1  # the same row again: at-least-once
+    await restarted.stop()
+    assert len(await read_topic(bootstrap, prefix + topics.STEP_CREATED, expect=2)) == 2
+
+    broker = KafkaBroker(bootstrap)
+    _consumer(broker, db, prefix)
+    await broker.start()
+    try:
+        await wait_until(lambda: _has(db, 1))
+        sentinel = step_event()
+        await produce(bootstrap, prefix + topics.STEP_CREATED, [(sentinel.key(), sentinel.to_json())])
+        await wait_until(lambda: _has(db, 2))
+    finally:
+        await broker.stop()
+    async with db.read() as s:
+        ids = (await s.scalars(sa.select(applied.c.event_id).order_by(applied.c.n))).all()
+    assert ids == [event.event_id, sentinel.event_id]
+
+
+async def _has(db: Database, n: int) -> bool:
+    return await _count(db, applied) >= n
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_bad_messages_go_to_the_dlq_and_consumption_goes_on(env, batch: bool) -> None:
+    bootstrap, prefix, db = env
+    topic = prefix + topics.STEP_CREATED
+    good = step_event()
+    violating = json.loads(step_event().to_json())
+    del violating["step_id"]
+    same_key = good.key()
+    await produce(
+        bootstrap,
+        topic,
+        [
+            (same_key, b"{not json"),
+            (same_key, json.dumps(violating).encode()),
+            (same_key, good.to_json()),
+        ],
+    )
+    broker = KafkaBroker(bootstrap)
+    _consumer(broker, db, prefix, batch=batch)
+    await broker.start()
+    try:
+        await wait_until(lambda: _has(db, 1))
+        dead = await read_topic(bootstrap, topics.dlq(topic), expect=2)
+    finally:
+        await broker.stop()
+    assert await _count(db, applied) == 1
+    assert sorted(r.value for r in dead) == sorted([b"{not json", json.dumps(violating).encode()])
+    reasons = [dict(r.headers)[DLQ_REASON_HEADER].decode() for r in dead]
+    assert any("step_id" in r for r in reasons), reasons
+    assert all(dict(r.headers)["x-original-topic"].decode() == topic for r in dead)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_same_event_delivered_twice_is_applied_once(env, batch: bool) -> None:
+    bootstrap, prefix, db = env
+    event, sentinel = step_event(), step_event()
+    await produce(
+        bootstrap,
+        prefix + topics.STEP_CREATED,
+        [(event.key(), event.to_json()), (event.key(), event.to_json()), (sentinel.key(), sentinel.to_json())],
+    )
+    broker = KafkaBroker(bootstrap)
+    _consumer(broker, db, prefix, batch=batch)
+    await broker.start()
+    try:
+        await wait_until(lambda: _has(db, 2))
+        # A second delivery of both, after the first were committed.
+        await produce(bootstrap, prefix + topics.STEP_CREATED, [(event.key(), event.to_json())])
+        marker = step_event()
+        await produce(bootstrap, prefix + topics.STEP_CREATED, [(marker.key(), marker.to_json())])
+        await wait_until(lambda: _has(db, 3))
+    finally:
+        await broker.stop()
+    async with db.read() as s:
+        ids = (await s.scalars(sa.select(applied.c.event_id))).all()
+    assert sorted(map(str, ids)) == sorted(map(str, [event.event_id, sentinel.event_id, marker.event_id]))

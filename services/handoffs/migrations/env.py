@@ -1,0 +1,5 @@
+"""Alembic environment of the handoffs service (the shared runner lives in rfkit.migrate)."""
+
+from rfkit.migrate import run_env
+
+run_env()

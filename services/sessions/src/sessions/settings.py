@@ -1,0 +1,8 @@
+"""Settings of the sessions service (environment variables with prefix RF_)."""
+
+from rfkit.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: str = "sessions"
+    port: int = 8001
