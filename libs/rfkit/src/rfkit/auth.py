@@ -121,3 +121,50 @@ CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 Viewer = CurrentPrincipal
 Engineer = Annotated[Principal, Depends(require_role("engineer"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
+
+
+def issue_access_token(
+    private_key_pem: str,
+    *,
+    user_id: UUID,
+    account_id: UUID,
+    role: Role,
+    issuer: str,
+    audience: str,
+    ttl_s: int = 900,
+    token_id: str | None = None,
+    now: int | None = None,
+) -> str:
+    """Sign an access token (the gateway's job; tests use it too, so both share one definition of the claims)."""
+    import time
+    import uuid as _uuid
+
+    issued = int(now if now is not None else time.time())
+    claims = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": str(user_id),
+        "acc": str(account_id),
+        "role": role,
+        "typ": "access",
+        "jti": token_id or _uuid.uuid4().hex,
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + ttl_s,
+    }
+    return jwt.encode(claims, private_key_pem, algorithm=ALGORITHM)
+
+
+def generate_keypair() -> tuple[str, str]:
+    """A new Ed25519 key pair as (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    return private, public

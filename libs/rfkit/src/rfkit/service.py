@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -56,7 +57,8 @@ class ServiceRuntime:
         key = settings.public_key_pem()
         if key:
             self.verifier = TokenVerifier(
-                [k for k in key.split("\n\n---\n\n") if k.strip()],
+                # Several concatenated PEM blocks while the signing key is being rotated.
+                re.findall(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", key, re.S) or [key],
                 issuer=settings.jwt_issuer,
                 audience=settings.jwt_audience,
             )

@@ -93,3 +93,57 @@ def step_event(**over: Any) -> StepCreated:
     }
     fields.update(over)
     return StepCreated(**fields)
+
+
+async def new_database(make_database: Any) -> str:
+    """Call the `make_database` fixture whether it is sync or async; returns the new database's URL."""
+    result = make_database()
+    if hasattr(result, "__await__"):
+        result = await result
+    return str(result)
+
+
+class Caller:
+    """A test user: ids, role, and the Authorization header of a token signed with the test key."""
+
+    def __init__(self, private_pem: str, *, role: str = "engineer", account_id: uuid.UUID | None = None,
+                 user_id: uuid.UUID | None = None, issuer: str = "resolutionflow-gateway",
+                 audience: str = "resolutionflow") -> None:
+        from rfkit.auth import issue_access_token
+
+        self.role = role
+        self.account_id = account_id or uuid.uuid4()
+        self.user_id = user_id or uuid.uuid4()
+        self.token = issue_access_token(
+            private_pem, user_id=self.user_id, account_id=self.account_id, role=role,  # type: ignore[arg-type]
+            issuer=issuer, audience=audience,
+        )
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+
+    def colleague(self, private_pem: str, role: str = "engineer") -> Caller:
+        """Another user of the same account."""
+        return Caller(private_pem, role=role, account_id=self.account_id)
+
+
+class RunningApp:
+    """An ASGI app with its lifespan running (real database, real Kafka) and an httpx client bound to it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._manager: Any = None
+        self.client: Any = None
+
+    async def __aenter__(self) -> RunningApp:
+        import httpx
+        from asgi_lifespan import LifespanManager
+
+        self._manager = LifespanManager(self.app, startup_timeout=60, shutdown_timeout=30)
+        await self._manager.__aenter__()
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self._manager.app), base_url="http://testserver"
+        )
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.client.aclose()
+        await self._manager.__aexit__(*exc)
