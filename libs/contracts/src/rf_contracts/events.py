@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 from uuid import UUID
 

@@ -40,7 +40,7 @@ class TokenVerifier:
         if not public_keys_pem:
             raise ValueError("no public key to verify tokens with")
         # Several keys while a signing key is rotated: a token is valid under any of them.
-        self._keys = [jwt.algorithms.OKPAlgorithm.from_jwk(k) if k.lstrip().startswith("{") else k for k in public_keys_pem]
+        self._keys = list(public_keys_pem)
         self.issuer = issuer
         self.audience = audience
         self.leeway_s = leeway_s

@@ -45,7 +45,7 @@ async def claim_new_events(session: AsyncSession, consumer: str, events: Sequenc
         unique.setdefault(event.event_id, event)
     if not unique:
         return []
-    stmt = (
+    stmt: Any = (
         insert(processed_events)
         .values([{"consumer": consumer, "event_id": eid} for eid in unique])
         .on_conflict_do_nothing()

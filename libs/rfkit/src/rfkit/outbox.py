@@ -180,7 +180,7 @@ class OutboxRelay:
                     outbox.c.published_at.is_not(None), outbox.c.published_at < func.now() - self.retention
                 )
             )
-            return result.rowcount or 0
+            return int(getattr(result, "rowcount", 0) or 0)
 
     async def pending_count(self) -> int:
         async with self.db.read() as session:
