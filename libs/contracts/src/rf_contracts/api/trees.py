@@ -1,0 +1,133 @@
+"""Public REST models of decision trees (owned by the sessions service, shown by the gateway)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+
+def storable(text: str) -> str:
+    """Refuse what PostgreSQL text cannot hold (NUL, lone surrogates), so it is a 422 and not a failed write."""
+    if "\x00" in text:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text is not valid Unicode") from exc
+    return text
+
+
+Storable = AfterValidator(storable)
+NodeKind = Literal["question", "action", "solution", "escalation"]
+# Node ids are chosen by the tree's author ("start", "q1", ...); they only need to be unique in the tree.
+NodeId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable]
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
+Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50), Storable]
+
+MAX_NODES = 500
+MAX_OPTIONS = 50
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TreeOption(_Input):
+    """One way out of a node: the label a person picks and the node it leads to."""
+
+    label: Label
+    next_node_id: NodeId
+
+
+class TreeNode(_Input):
+    """A step of the tree: a question or action leads on through options; solution and escalation end it."""
+
+    id: NodeId
+    kind: NodeKind
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000), Storable]
+    options: list[TreeOption] = Field(default_factory=list, max_length=MAX_OPTIONS)
+
+
+class TreeCreate(_Input):
+    """A whole tree; validated as a graph (root exists, options lead to nodes, all reachable, all can end)."""
+
+    title: Title
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Storable] = ""
+    category: Category = "general"
+    tags: list[Tag] = Field(default_factory=list, max_length=20)
+    root_node_id: NodeId
+    nodes: list[TreeNode] = Field(min_length=1, max_length=MAX_NODES)
+
+
+class TreeReplace(TreeCreate):
+    """PUT /trees/{id}: the complete new content; it becomes the next version."""
+
+
+class TreeSummary(BaseModel):
+    """A tree in lists: its latest version without the nodes."""
+
+    id: UUID
+    account_id: UUID
+    version: int
+    title: str
+    description: str
+    category: str
+    tags: list[str]
+    node_count: int
+    created_by: UUID
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class TreeRead(TreeSummary):
+    """One version of a tree with its nodes (`updated_at` is when this version was written)."""
+
+    root_node_id: str
+    nodes: list[TreeNode]
+
+
+class TreePage(BaseModel):
+    items: list[TreeSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class TreeCategory(BaseModel):
+    category: str
+    count: int
+
+
+class TreeSearchHit(TreeSummary):
+    """A search result; `rank` is PostgreSQL's ts_rank (title weighs most, then description/tags, then nodes)."""
+
+    rank: float
+
+
+class TreeSearchPage(BaseModel):
+    query: str
+    items: list[TreeSearchHit]
+    total: int
+    limit: int
+    offset: int
+
+
+class TreeViolation(BaseModel):
+    """Why a tree is not a valid graph: the rule broken and the node that breaks it (body of a 422)."""
+
+    rule: Literal[
+        "duplicate_node_id",
+        "root_missing",
+        "unknown_next_node",
+        "duplicate_option_label",
+        "terminal_has_options",
+        "question_without_options",
+        "unreachable_from_root",
+        "no_path_to_terminal",
+    ]
+    node_id: str
+    message: str

@@ -1,0 +1,232 @@
+"""HTTP routes of trees and sessions: validate -> handler(unit of work) -> response model."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from rf_contracts.api.sessions import (
+    ExportFormat,
+    SessionComplete,
+    SessionCreate,
+    SessionExport,
+    SessionPage,
+    SessionRead,
+    SessionStatus,
+    SessionUpdate,
+    StepCreate,
+    StepPage,
+    StepRead,
+)
+from rf_contracts.api.trees import (
+    Category,
+    Storable,
+    TreeCategory,
+    TreeCreate,
+    TreePage,
+    TreeRead,
+    TreeReplace,
+    TreeSearchPage,
+    TreeViolation,
+)
+from rfkit.auth import Admin, CurrentPrincipal, Engineer
+from rfkit.db import Database
+from rfkit.errors import Forbidden
+from sessions import handlers
+from sessions.export import render_markdown
+
+
+def _db(request: Request) -> Database:
+    db: Database = request.app.state.runtime.db
+    return db
+
+
+Db = Annotated[Database, Depends(_db)]
+Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+CategoryFilter = Annotated[Category | None, Query(description="only trees of this category")]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no or bad token"},
+    403: {"description": "role too low"},
+    404: {"description": "not found or belongs to another account"},
+}
+_INVALID_TREE: dict[int | str, dict[str, Any]] = {
+    422: {"description": "invalid input, or a tree that is not a valid graph (each violation names node and rule)",
+          "model": dict[str, list[TreeViolation]]}
+}
+
+trees_router = APIRouter(prefix="/trees", tags=["trees"], responses=_ERRORS)
+sessions_router = APIRouter(prefix="/sessions", tags=["sessions"], responses=_ERRORS)
+
+
+# --- trees -------------------------------------------------------------------------------------------------
+
+
+@trees_router.get("", response_model=TreePage, summary="List the account's trees")
+async def list_trees(
+    principal: CurrentPrincipal, db: Db, category: CategoryFilter = None, limit: Limit = 50, offset: Offset = 0
+) -> TreePage:
+    async with db.read() as session:
+        return await handlers.list_trees(
+            session, account_id=principal.account_id, category=category, limit=limit, offset=offset
+        )
+
+
+@trees_router.get("/categories", response_model=list[TreeCategory], summary="Categories with their tree counts")
+async def tree_categories(principal: CurrentPrincipal, db: Db) -> list[TreeCategory]:
+    async with db.read() as session:
+        return await handlers.tree_categories(session, account_id=principal.account_id)
+
+
+@trees_router.get("/search", response_model=TreeSearchPage, summary="Ranked full-text search")
+async def search_trees(
+    principal: CurrentPrincipal,
+    db: Db,
+    q: Annotated[str, Query(min_length=1, max_length=500, description='words, "a phrase", or, -word'), Storable],
+    category: CategoryFilter = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> TreeSearchPage:
+    async with db.read() as session:
+        return await handlers.search_trees(
+            session, account_id=principal.account_id, q=q, category=category, limit=limit, offset=offset
+        )
+
+
+@trees_router.get("/{tree_id}", response_model=TreeRead, summary="A tree with its nodes (latest or ?version=N)")
+async def get_tree(
+    tree_id: UUID, principal: CurrentPrincipal, db: Db, version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None
+) -> TreeRead:
+    async with db.read() as session:
+        return await handlers.get_tree(session, account_id=principal.account_id, tree_id=tree_id, version=version)
+
+
+@trees_router.post(
+    "", response_model=TreeRead, status_code=status.HTTP_201_CREATED, responses=_INVALID_TREE, summary="Create a tree"
+)
+async def create_tree(body: TreeCreate, principal: Engineer, db: Db) -> TreeRead:
+    async with db.unit_of_work() as uow:
+        return await handlers.create_tree(uow, actor=principal, body=body)
+
+
+@trees_router.put("/{tree_id}", response_model=TreeRead, responses=_INVALID_TREE, summary="Replace: a new version")
+async def replace_tree(tree_id: UUID, body: TreeReplace, principal: Engineer, db: Db) -> TreeRead:
+    async with db.unit_of_work() as uow:
+        return await handlers.replace_tree(uow, actor=principal, tree_id=tree_id, body=body)
+
+
+@trees_router.delete("/{tree_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Soft delete (admin)")
+async def delete_tree(tree_id: UUID, principal: Admin, db: Db) -> Response:
+    async with db.unit_of_work() as uow:
+        await handlers.delete_tree(uow, actor=principal, tree_id=tree_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- sessions ----------------------------------------------------------------------------------------------
+
+
+@sessions_router.get("", response_model=SessionPage, summary="The caller's sessions (engineer+: ?scope=account)")
+async def list_sessions(
+    principal: CurrentPrincipal,
+    db: Db,
+    scope: Literal["mine", "account"] = "mine",
+    status_: Annotated[SessionStatus | None, Query(alias="status")] = None,
+    tree_id: UUID | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> SessionPage:
+    if scope == "account" and not principal.at_least("engineer"):
+        raise Forbidden("scope=account requires role engineer or higher")
+    async with db.read() as session:
+        return await handlers.list_sessions(
+            session,
+            account_id=principal.account_id,
+            started_by=principal.user_id if scope == "mine" else None,
+            status=status_,
+            tree_id=tree_id,
+            limit=limit,
+            offset=offset,
+        )
+
+
+@sessions_router.get("/{session_id}", response_model=SessionRead, summary="A session with its current node")
+async def get_session(session_id: UUID, principal: CurrentPrincipal, db: Db) -> SessionRead:
+    async with db.read() as session:
+        return await handlers.get_session(session, account_id=principal.account_id, session_id=session_id)
+
+
+@sessions_router.post(
+    "", response_model=SessionRead, status_code=status.HTTP_201_CREATED, summary="Start a session at a tree's root"
+)
+async def start_session(body: SessionCreate, principal: Engineer, db: Db) -> SessionRead:
+    async with db.unit_of_work() as uow:
+        return await handlers.start_session(uow, actor=principal, body=body)
+
+
+@sessions_router.put(
+    "/{session_id}",
+    response_model=SessionRead,
+    responses={409: {"description": "the session is completed"}},
+    summary="Update title/notes, or answer the current node",
+)
+async def update_session(session_id: UUID, body: SessionUpdate, principal: Engineer, db: Db) -> SessionRead:
+    async with db.unit_of_work() as uow:
+        return await handlers.update_session(uow, actor=principal, session_id=session_id, body=body)
+
+
+@sessions_router.get("/{session_id}/steps", response_model=StepPage, summary="The journal, oldest first")
+async def list_steps(
+    session_id: UUID, principal: CurrentPrincipal, db: Db, limit: Limit = 50, offset: Offset = 0
+) -> StepPage:
+    async with db.read() as session:
+        return await handlers.list_steps(
+            session, account_id=principal.account_id, session_id=session_id, limit=limit, offset=offset
+        )
+
+
+@sessions_router.post(
+    "/{session_id}/steps",
+    response_model=StepRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: {"description": "the session is completed"}},
+    summary="Add a step to the journal",
+)
+async def add_step(session_id: UUID, body: StepCreate, principal: Engineer, db: Db) -> StepRead:
+    async with db.unit_of_work() as uow:
+        return await handlers.add_step(uow, actor=principal, session_id=session_id, body=body)
+
+
+@sessions_router.post(
+    "/{session_id}/complete",
+    response_model=SessionRead,
+    responses={409: {"description": "already completed"}},
+    summary="Complete with an outcome",
+)
+async def complete_session(session_id: UUID, body: SessionComplete, principal: Engineer, db: Db) -> SessionRead:
+    async with db.unit_of_work() as uow:
+        return await handlers.complete_session(uow, actor=principal, session_id=session_id, body=body)
+
+
+@sessions_router.post(
+    "/{session_id}/export",
+    response_model=SessionExport,
+    responses={200: {"content": {"text/markdown": {}}, "description": "the session as a document"}},
+    summary="Export as Markdown or JSON",
+)
+async def export_session(
+    session_id: UUID, principal: CurrentPrincipal, db: Db, format: ExportFormat = "markdown"
+) -> Response:
+    async with db.read() as session:
+        doc = await handlers.export_session(session, account_id=principal.account_id, session_id=session_id)
+    filename = f"session-{session_id}.{'md' if format == 'markdown' else 'json'}"
+    headers = {"Content-Disposition": f'inline; filename="{filename}"'}
+    if format == "json":
+        return JSONResponse(doc.model_dump(mode="json"), headers=headers)
+    return PlainTextResponse(render_markdown(doc), media_type="text/markdown; charset=utf-8", headers=headers)
+
+
+routers = [trees_router, sessions_router]
