@@ -1,0 +1,62 @@
+# ResolutionFlow developer entry points. `make` lists them; `make up` runs everything on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+# `pip install --user` puts uv here, which is often not on PATH yet.
+export PATH := $(HOME)/.local/bin:$(PATH)
+# --frozen: run exactly what uv.lock pins, never rewrite it.
+RUN := uv run --frozen
+PYTEST_ARGS ?=
+
+.PHONY: help uv install kafka-jars up start stop status test lint bench
+
+help:
+	@echo "ResolutionFlow"
+	@echo "  make install     uv, the locked Python environment and (if needed) the Kafka jars"
+	@echo "  make up          Kafka, PostgreSQL and the four services in the foreground; Ctrl-C stops all"
+	@echo "  make start       the same in the background; returns when every service is ready"
+	@echo "  make stop        stop what start (or infra-up) runs"
+	@echo "  make status      KEY=VALUE addresses and the state of each component"
+	@echo "  make test        every test (PYTEST_ARGS='-k name -x' to narrow)"
+	@echo "  make lint        ruff and mypy"
+	@echo "  make bench       every benchmark"
+	@echo "  make kafka-jars  resolve the local Kafka broker's jars with Maven"
+	@echo "Kafka and PostgreSQL come from RF_KAFKA_BOOTSTRAP / RF_DATABASE_URL when set, else Docker when an"
+	@echo "engine answers, else local processes (needs Java 17+ and Maven). Run state lives in .run/."
+
+uv:
+	@command -v uv >/dev/null 2>&1 || { \
+		command -v python3 >/dev/null 2>&1 || { echo "error: python3 is missing; install Python 3.11 first" >&2; exit 2; }; \
+		echo "uv not found: installing uv==$(UV_VERSION) with pip --user"; \
+		python3 -m pip install --user --quiet "uv==$(UV_VERSION)" \
+			|| python3 -m pip install --user --quiet --break-system-packages "uv==$(UV_VERSION)"; \
+	}
+
+install: uv
+	uv sync --frozen
+	$(RUN) python -m rf_devstack kafka-jars --if-needed
+
+kafka-jars: uv
+	$(RUN) python -m rf_devstack kafka-jars
+
+up: install
+	$(RUN) python -m rf_devstack up
+
+start: install
+	$(RUN) python -m rf_devstack start
+
+stop: uv
+	$(RUN) python -m rf_devstack stop
+
+status: uv
+	@$(RUN) python -m rf_devstack status
+
+test: install
+	$(RUN) pytest $(PYTEST_ARGS)
+
+lint: uv
+	$(RUN) ruff check . && $(RUN) mypy $(wildcard libs/*/src services/*/src) bench
+
+bench: install
+	$(RUN) python -m bench

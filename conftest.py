@@ -1,0 +1,1 @@
+pytest_plugins = ["rf_devstack.pytest_plugin"]
