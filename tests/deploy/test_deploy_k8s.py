@@ -1,0 +1,633 @@
+"""The Kubernetes overlays render, validate against the Kubernetes schemas, and keep the operating rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from rf_contracts import topics
+
+from .conftest import COMMON_ENV, CONSUMER_GROUPS, GATEWAY_ENV, K8S, OVERLAYS, SERVICE_PORTS, allowed_env
+
+# The first test builds kustomize on a fresh machine (a few minutes from the Go module proxy).
+pytestmark = pytest.mark.timeout(900)
+
+# Validated against the oldest Kubernetes we support and the newest the schemas know.
+K8S_VERSIONS = ("1.31.0", "1.37.0")
+NAMESPACES = {"dev": "resolutionflow-dev", "prod": "resolutionflow"}
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
+
+Obj = dict[str, Any]
+FROM_SECRET = "<from a Secret>"
+
+# Custom resources are not in the Kubernetes schemas: these are the parts of their CRDs we use, closed
+# (additionalProperties: false) so that a misspelt field fails here rather than being ignored by the operator.
+_STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+SCALED_OBJECT_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "ScaledObject"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["scaleTargetRef", "triggers"],
+            "properties": {
+                "scaleTargetRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "apiVersion": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "name": {"type": "string", "minLength": 1},
+                        "envSourceContainerName": {"type": "string"},
+                    },
+                },
+                "minReplicaCount": {"type": "integer", "minimum": 0},
+                "maxReplicaCount": {"type": "integer", "minimum": 1},
+                "idleReplicaCount": {"type": "integer", "minimum": 0},
+                "pollingInterval": {"type": "integer", "minimum": 1},
+                "cooldownPeriod": {"type": "integer", "minimum": 0},
+                "initialCooldownPeriod": {"type": "integer", "minimum": 0},
+                "fallback": {"type": "object"},
+                "advanced": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "restoreToOriginalReplicaCount": {"type": "boolean"},
+                        "horizontalPodAutoscalerConfig": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"name": {"type": "string"}, "behavior": {"type": "object"}},
+                        },
+                        "scalingModifiers": {"type": "object"},
+                    },
+                },
+                "triggers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["type", "metadata"],
+                        "properties": {
+                            "type": {"type": "string"},
+                            "name": {"type": "string"},
+                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+                            "useCachedMetrics": {"type": "boolean"},
+                            "metadata": _STR_MAP,
+                            "authenticationRef": {"type": "object", "required": ["name"]},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+KAFKA_TRIGGER_METADATA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["consumerGroup"],
+    "oneOf": [{"required": ["bootstrapServers"]}, {"required": ["bootstrapServersFromEnv"]}],
+    "properties": {
+        key: {"type": "string"}
+        for key in (
+            "bootstrapServers",
+            "bootstrapServersFromEnv",
+            "consumerGroup",
+            "consumerGroupFromEnv",
+            "topic",
+            "topicFromEnv",
+            "lagThreshold",
+            "activationLagThreshold",
+            "offsetResetPolicy",
+            "allowIdleConsumers",
+            "scaleToZeroOnInvalidOffset",
+            "excludePersistentLag",
+            "limitToPartitionsWithLag",
+            "ensureEvenDistributionOfPartitions",
+            "partitionLimitation",
+            "version",
+            "sasl",
+            "tls",
+            "unsafeSsl",
+        )
+    },
+}
+EXTERNAL_SECRET_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "external-secrets.io/v1"},
+        "kind": {"const": "ExternalSecret"},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["secretStoreRef", "target", "data"],
+            "properties": {
+                "refreshInterval": {"type": "string", "pattern": r"^\d+[smh]$"},
+                "secretStoreRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name", "kind"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "kind": {"enum": ["SecretStore", "ClusterSecretStore"]},
+                    },
+                },
+                "target": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "creationPolicy": {"enum": ["Owner", "Orphan", "Merge", "None"]},
+                        "deletionPolicy": {"enum": ["Retain", "Delete", "Merge"]},
+                    },
+                },
+                "data": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["secretKey", "remoteRef"],
+                        "properties": {
+                            "secretKey": {"type": "string"},
+                            "remoteRef": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["key"],
+                                "properties": {
+                                    "key": {"type": "string"},
+                                    "property": {"type": "string"},
+                                    "version": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+CUSTOM_SCHEMAS = {"ScaledObject": SCALED_OBJECT_SCHEMA, "ExternalSecret": EXTERNAL_SECRET_SCHEMA}
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------
+
+
+def of_kind(objs: list[Obj], kind: str) -> list[Obj]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def named(objs: list[Obj], kind: str, name: str) -> Obj:
+    found = [o for o in of_kind(objs, kind) if o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def workloads(objs: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
+    """(object, pod template) of every Deployment, StatefulSet and Job."""
+    for o in objs:
+        if o["kind"] in WORKLOAD_KINDS:
+            yield o, o["spec"]["template"]
+
+
+def is_rf_workload(o: Obj) -> bool:
+    """Ours (services, migrations, topics), as opposed to the dev overlay's Kafka and PostgreSQL."""
+    labels = o["spec"]["template"]["metadata"].get("labels", {})
+    return labels.get("app.kubernetes.io/part-of") == "resolutionflow"
+
+
+def server(objs: list[Obj], service: str) -> Obj:
+    return named(objs, "Deployment", service)
+
+
+def config_maps(objs: list[Obj]) -> dict[str, dict[str, str]]:
+    return {o["metadata"]["name"]: o.get("data", {}) for o in of_kind(objs, "ConfigMap")}
+
+
+def container_env(objs: list[Obj], container: Obj) -> dict[str, str]:
+    """A container's environment as Kubernetes would assemble it (values from Secrets are FROM_SECRET)."""
+    cms = config_maps(objs)
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef")
+        assert ref, f"envFrom other than a ConfigMap in {container['name']}"
+        assert ref["name"] in cms, f"{container['name']} refers to a missing ConfigMap {ref['name']}"
+        env.update(cms[ref["name"]])
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif "configMapKeyRef" in var["valueFrom"]:
+            ref = var["valueFrom"]["configMapKeyRef"]
+            env[var["name"]] = cms[ref["name"]][ref["key"]]
+        else:
+            env[var["name"]] = FROM_SECRET
+    return env
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def image_tag(image: str) -> tuple[str, str]:
+    name, _, tag = image.rpartition(":")
+    assert name and tag and "/" not in tag, f"image without a tag: {image}"
+    return name, tag
+
+
+def by_overlay() -> Any:
+    return pytest.mark.parametrize("overlay", OVERLAYS)
+
+
+# ---- the tests -------------------------------------------------------------------------------------------
+
+
+@by_overlay()
+def test_every_object_validates_against_the_kubernetes_schemas(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    errors = []
+    for obj in rendered[overlay]:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] in CUSTOM_SCHEMAS:
+            try:
+                jsonschema.validate(obj, CUSTOM_SCHEMAS[obj["kind"]])
+            except jsonschema.ValidationError as exc:
+                errors.append(f"{where}: {exc.message} at {list(exc.absolute_path)}")
+            continue
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                errors.append(f"{where} (k8s {version}): {exc.message} at {list(exc.absolute_path)}")
+            except kubernetes_validate.SchemaNotFoundError as exc:
+                errors.append(f"{where}: {exc.message}")
+    assert not errors, "\n".join(errors)
+
+
+@by_overlay()
+def test_kafka_triggers_are_well_formed(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    for so in of_kind(rendered[overlay], "ScaledObject"):
+        kafka = [t for t in so["spec"]["triggers"] if t["type"] == "kafka"]
+        assert len(kafka) == 1, f"ScaledObject {so['metadata']['name']} needs one kafka trigger"
+        jsonschema.validate(kafka[0]["metadata"], KAFKA_TRIGGER_METADATA)
+
+
+@by_overlay()
+def test_every_namespaced_object_is_in_the_overlay_namespace(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    for obj in rendered[overlay]:
+        if obj["kind"] == "Namespace":
+            assert obj["metadata"]["name"] == NAMESPACES[overlay]
+            assert obj["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        else:
+            assert obj["metadata"].get("namespace") == NAMESPACES[overlay], obj["metadata"]["name"]
+
+
+@by_overlay()
+def test_each_service_has_its_objects(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    for service in SERVICE_PORTS:
+        server(objs, service)
+        named(objs, "Service", service)
+        named(objs, "PodDisruptionBudget", service)
+        named(objs, "Job", f"{service}-migrate")
+        named(objs, "NetworkPolicy", service)
+    named(objs, "HorizontalPodAutoscaler", "gateway")
+    for service in CONSUMER_GROUPS:
+        named(objs, "ScaledObject", service)
+    named(objs, "Job", "kafka-topics")
+
+
+@by_overlay()
+def test_probes_use_healthz_and_readyz(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    for service in SERVICE_PORTS:
+        (container,) = server(rendered[overlay], service)["spec"]["template"]["spec"]["containers"]
+        port_names = {p["name"] for p in container["ports"]}
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            if probe in container:
+                assert container[probe]["httpGet"]["port"] in port_names | {SERVICE_PORTS[service]}
+
+
+@by_overlay()
+def test_every_container_has_requests_and_limits(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    for obj, template in workloads(rendered[overlay]):
+        spec = template["spec"]
+        for container in spec["containers"] + spec.get("initContainers", []):
+            resources = container.get("resources", {})
+            for bound in ("requests", "limits"):
+                for resource in ("cpu", "memory"):
+                    assert resource in resources.get(bound, {}), (
+                        f"{obj['kind']}/{obj['metadata']['name']} {container['name']}: no {bound}.{resource}"
+                    )
+
+
+@by_overlay()
+def test_pods_run_hardened(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    for obj, template in workloads(rendered[overlay]):
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        spec = template["spec"]
+        pod_sc = spec.get("securityContext", {})
+        assert pod_sc.get("runAsNonRoot") is True, where
+        assert pod_sc.get("runAsUser", 1) != 0, where
+        assert spec.get("automountServiceAccountToken") is False, where
+        mounts_of_volume = {v["name"]: v for v in spec.get("volumes", [])}
+        for container in spec["containers"] + spec.get("initContainers", []):
+            sc = container.get("securityContext", {})
+            seccomp = sc.get("seccompProfile") or pod_sc.get("seccompProfile")
+            assert seccomp == {"type": "RuntimeDefault"}, where
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert not sc.get("privileged", False), where
+            if is_rf_workload(obj):
+                assert sc.get("readOnlyRootFilesystem") is True, where
+                tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+                assert tmp and "emptyDir" in mounts_of_volume[tmp[0]["name"]], f"{where}: no emptyDir on /tmp"
+
+
+@by_overlay()
+def test_selectors_match_their_pods(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    pods = [(o, t["metadata"].get("labels", {})) for o, t in workloads(objs)]
+    for obj in of_kind(objs, "Deployment") + of_kind(objs, "StatefulSet"):
+        selector = obj["spec"]["selector"]["matchLabels"]
+        assert matches(selector, obj["spec"]["template"]["metadata"]["labels"]), obj["metadata"]["name"]
+    # A Service, PodDisruptionBudget or server NetworkPolicy selects the pods of exactly one Deployment or
+    # StatefulSet: never the migration Job's pods, which carry the same app name.
+    selecting = [(o, o["spec"]["selector"]) for o in of_kind(objs, "Service")]
+    selecting += [(o, o["spec"]["selector"]["matchLabels"]) for o in of_kind(objs, "PodDisruptionBudget")]
+    for obj, selector in selecting:
+        chosen = [w for w, labels in pods if matches(selector, labels)]
+        assert len(chosen) == 1, f"{obj['kind']}/{obj['metadata']['name']} selects {len(chosen)} workloads"
+        assert chosen[0]["kind"] in {"Deployment", "StatefulSet"}
+    for service in SERVICE_PORTS:
+        deployment = server(objs, service)
+        assert named(objs, "Service", service)["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+@by_overlay()
+def test_ports_agree_with_each_service_port_and_rf_port(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    for service, port in SERVICE_PORTS.items():
+        deployment = server(objs, service)
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert [p["containerPort"] for p in container["ports"]] == [port], service
+        env = container_env(objs, container)
+        assert env["RF_PORT"] == str(port), service
+        assert env["RF_SERVICE_NAME"] == service
+        assert env["RF_HOST"] == "0.0.0.0"
+        svc = named(objs, "Service", service)
+        assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(port, "http")]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(port)
+        assert annotations["prometheus.io/path"] == "/metrics"
+
+
+@by_overlay()
+def test_services_get_only_contract_settings(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    for service in SERVICE_PORTS:
+        for obj in (server(objs, service), named(objs, "Job", f"{service}-migrate")):
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                env = container_env(objs, container)
+                names = set(env)
+                assert names <= allowed_env(service), f"{service}: unknown settings {names - allowed_env(service)}"
+                assert env["RF_MIGRATE_ON_START"] == "false"
+                assert env["RF_CREATE_TOPICS"] == "false"
+                assert env["RF_ENV"] == "prod"
+                assert env["RF_JWT_ISSUER"] == "resolutionflow-gateway"
+                assert env["RF_JWT_AUDIENCE"] == "resolutionflow"
+                assert "RF_DATABASE_URL" in env and env["RF_DATABASE_URL"] == FROM_SECRET, (
+                    "the database URL is a Secret"
+                )
+                assert env["RF_JWT_PUBLIC_KEY_FILE"], service
+                mounted = {m["mountPath"] for m in container.get("volumeMounts", [])}
+                assert str(Path(env["RF_JWT_PUBLIC_KEY_FILE"]).parent) in mounted
+                if service == "gateway" and obj["kind"] == "Deployment":
+                    assert str(Path(env["RF_JWT_PRIVATE_KEY_FILE"]).parent) in mounted
+                    for other in CONSUMER_GROUPS:
+                        assert env[f"RF_{other.upper()}_URL"] == f"http://{other}:{SERVICE_PORTS[other]}"
+
+
+def test_contract_settings_are_read_by_the_settings_classes() -> None:
+    """Every RF_ name we set is a field of rfkit's ServiceSettings or the gateway's Settings."""
+    settings = pytest.importorskip("rfkit.settings")
+    fields = {f"RF_{name.upper()}" for name in settings.ServiceSettings.model_fields}
+    assert fields >= COMMON_ENV, f"not read by ServiceSettings: {COMMON_ENV - fields}"
+    gateway = pytest.importorskip("gateway.settings")
+    fields = {f"RF_{name.upper()}" for name in gateway.Settings.model_fields}
+    assert fields >= GATEWAY_ENV, f"not read by the gateway's Settings: {GATEWAY_ENV - fields}"
+
+
+@by_overlay()
+def test_one_image_tag_for_every_service(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    tags = set()
+    for _, template in workloads(objs):
+        for container in template["spec"]["containers"]:
+            name, tag = image_tag(container["image"])
+            if name.startswith("resolutionflow/"):
+                tags.add(tag)
+                assert tag != "latest"
+    assert len(tags) == 1, f"{overlay} mixes image tags {tags}"
+    for service in SERVICE_PORTS:
+        for obj in (server(objs, service), named(objs, "Job", f"{service}-migrate")):
+            (container,) = obj["spec"]["template"]["spec"]["containers"]
+            assert image_tag(container["image"])[0] == f"resolutionflow/{service}"
+    kustomization = yaml.safe_load((K8S / "overlays" / overlay / "kustomization.yaml").read_text())
+    assert {i["name"] for i in kustomization["images"]} >= {f"resolutionflow/{s}" for s in SERVICE_PORTS}
+
+
+@by_overlay()
+def test_migration_jobs_run_rfkit_migrate_with_the_service_image(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    for service in SERVICE_PORTS:
+        job = named(objs, "Job", f"{service}-migrate")
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        assert container["command"] == ["python", "-m", "rfkit.migrate", service]
+        (served,) = server(objs, service)["spec"]["template"]["spec"]["containers"]
+        assert container["image"] == served["image"]
+        assert job["spec"]["template"]["spec"]["restartPolicy"] in {"Never", "OnFailure"}
+
+
+@by_overlay()
+def test_topic_job_creates_every_contract_topic_and_its_dlq(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    job = named(objs, "Job", "kafka-topics")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = container_env(objs, container)
+    assert tuple(env["TOPICS"].split()) == topics.ALL_TOPICS
+    assert env["PARTITIONS"] == str(topics.PARTITIONS)
+    assert env["RETENTION_MS"] == str(topics.RETENTION_MS)
+    assert env["DLQ_RETENTION_MS"] == str(topics.DLQ_RETENTION_MS)
+    assert env["BOOTSTRAP"] == config_maps(objs)[_common_name(objs)]["RF_KAFKA_BOOTSTRAP"]
+    (script_volume,) = [v for v in job["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
+    script = config_maps(objs)[script_volume["configMap"]["name"]]["create-topics.sh"]
+    assert f'"$topic{topics.DLQ_SUFFIX}" "$DLQ_RETENTION_MS"' in script
+    assert '"$topic" "$RETENTION_MS"' in script
+    assert image_tag(container["image"]) == ("apache/kafka", _pom_kafka_version())
+
+
+def _common_name(objs: list[Obj]) -> str:
+    (name,) = [n for n in config_maps(objs) if n.startswith("rf-common")]
+    return name
+
+
+def _pom_kafka_version() -> str:
+    pom = (K8S.parent / "kafka" / "pom.xml").read_text()
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
+    assert match
+    return match.group(1)
+
+
+@by_overlay()
+def test_consumers_scale_on_lag_up_to_the_partition_count(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    hpa_targets = {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(objs, "HorizontalPodAutoscaler")}
+    for so in of_kind(objs, "ScaledObject"):
+        spec = so["spec"]
+        target = spec["scaleTargetRef"]["name"]
+        assert spec["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+        deployment = server(objs, target)
+        assert target not in hpa_targets, f"{target} has both an HPA and a ScaledObject"
+        assert "replicas" not in deployment["spec"], f"{target}: replicas would fight the autoscaler"
+        assert 1 <= spec.get("minReplicaCount", 0) <= spec["maxReplicaCount"] <= topics.PARTITIONS
+        (kafka,) = [t["metadata"] for t in spec["triggers"] if t["type"] == "kafka"]
+        assert kafka["consumerGroup"] == CONSUMER_GROUPS[target]
+        assert kafka.get("allowIdleConsumers", "false") == "false"
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = container_env(objs, container)
+        assert env[kafka["bootstrapServersFromEnv"]], "KEDA reads the bootstrap address from the Deployment"
+        assert "." in env[kafka["bootstrapServersFromEnv"]], "KEDA resolves it from its own namespace: qualify it"
+    assert {so["spec"]["scaleTargetRef"]["name"] for so in of_kind(objs, "ScaledObject")} == set(CONSUMER_GROUPS)
+
+
+@by_overlay()
+def test_gateway_scales_on_cpu(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    (hpa,) = of_kind(objs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gateway"}
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert "replicas" not in server(objs, "gateway")["spec"]
+
+
+def _referenced_secrets(objs: list[Obj]) -> set[str]:
+    names = set()
+    for _, template in workloads(objs):
+        spec = template["spec"]
+        for volume in spec.get("volumes", []):
+            if "secret" in volume:
+                names.add(volume["secret"]["secretName"])
+        for container in spec["containers"] + spec.get("initContainers", []):
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    names.add(ref["name"])
+            for source in container.get("envFrom", []):
+                if "secretRef" in source:
+                    names.add(source["secretRef"]["name"])
+    return names
+
+
+def test_prod_has_no_literal_secrets(rendered: dict[str, list[Obj]]) -> None:
+    objs = rendered["prod"]
+    assert of_kind(objs, "Secret") == [], "prod must not carry Secret objects: they come from the secret store"
+    kustomization = yaml.safe_load((K8S / "overlays" / "prod" / "kustomization.yaml").read_text())
+    assert "secretGenerator" not in kustomization
+    provided = {es["spec"]["target"]["name"] for es in of_kind(objs, "ExternalSecret")}
+    assert _referenced_secrets(objs) <= provided, f"not provided: {_referenced_secrets(objs) - provided}"
+    # No credentials hidden in settings either.
+    for data in config_maps(objs).values():
+        for value in data.values():
+            assert not re.search(r"://[^/@\s]+:[^/@\s]+@", value), "credentials in a ConfigMap"
+            assert "PRIVATE KEY" not in value
+
+
+@by_overlay()
+def test_only_the_gateway_holds_the_signing_key(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    holders = {
+        obj["metadata"]["name"]
+        for obj, template in workloads(rendered[overlay])
+        for volume in template["spec"].get("volumes", [])
+        if volume.get("secret", {}).get("secretName", "").startswith("rf-jwt-private")
+    }
+    assert holders == {"gateway"}
+
+
+def test_dev_generates_every_secret_it_uses(rendered: dict[str, list[Obj]]) -> None:
+    objs = rendered["dev"]
+    secrets = {s["metadata"]["name"] for s in of_kind(objs, "Secret")}
+    assert _referenced_secrets(objs) <= secrets
+
+
+@by_overlay()
+def test_only_the_gateway_takes_traffic_from_outside(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    policies = of_kind(objs, "NetworkPolicy")
+    deny = [p for p in policies if p["spec"]["podSelector"] == {}]
+    assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny[0]["spec"] and "egress" not in deny[0]["spec"]
+    gateway_labels = server(objs, "gateway")["spec"]["template"]["metadata"]["labels"]
+
+    def ingress_rules(labels: dict[str, str]) -> list[Obj]:
+        return [
+            rule
+            for p in policies
+            if p["spec"]["podSelector"] and matches(p["spec"]["podSelector"].get("matchLabels", {}), labels)
+            for rule in p["spec"].get("ingress", [])
+        ]
+
+    gateway_rules = ingress_rules(gateway_labels)
+    assert any("from" not in rule for rule in gateway_rules), "the gateway must accept traffic from outside"
+    for service in CONSUMER_GROUPS:
+        labels = server(objs, service)["spec"]["template"]["metadata"]["labels"]
+        rules = ingress_rules(labels)
+        assert rules, f"{service} has no ingress rule"
+        for rule in rules:
+            assert rule.get("from"), f"{service} accepts traffic from anywhere"
+            for peer in rule["from"]:
+                if "namespaceSelector" in peer:  # Prometheus, from the monitoring namespace, scraping /metrics
+                    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+                else:
+                    assert "ipBlock" not in peer
+                    assert peer["podSelector"]["matchLabels"] == {
+                        k: gateway_labels[k] for k in peer["podSelector"]["matchLabels"]
+                    }
+                    assert matches(peer["podSelector"]["matchLabels"], gateway_labels)
+        assert any(
+            "podSelector" in peer and "namespaceSelector" not in peer for rule in rules for peer in rule["from"]
+        ), f"{service} does not accept the gateway"
+
+
+@by_overlay()
+def test_every_pod_may_reach_dns_kafka_and_postgres(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objs = rendered[overlay]
+    policies = [p for p in of_kind(objs, "NetworkPolicy") if "Egress" in p["spec"]["policyTypes"]]
+    for obj, template in workloads(objs):
+        if not is_rf_workload(obj):
+            continue
+        labels = template["metadata"]["labels"]
+        open_ports = {
+            (port["port"], port.get("protocol", "TCP"))
+            for p in policies
+            if matches(p["spec"]["podSelector"].get("matchLabels", {}), labels) and p["spec"]["podSelector"]
+            for rule in p["spec"].get("egress", [])
+            for port in rule.get("ports", [])
+        }
+        for needed in ((53, "UDP"), (53, "TCP"), (9092, "TCP"), (5432, "TCP")):
+            assert needed in open_ports, f"{obj['kind']}/{obj['metadata']['name']} cannot reach {needed}"
