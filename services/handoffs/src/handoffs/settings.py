@@ -1,8 +1,14 @@
 """Settings of the handoffs service (environment variables with prefix RF_)."""
 
+from pydantic import Field
+
 from rfkit.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
     service_name: str = "handoffs"
     port: int = 8002
+    # Escalation checks the session there synchronously (RF_SESSIONS_URL).
+    sessions_url: str = "http://127.0.0.1:8001"
+    # Short: an escalation should fail fast with 503 rather than hang when sessions is down.
+    sessions_timeout_s: float = Field(default=2.0, gt=0)

@@ -1,0 +1,94 @@
+"""Public REST models of the handoffs API (escalation queue), shared by the handoffs service and the gateway."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+Priority = Literal["low", "normal", "high", "urgent"]
+# Stored states. "released" is an action, not a state: a released handoff is open again.
+HandoffStatus = Literal["open", "claimed", "resolved"]
+# What the queue can be filtered by: a state, or "released" = open handoffs whose latest action was a release.
+StatusFilter = Literal["open", "claimed", "released", "resolved"]
+HandoffAction = Literal["requested", "claimed", "released", "resolved"]
+
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+ResolutionNote = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+
+
+class HandoffCreate(BaseModel):
+    """Escalate a session into its account's queue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: UUID
+    reason: Reason
+    priority: Priority = "normal"
+
+
+class HandoffResolve(BaseModel):
+    """Close a handoff; the note is kept with it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resolution_note: ResolutionNote | None = None
+
+
+class HandoffRead(BaseModel):
+    """A handoff as the queue shows it."""
+
+    id: UUID
+    account_id: UUID
+    session_id: UUID
+    reason: str
+    priority: Priority
+    status: HandoffStatus
+    last_action: HandoffAction = Field(description="The latest change; 'released' means open again after a claim")
+    version: int = Field(description="Grows by one with every change; the same number as on the handoff events")
+    requested_by: UUID
+    requested_at: AwareDatetime
+    claimed_by: UUID | None
+    claimed_at: AwareDatetime | None
+    resolved_by: UUID | None
+    resolved_at: AwareDatetime | None
+    resolution_note: str | None
+    updated_at: AwareDatetime
+
+
+class HandoffHistoryEntry(BaseModel):
+    """One change of a handoff: what, by whom, when, and the version it produced."""
+
+    action: HandoffAction
+    actor_id: UUID
+    actor_type: Literal["user", "system"] = Field(
+        description="'system' when the handoff was resolved because its session was completed"
+    )
+    at: AwareDatetime
+    version: int
+    note: str | None = None
+
+
+class HandoffDetail(HandoffRead):
+    """A handoff with its history, oldest change first."""
+
+    history: list[HandoffHistoryEntry]
+
+
+class HandoffPage(BaseModel):
+    items: list[HandoffRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class HandoffStats(BaseModel):
+    """The queue stat card of the caller's account."""
+
+    open: int
+    claimed: int
+    oldest_open_age_seconds: float | None = Field(description="Age of the oldest open handoff; null if none")
+    median_wait_to_claim_seconds_24h: float | None = Field(
+        description="Median of (claimed_at - requested_at) over the claims made in the last 24 hours; null if none"
+    )

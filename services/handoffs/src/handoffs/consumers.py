@@ -1,0 +1,26 @@
+"""Events the handoffs service consumes: a completed session resolves its open or claimed handoff."""
+
+from __future__ import annotations
+
+from handoffs import handlers
+from rf_contracts import Event, SessionCompleted, topics
+from rfkit.db import UnitOfWork
+from rfkit.service import ServiceRuntime
+
+SESSION_COMPLETED_CONSUMER = "handoffs.session-completed"
+
+
+async def on_session_completed(uow: UnitOfWork, events: list[Event]) -> None:
+    """Apply a batch in arrival order, in the transaction that also marks the events as processed."""
+    for event in events:
+        if isinstance(event, SessionCompleted):
+            await handlers.complete_session(event, uow)
+
+
+def register(runtime: ServiceRuntime) -> None:
+    runtime.consumer(
+        name=SESSION_COMPLETED_CONSUMER,
+        topics=[topics.SESSION_COMPLETED],
+        handler=on_session_completed,
+        batch=True,
+    )

@@ -1,0 +1,287 @@
+"""The use cases of the handoffs service: one async function per command, each in one unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.engine import Row
+
+from handoffs import domain
+from handoffs.domain import Action, Actor, HandoffState, Status
+from handoffs.repository import HandoffRepository
+from handoffs.sessions_client import SessionLookup
+from rf_contracts import HandoffClaimed, HandoffReleased, HandoffRequested, HandoffResolved, SessionCompleted
+from rf_contracts.api.handoffs import HandoffDetail, HandoffHistoryEntry, HandoffPage, HandoffRead, HandoffStats
+from rfkit.db import Database, UnitOfWork
+from rfkit.errors import Conflict, NotFound
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- commands
+
+
+@dataclass(frozen=True)
+class EscalateSession:
+    account_id: UUID
+    user_id: UUID
+    session_id: UUID
+    reason: str
+    priority: str
+
+
+@dataclass(frozen=True)
+class ClaimHandoff:
+    account_id: UUID
+    handoff_id: UUID
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class ReleaseHandoff:
+    account_id: UUID
+    handoff_id: UUID
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class ResolveHandoff:
+    account_id: UUID
+    handoff_id: UUID
+    actor: Actor
+    note: str | None
+
+
+# --- helpers
+
+
+def _read(row: Row[Any]) -> HandoffRead:
+    return HandoffRead.model_validate(dict(row._mapping))
+
+
+def _state(row: Row[Any]) -> HandoffState:
+    return HandoffState(id=row.id, status=row.status, claimed_by=row.claimed_by)
+
+
+def _common(row: Row[Any], at: datetime) -> dict[str, Any]:
+    return {
+        "event_id": uuid.uuid4(),
+        "occurred_at": at,
+        "account_id": row.account_id,
+        "session_id": row.session_id,
+        "handoff_id": row.id,
+        "version": row.version,
+    }
+
+
+# --- use cases
+
+
+async def escalate(cmd: EscalateSession, *, db: Database, sessions: SessionLookup) -> HandoffRead:
+    """Put a session into its account's queue; 404 for a session the caller cannot see, 409 if not escalable."""
+    # Asked synchronously because the answer must be right the moment after the session was created (an event
+    # could still be on its way) and because the sessions service is the authority on who may see the session.
+    session = await sessions(cmd.session_id)
+    if session is None or session.account_id != cmd.account_id:
+        raise NotFound("session not found")
+    if session.status == "completed":
+        raise Conflict({"message": "session is completed", "session_id": str(cmd.session_id)})
+    async with db.unit_of_work() as uow:
+        repo = HandoffRepository(uow.session)
+        await repo.lock_session(session_id=cmd.session_id)
+        # The events are the second opinion: a completion the sync check raced with is refused here.
+        if await repo.is_session_completed(account_id=cmd.account_id, session_id=cmd.session_id):
+            raise Conflict({"message": "session is completed", "session_id": str(cmd.session_id)})
+        now = utcnow()
+        row = await repo.insert_live(
+            values={
+                "id": uuid.uuid4(),
+                "account_id": cmd.account_id,
+                "session_id": cmd.session_id,
+                "reason": cmd.reason,
+                "priority": cmd.priority,
+                "status": Status.OPEN.value,
+                "last_action": Action.REQUESTED.value,
+                "version": 1,
+                "requested_by": cmd.user_id,
+                "requested_at": now,
+                "updated_at": now,
+            }
+        )
+        if row is None:
+            live = await repo.live_for_session(account_id=cmd.account_id, session_id=cmd.session_id)
+            raise Conflict(
+                {
+                    "message": "session already has an open or claimed handoff",
+                    "session_id": str(cmd.session_id),
+                    "handoff_id": str(live.id) if live else None,
+                    "status": live.status if live else None,
+                }
+            )
+        await repo.add_history(
+            account_id=row.account_id,
+            handoff_id=row.id,
+            version=row.version,
+            action=Action.REQUESTED,
+            actor_id=cmd.user_id,
+            at=now,
+            note=cmd.reason,
+        )
+        await uow.publish(
+            HandoffRequested(
+                **_common(row, now),
+                requested_by=row.requested_by,
+                requested_at=row.requested_at,
+                priority=row.priority,
+                reason=row.reason,
+            )
+        )
+    return _read(row)
+
+
+async def claim(cmd: ClaimHandoff, *, db: Database) -> HandoffRead:
+    """Exactly one concurrent claimer wins; the holder claiming again changes nothing."""
+    async with db.unit_of_work() as uow:
+        repo = HandoffRepository(uow.session)
+        now = utcnow()
+        row = await repo.claim_if_open(
+            account_id=cmd.account_id, handoff_id=cmd.handoff_id, user_id=cmd.actor.user_id, at=now
+        )
+        if row is None:
+            current = await repo.get(account_id=cmd.account_id, handoff_id=cmd.handoff_id)
+            domain.explain_lost_claim(_state(current), cmd.actor)  # raises unless the caller holds it already
+            return _read(current)
+        await repo.add_history(
+            account_id=row.account_id,
+            handoff_id=row.id,
+            version=row.version,
+            action=Action.CLAIMED,
+            actor_id=cmd.actor.user_id,
+            at=now,
+        )
+        await uow.publish(HandoffClaimed(**_common(row, now), claimed_by=cmd.actor.user_id, claimed_at=now))
+    return _read(row)
+
+
+async def release(cmd: ReleaseHandoff, *, db: Database) -> HandoffRead:
+    """Back to the queue, by the holder or an admin."""
+    async with db.unit_of_work() as uow:
+        repo = HandoffRepository(uow.session)
+        # The row lock keeps a concurrent claim, release or resolve from slipping between check and write.
+        current = await repo.get(account_id=cmd.account_id, handoff_id=cmd.handoff_id, for_update=True)
+        domain.check_release(_state(current), cmd.actor)
+        now = utcnow()
+        row = await repo.release(account_id=cmd.account_id, handoff_id=cmd.handoff_id, at=now)
+        await repo.add_history(
+            account_id=row.account_id,
+            handoff_id=row.id,
+            version=row.version,
+            action=Action.RELEASED,
+            actor_id=cmd.actor.user_id,
+            at=now,
+        )
+        await uow.publish(HandoffReleased(**_common(row, now), released_by=cmd.actor.user_id, released_at=now))
+    return _read(row)
+
+
+async def resolve(cmd: ResolveHandoff, *, db: Database) -> HandoffRead:
+    """Closed for good, by the holder or an admin (an admin may also close an open one)."""
+    async with db.unit_of_work() as uow:
+        repo = HandoffRepository(uow.session)
+        current = await repo.get(account_id=cmd.account_id, handoff_id=cmd.handoff_id, for_update=True)
+        domain.check_resolve(_state(current), cmd.actor)
+        now = utcnow()
+        row = await repo.resolve(
+            account_id=cmd.account_id, handoff_id=cmd.handoff_id, resolved_by=cmd.actor.user_id, at=now, note=cmd.note
+        )
+        await repo.add_history(
+            account_id=row.account_id,
+            handoff_id=row.id,
+            version=row.version,
+            action=Action.RESOLVED,
+            actor_id=cmd.actor.user_id,
+            at=now,
+            note=cmd.note,
+        )
+        await uow.publish(HandoffResolved(**_common(row, now), resolved_by=cmd.actor.user_id, resolved_at=now))
+    return _read(row)
+
+
+async def complete_session(event: SessionCompleted, uow: UnitOfWork) -> None:
+    """A completed session needs no help any more: remember it, and resolve its live handoff if it has one.
+
+    Idempotent (a second delivery finds nothing live) and order tolerant (a completion that arrives before an
+    escalation makes the escalation refuse the session).
+    """
+    repo = HandoffRepository(uow.session)
+    await repo.lock_session(session_id=event.session_id)
+    await repo.record_completed_session(
+        account_id=event.account_id,
+        session_id=event.session_id,
+        completed_at=event.completed_at,
+        outcome=event.outcome,
+    )
+    live = await repo.live_for_session(account_id=event.account_id, session_id=event.session_id, for_update=True)
+    if live is None:
+        return
+    resolver = domain.system_resolver(claimed_by=live.claimed_by, requested_by=live.requested_by)
+    note = f"session completed ({event.outcome})"
+    now = utcnow()
+    row = await repo.resolve(account_id=live.account_id, handoff_id=live.id, resolved_by=resolver, at=now, note=note)
+    await repo.add_history(
+        account_id=row.account_id,
+        handoff_id=row.id,
+        version=row.version,
+        action=Action.RESOLVED,
+        actor_id=resolver,
+        actor_type="system",
+        at=now,
+        note=note,
+    )
+    await uow.publish(HandoffResolved(**_common(row, now), resolved_by=resolver, resolved_at=now))
+
+
+# --- queries
+
+
+async def get_detail(*, db: Database, account_id: UUID, handoff_id: UUID) -> HandoffDetail:
+    """One handoff with its history, oldest change first."""
+    async with db.read() as session:
+        repo = HandoffRepository(session)
+        row = await repo.get(account_id=account_id, handoff_id=handoff_id)
+        entries = await repo.history_of(account_id=account_id, handoff_id=handoff_id)
+    return HandoffDetail(
+        **_read(row).model_dump(),
+        history=[HandoffHistoryEntry.model_validate(dict(e._mapping)) for e in entries],
+    )
+
+
+async def list_queue(
+    *, db: Database, account_id: UUID, status: str | None, claimed_by: UUID | None, limit: int, offset: int
+) -> HandoffPage:
+    """The account's queue, most urgent first, then oldest first."""
+    async with db.read() as session:
+        rows, total = await HandoffRepository(session).page(
+            account_id=account_id, status=status, claimed_by=claimed_by, limit=limit, offset=offset
+        )
+    return HandoffPage(items=[_read(r) for r in rows], total=total, limit=limit, offset=offset)
+
+
+async def queue_stats(*, db: Database, account_id: UUID) -> HandoffStats:
+    """The stat card: open, claimed, oldest open age, median wait-to-claim over the last 24 hours."""
+    now = utcnow()
+    async with db.read() as session:
+        raw = await HandoffRepository(session).stats(account_id=account_id, now=now)
+    oldest = raw["oldest_open_requested_at"]
+    return HandoffStats(
+        open=raw["open"],
+        claimed=raw["claimed"],
+        oldest_open_age_seconds=max(0.0, (now - oldest).total_seconds()) if oldest is not None else None,
+        median_wait_to_claim_seconds_24h=raw["median_wait_to_claim_seconds"],
+    )

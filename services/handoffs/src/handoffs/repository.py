@@ -1,0 +1,312 @@
+"""Tables of the handoffs service and every query on them; each query is scoped by account."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handoffs.domain import LIVE_STATUSES, Action, Status
+from rfkit.errors import NotFound
+
+metadata = sa.MetaData()
+
+# Mirrors migrations/versions/0002_handoffs.py (the migration is the source of truth for the schema).
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("account_id", sa.Uuid, nullable=False),
+    sa.Column("session_id", sa.Uuid, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("priority", sa.Text, nullable=False),
+    sa.Column(
+        "priority_rank",
+        sa.SmallInteger,
+        sa.Computed(
+            "CASE priority WHEN 'urgent' THEN 4 WHEN 'high' THEN 3 WHEN 'normal' THEN 2 WHEN 'low' THEN 1 ELSE 0 END",
+            persisted=True,
+        ),
+    ),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("last_action", sa.Text, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("requested_by", sa.Uuid, nullable=False),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("claimed_by", sa.Uuid),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    sa.Column("resolved_by", sa.Uuid),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("resolution_note", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+history = sa.Table(
+    "handoff_history",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("handoff_id", sa.Uuid, sa.ForeignKey("handoffs.id"), nullable=False),
+    sa.Column("account_id", sa.Uuid, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("actor_id", sa.Uuid, nullable=False),
+    sa.Column("actor_type", sa.Text, nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("note", sa.Text),
+)
+
+completed_sessions = sa.Table(
+    "completed_sessions",
+    metadata,
+    sa.Column("session_id", sa.Uuid, primary_key=True),
+    sa.Column("account_id", sa.Uuid, nullable=False),
+    sa.Column("completed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+_LIVE = [s.value for s in LIVE_STATUSES]
+_LIVE_PREDICATE = "status IN (" + ", ".join(f"'{s}'" for s in _LIVE) + ")"  # as in ux_handoffs_live_session
+_QUEUE_ORDER = (handoffs.c.priority_rank.desc(), handoffs.c.requested_at.asc(), handoffs.c.id.asc())
+
+
+class HandoffRepository:
+    """Queries over one transaction (or read session)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock_session(self, *, session_id: UUID) -> None:
+        """Serialize escalation and completion of one session until the transaction ends.
+
+        Without it, an escalation and a session.completed event handled at the same moment could each miss
+        the other's uncommitted write and leave an open handoff on a completed session.
+        """
+        await self.session.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(str(session_id), 0)))
+        )
+
+    # --- sessions as this service knows them from events
+
+    async def is_session_completed(self, *, account_id: UUID, session_id: UUID) -> bool:
+        found = await self.session.scalar(
+            sa.select(completed_sessions.c.session_id).where(
+                completed_sessions.c.account_id == account_id, completed_sessions.c.session_id == session_id
+            )
+        )
+        return found is not None
+
+    async def record_completed_session(
+        self, *, account_id: UUID, session_id: UUID, completed_at: datetime, outcome: str
+    ) -> None:
+        await self.session.execute(
+            insert(completed_sessions)
+            .values(session_id=session_id, account_id=account_id, completed_at=completed_at, outcome=outcome)
+            .on_conflict_do_nothing()
+        )
+
+    # --- handoffs
+
+    async def insert_live(self, *, values: dict[str, Any]) -> Row[Any] | None:
+        """Insert a new open handoff unless its session already has a live one (then None)."""
+        stmt = (
+            insert(handoffs)
+            .values(**values)
+            .on_conflict_do_nothing(
+                index_elements=[handoffs.c.session_id],
+                # Literal SQL, not bind parameters: with parameters, a generic prepared plan cannot prove that
+                # the partial index matches and PostgreSQL refuses the ON CONFLICT inference.
+                index_where=sa.text(_LIVE_PREDICATE),
+            )
+            .returning(*handoffs.c)
+        )
+        return (await self.session.execute(stmt)).first()
+
+    async def live_for_session(
+        self, *, account_id: UUID, session_id: UUID, for_update: bool = False
+    ) -> Row[Any] | None:
+        stmt = sa.select(handoffs).where(
+            handoffs.c.account_id == account_id,
+            handoffs.c.session_id == session_id,
+            handoffs.c.status.in_(_LIVE),
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).first()
+
+    async def get(self, *, account_id: UUID, handoff_id: UUID, for_update: bool = False) -> Row[Any]:
+        """The handoff, or NotFound (also when it belongs to another account)."""
+        stmt = sa.select(handoffs).where(handoffs.c.id == handoff_id, handoffs.c.account_id == account_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        row = (await self.session.execute(stmt)).first()
+        if row is None:
+            raise NotFound("handoff not found")
+        return row
+
+    async def claim_if_open(
+        self, *, account_id: UUID, handoff_id: UUID, user_id: UUID, at: datetime
+    ) -> Row[Any] | None:
+        """The claim race in one statement: exactly one of any number of concurrent claimers gets the row back.
+
+        PostgreSQL re-checks `status = 'open'` on the latest row version after waiting for a concurrent
+        claimer's lock, so the losers match nothing (no read-then-write window).
+        """
+        stmt = (
+            sa.update(handoffs)
+            .where(
+                handoffs.c.id == handoff_id,
+                handoffs.c.account_id == account_id,
+                handoffs.c.status == Status.OPEN.value,
+            )
+            .values(
+                status=Status.CLAIMED.value,
+                last_action=Action.CLAIMED.value,
+                claimed_by=user_id,
+                claimed_at=at,
+                version=handoffs.c.version + 1,
+                updated_at=at,
+            )
+            .returning(*handoffs.c)
+        )
+        return (await self.session.execute(stmt)).first()
+
+    async def release(self, *, account_id: UUID, handoff_id: UUID, at: datetime) -> Row[Any]:
+        """Back to open (the caller holds the row lock and checked the rules)."""
+        return await self._change(
+            account_id,
+            handoff_id,
+            status=Status.OPEN.value,
+            last_action=Action.RELEASED.value,
+            claimed_by=None,
+            claimed_at=None,
+            updated_at=at,
+        )
+
+    async def resolve(
+        self, *, account_id: UUID, handoff_id: UUID, resolved_by: UUID, at: datetime, note: str | None
+    ) -> Row[Any]:
+        """Resolved for good; the last claim (if any) is kept, analytics measure from it."""
+        return await self._change(
+            account_id,
+            handoff_id,
+            status=Status.RESOLVED.value,
+            last_action=Action.RESOLVED.value,
+            resolved_by=resolved_by,
+            resolved_at=at,
+            resolution_note=note,
+            updated_at=at,
+        )
+
+    async def _change(self, account_id: UUID, handoff_id: UUID, **values: Any) -> Row[Any]:
+        stmt = (
+            sa.update(handoffs)
+            .where(handoffs.c.id == handoff_id, handoffs.c.account_id == account_id)
+            .values(version=handoffs.c.version + 1, **values)
+            .returning(*handoffs.c)
+        )
+        row = (await self.session.execute(stmt)).first()
+        if row is None:
+            raise NotFound("handoff not found")
+        return row
+
+    # --- history
+
+    async def add_history(
+        self,
+        *,
+        account_id: UUID,
+        handoff_id: UUID,
+        version: int,
+        action: Action,
+        actor_id: UUID,
+        at: datetime,
+        actor_type: str = "user",
+        note: str | None = None,
+    ) -> None:
+        await self.session.execute(
+            sa.insert(history).values(
+                handoff_id=handoff_id,
+                account_id=account_id,
+                version=version,
+                action=action.value,
+                actor_id=actor_id,
+                actor_type=actor_type,
+                at=at,
+                note=note,
+            )
+        )
+
+    async def history_of(self, *, account_id: UUID, handoff_id: UUID) -> Sequence[Row[Any]]:
+        stmt = (
+            sa.select(history)
+            .where(history.c.account_id == account_id, history.c.handoff_id == handoff_id)
+            .order_by(history.c.version)
+        )
+        return (await self.session.execute(stmt)).all()
+
+    # --- the queue
+
+    async def page(
+        self,
+        *,
+        account_id: UUID,
+        status: str | None,
+        claimed_by: UUID | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[Row[Any]], int]:
+        """One page of the queue, most urgent first, then oldest first; and the total that matches."""
+        conditions: list[sa.ColumnElement[bool]] = [handoffs.c.account_id == account_id]
+        if status == Action.RELEASED.value:
+            # "released" is an action, not a state: open handoffs whose latest change was a release.
+            conditions += [handoffs.c.status == Status.OPEN.value, handoffs.c.last_action == Action.RELEASED.value]
+        elif status is not None:
+            conditions.append(handoffs.c.status == status)
+        if claimed_by is not None:
+            conditions.append(handoffs.c.claimed_by == claimed_by)
+        total = await self.session.scalar(sa.select(sa.func.count()).select_from(handoffs).where(*conditions))
+        rows = (
+            await self.session.execute(
+                sa.select(handoffs).where(*conditions).order_by(*_QUEUE_ORDER).limit(limit).offset(offset)
+            )
+        ).all()
+        return rows, int(total or 0)
+
+    async def stats(self, *, account_id: UUID, now: datetime) -> dict[str, Any]:
+        """Counts, the oldest open request time, and the median wait of the claims made in the last 24 h."""
+        counts = (
+            await self.session.execute(
+                sa.select(
+                    sa.func.count().filter(handoffs.c.status == Status.OPEN.value).label("open"),
+                    sa.func.count().filter(handoffs.c.status == Status.CLAIMED.value).label("claimed"),
+                    sa.func.min(handoffs.c.requested_at)
+                    .filter(handoffs.c.status == Status.OPEN.value)
+                    .label("oldest_open_requested_at"),
+                ).where(handoffs.c.account_id == account_id, handoffs.c.status.in_(_LIVE))
+            )
+        ).one()
+        # Every claim counts, re-claims after a release included: each is a wait the queue imposed.
+        wait = sa.func.extract("epoch", history.c.at - handoffs.c.requested_at)
+        median = await self.session.scalar(
+            sa.select(sa.func.percentile_cont(0.5).within_group(wait))
+            .select_from(history.join(handoffs, handoffs.c.id == history.c.handoff_id))
+            .where(
+                history.c.account_id == account_id,
+                history.c.action == Action.CLAIMED.value,
+                history.c.at >= now - timedelta(hours=24),
+                history.c.at <= now,
+            )
+        )
+        return {
+            "open": int(counts.open),
+            "claimed": int(counts.claimed),
+            "oldest_open_requested_at": counts.oldest_open_requested_at,
+            "median_wait_to_claim_seconds": float(median) if median is not None else None,
+        }
