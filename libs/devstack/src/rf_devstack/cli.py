@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import os
 import signal
@@ -64,15 +63,12 @@ class Paths:
 def _ensure_topics(bootstrap: str) -> bool:
     """Creates the contract topics with rfkit when it is importable (services also do it on startup)."""
     try:
-        from rfkit.topics import ensure_topics  # type: ignore[import-not-found,unused-ignore]
+        from rfkit.topics import ensure_topics
     except ImportError:
         say("topics: rfkit.topics not importable, leaving topic creation to the services")
         return False
     try:
-        result = ensure_topics(bootstrap)
-        if inspect.isawaitable(result):
-            awaitable = result
-            result = run_sync(lambda: awaitable)
+        result = run_sync(lambda: ensure_topics(bootstrap))
     except Exception as exc:
         say(f"topics: rfkit.topics.ensure_topics failed ({exc!r}); the services will retry on startup")
         return False
