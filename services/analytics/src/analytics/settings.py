@@ -6,3 +6,7 @@ from rfkit.settings import ServiceSettings
 class Settings(ServiceSettings):
     service_name: str = "analytics"
     port: int = 8003
+    # Consumer group of the read model (prefixed by topic_prefix); another name gives a side-by-side copy.
+    consumer_group: str = "analytics"
+    # Events applied per database transaction: larger batches amortise the per-transaction cost.
+    consumer_max_records: int = 1000

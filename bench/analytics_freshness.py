@@ -1,0 +1,157 @@
+"""Analytics freshness: from the gateway's 201 for the first step after a claim to the metric including it.
+
+`uv run python -m bench.analytics_freshness [--samples 50] [--gateway-url URL]`. Without --gateway-url the
+four services run as their own uvicorn processes (fresh databases, a fresh topic prefix) on infrastructure
+from rf_devstack; with it, a running stack (`make start`) is used. Each sample: start a session, escalate it,
+claim the handoff, record a step (the clock starts when the gateway answers 201), then poll the metric through
+the gateway until `n_handoffs_with_action` has grown by one. The path measured: sessions' outbox -> Kafka ->
+analytics' consumer -> its database -> the metric query (the claim travels handoffs' outbox -> Kafka meanwhile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from rf_devstack._paths import run_dir
+from rf_devstack.infra import obtain_infra
+from rf_devstack.postgres import ensure_databases, url_with_database
+from rfkit.auth import generate_keypair
+
+COMMAND = "uv run python -m bench.analytics_freshness"
+KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 39092, 39093, 35432
+PORTS = {"gateway": 38200, "sessions": 38201, "handoffs": 38202, "analytics": 38203}
+PASSWORD = "bench password 123"
+TREE = {
+    "title": "Bench", "root_node_id": "q",
+    "nodes": [{"id": "q", "kind": "question", "text": "?", "options": [{"label": "ok", "next_node_id": "s"}]},
+              {"id": "s", "kind": "solution", "text": "done"}],
+}
+METRIC = "/analytics/flowpilot/escalations"
+
+
+def serve(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", f"{module}.main:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--no-access-log", "--log-level", "warning"],
+        env={**os.environ, **env},
+    )
+
+
+async def wait_ready(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=url) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+async def start_stack(infra: Any, procs: list[subprocess.Popen[bytes]]) -> str:
+    """The four services on the bench ports; returns the gateway's URL."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {name: f"bench_fresh_{name}_{suffix}" for name in PORTS}
+    await ensure_databases(infra.database_url, list(names.values()))
+    private_pem, public_pem = generate_keypair()
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()}
+    common = {"RF_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, "RF_LOG_LEVEL": "WARNING", "RF_ENV": "test",
+              "RF_TOPIC_PREFIX": f"bench{suffix}.", "RF_JWT_PUBLIC_KEY": public_pem}
+    for name in ("sessions", "handoffs", "analytics"):
+        procs.append(serve(name, PORTS[name], {
+            **common, "RF_DATABASE_URL": url_with_database(infra.database_url, names[name]),
+            "RF_SESSIONS_URL": urls["sessions"]}))
+    procs.append(serve("gateway", PORTS["gateway"], {
+        **common, "RF_DATABASE_URL": url_with_database(infra.database_url, names["gateway"]),
+        "RF_JWT_PRIVATE_KEY": private_pem, "RF_SESSIONS_URL": urls["sessions"],
+        "RF_HANDOFFS_URL": urls["handoffs"], "RF_ANALYTICS_URL": urls["analytics"]}))
+    await asyncio.gather(*(wait_ready(url) for url in urls.values()))
+    return urls["gateway"]
+
+
+async def with_actions(api: httpx.AsyncClient, headers: dict[str, str]) -> int:
+    r = await api.get(METRIC, params={"period": "7d"}, headers=headers)
+    return int(r.raise_for_status().json()["n_handoffs_with_action"])
+
+
+async def sample(api: httpx.AsyncClient, headers: dict[str, str], tree_id: str, before: int) -> float:
+    """Milliseconds from the step's 201 to the first metric answer that includes it."""
+    session = (await api.post("/sessions", json={"tree_id": tree_id}, headers=headers)).raise_for_status().json()
+    handoff = (await api.post("/handoffs", json={"session_id": session["id"], "reason": "bench", "priority": "high"},
+                              headers=headers)).raise_for_status().json()
+    (await api.post(f"/handoffs/{handoff['id']}/claim", headers=headers)).raise_for_status()
+    step = await api.post(f"/sessions/{session['id']}/steps",
+                          json={"kind": "action", "content": "first action", "actor_type": "human"}, headers=headers)
+    answered = time.perf_counter()
+    if step.status_code != 201:
+        raise RuntimeError(f"step: {step.status_code} {step.text}")
+    deadline = answered + 30
+    while await with_actions(api, headers) <= before:
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the metric did not include the step within 30 s")
+        await asyncio.sleep(0.002)
+    return (time.perf_counter() - answered) * 1000
+
+
+async def measure(gateway_url: str, samples: int) -> list[float]:
+    async with httpx.AsyncClient(base_url=gateway_url + "/api/v1", timeout=30) as api:
+        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+        (await api.post("/auth/register", json={"email": email, "password": PASSWORD, "full_name": "Bench",
+                                                "account_name": "Bench freshness"})).raise_for_status()
+        login = await api.post("/auth/login/json", json={"email": email, "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {login.raise_for_status().json()['access_token']}"}
+        tree_id = (await api.post("/trees", json=TREE, headers=headers)).raise_for_status().json()["id"]
+        await sample(api, headers, tree_id, 0)  # warm: connections, prepared statements, consumer assignment
+        results = []
+        for _ in range(samples):
+            results.append(await sample(api, headers, tree_id, await with_actions(api, headers)))
+        return results
+
+
+async def run(samples: int, gateway_url: str | None) -> dict[str, object]:
+    infra = None
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if gateway_url is None:
+            infra = await asyncio.to_thread(
+                obtain_infra, run_dir("bench"), KAFKA_PORT, CONTROLLER_PORT, PG_PORT, True
+            )
+            gateway_url = await start_stack(infra, procs)
+        results = sorted(await measure(gateway_url, samples))
+        p50 = statistics.median(results)
+        p95 = results[min(len(results) - 1, round(0.95 * (len(results) - 1)))]
+        print(f"{samples} samples: p50 {p50:.1f} ms  p95 {p95:.1f} ms  min {results[0]:.1f}  max {results[-1]:.1f}")
+        return {"bench": "analytics_freshness", "samples": samples, "p50_ms": round(p50, 1), "p95_ms": round(p95, 1),
+                "command": COMMAND}
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        if infra is not None:
+            await asyncio.to_thread(infra.stop)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.analytics_freshness", description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--gateway-url", default=None, help="a running stack's gateway (default: start one)")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.samples, args.gateway_url))))
+
+
+if __name__ == "__main__":
+    main()

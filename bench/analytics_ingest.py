@@ -1,0 +1,168 @@
+"""Analytics ingest: claim and step events applied to the read model per second, against a bare aiokafka read.
+
+`uv run python -m bench.analytics_ingest [--events 200000]`. Both read the same freshly produced topics from
+a fresh consumer group in the same run; the service's figure counts from its start to the moment its group
+has committed every offset (committed only after the database commit), the bare consumer's from its start to
+its last record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from analytics.consumers import TOPICS
+from analytics.main import create_app
+from analytics.progress import OffsetProbe
+from analytics.settings import Settings
+from rf_contracts import Event, HandoffClaimed, HandoffReleased, StepCreated
+from rf_contracts.events import parse_event
+from rf_devstack._paths import run_dir
+from rf_devstack.infra import obtain_infra
+from rf_devstack.postgres import ensure_databases, url_with_database
+from rfkit import migrate
+from rfkit.testing import RunningApp
+from rfkit.topics import ensure_topics
+
+COMMAND = "uv run python -m bench.analytics_ingest"
+KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 39092, 39093, 35432
+
+
+def generate(n_events: int, accounts: int, rng: random.Random) -> list[Event]:
+    """Sessions of one claimed handoff each (some released and re-claimed) with steps around the claim."""
+    now = datetime.now(UTC)
+    account_ids = [uuid.uuid4() for _ in range(accounts)]
+    events: list[Event] = []
+    while len(events) < n_events:
+        account, session, handoff = rng.choice(account_ids), uuid.uuid4(), uuid.uuid4()
+        claimed_at = now - timedelta(days=rng.uniform(0, 95))
+        common = {"account_id": account, "session_id": session}
+        version = 2
+        if rng.random() < 0.1:  # claimed, released, claimed again later
+            events.append(HandoffClaimed(event_id=uuid.uuid4(), occurred_at=claimed_at, handoff_id=handoff,
+                                         version=version, claimed_by=uuid.uuid4(), claimed_at=claimed_at, **common))
+            events.append(HandoffReleased(event_id=uuid.uuid4(), occurred_at=claimed_at, handoff_id=handoff,
+                                          version=version + 1, released_by=uuid.uuid4(),
+                                          released_at=claimed_at + timedelta(minutes=1), **common))
+            version += 2
+            claimed_at += timedelta(minutes=rng.uniform(2, 60))
+        events.append(HandoffClaimed(event_id=uuid.uuid4(), occurred_at=claimed_at, handoff_id=handoff,
+                                     version=version, claimed_by=uuid.uuid4(), claimed_at=claimed_at, **common))
+        for _ in range(rng.randint(4, 14)):
+            at = claimed_at + timedelta(seconds=rng.uniform(-1800, 7200))
+            events.append(StepCreated(event_id=uuid.uuid4(), occurred_at=at, step_id=uuid.uuid4(), created_at=at,
+                                      kind="action", actor_type="human", actor_id=uuid.uuid4(), **common))
+    events = events[:n_events]
+    rng.shuffle(events)  # steps before their claims, releases before claims: the order-tolerant path
+    return events
+
+
+async def produce_all(bootstrap: str, prefix: str, events: list[Event]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        pending = []
+        for event in events:
+            pending.append(await producer.send(prefix + event.TOPIC, value=event.to_json(), key=event.key()))
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def raw_consume(
+    bootstrap: str, topics: list[str], expected: int, *, prefix: str = "", validate: bool = False
+) -> float:
+    """Seconds for a bare aiokafka consumer (fresh group, from the earliest offset) to read every record.
+
+    With `validate`, each record is also parsed against its contract (what every kit consumer does first).
+    """
+    consumer = AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest", enable_auto_commit=False,
+    )
+    started = time.perf_counter()
+    await consumer.start()
+    seen = 0
+    try:
+        while seen < expected:
+            batch = await consumer.getmany(timeout_ms=500, max_records=1000)
+            for records in batch.values():
+                seen += len(records)
+                if validate:
+                    for record in records:
+                        parse_event(record.topic[len(prefix) :], record.value, record.key)
+    finally:
+        elapsed = time.perf_counter() - started
+        await consumer.stop()
+    return elapsed
+
+
+async def service_consume(settings: Settings, topics: list[str]) -> float:
+    """Seconds for the analytics service (fresh group) to apply and commit every record."""
+    async with OffsetProbe(settings.kafka_bootstrap, topics) as probe:
+        group = settings.group(settings.consumer_group)
+        started = time.perf_counter()
+        async with RunningApp(create_app(settings)):
+            while await probe.lag(group) > 0:  # noqa: ASYNC110 (polling Kafka, nothing to wait on)
+                await asyncio.sleep(0.2)
+            return time.perf_counter() - started
+
+
+async def run(n_events: int, accounts: int) -> dict[str, object]:
+    infra = await asyncio.to_thread(obtain_infra, run_dir("bench"), KAFKA_PORT, CONTROLLER_PORT, PG_PORT, True)
+    try:
+        prefix = f"bench{uuid.uuid4().hex[:8]}."
+        db_name = f"bench_analytics_{uuid.uuid4().hex[:8]}"
+        await ensure_databases(infra.database_url, [db_name])
+        settings = Settings(
+            database_url=url_with_database(infra.database_url, db_name), kafka_bootstrap=infra.kafka_bootstrap,
+            topic_prefix=prefix, env="test", log_level="WARNING",
+        )
+        await asyncio.to_thread(migrate.upgrade, "analytics", settings.database_url)
+        await ensure_topics(settings.kafka_bootstrap, prefix)
+        topics = [prefix + t for t in TOPICS]
+
+        began = time.perf_counter()
+        events = generate(n_events, accounts, random.Random(6))
+        await produce_all(settings.kafka_bootstrap, prefix, events)
+        print(f"produced {len(events)} events over {accounts} accounts in {time.perf_counter() - began:.1f}s")
+
+        raw_s = await raw_consume(settings.kafka_bootstrap, topics, len(events))
+        print(f"bare aiokafka consumer: {raw_s:.2f}s, {len(events) / raw_s:,.0f} records/s")
+        parsed_s = await raw_consume(settings.kafka_bootstrap, topics, len(events), prefix=prefix, validate=True)
+        print(f"bare consumer + contract validation only: {parsed_s:.2f}s, {len(events) / parsed_s:,.0f} records/s")
+        service_s = await service_consume(settings, topics)
+        print(f"analytics service: {service_s:.2f}s, {len(events) / service_s:,.0f} events/s applied")
+        return {
+            "bench": "analytics_ingest",
+            "events": len(events),
+            "events_per_s": round(len(events) / service_s),
+            "raw_consume_per_s": round(len(events) / raw_s),
+            "ratio": round(raw_s / service_s, 3),
+            "validate_only_per_s": round(len(events) / parsed_s),
+            "command": COMMAND,
+        }
+    finally:
+        await asyncio.to_thread(infra.stop)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.analytics_ingest")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--accounts", type=int, default=1_000)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.events, args.accounts))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Analytics query: latency of GET /analytics/flowpilot/escalations by claimed handoffs in the account's window.
+
+`uv run python -m bench.analytics_query`. The read model is loaded directly with SQL (accounts with 1,000,
+10,000, 100,000 and 1,000,000 claimed handoffs in their 7-day window, plus claims outside it, released ones
+and other accounts), then the service runs as its own uvicorn process and is asked over HTTP, one request at
+a time, with the caller's token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from rf_devstack._paths import run_dir
+from rf_devstack.infra import obtain_infra
+from rf_devstack.postgres import ensure_databases, url_with_database
+from rfkit import migrate
+from rfkit.auth import generate_keypair
+from rfkit.testing import Caller
+
+COMMAND = "uv run python -m bench.analytics_query"
+KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 39092, 39093, 35432
+HTTP_PORT = 38003
+SCALES = (1_000, 10_000, 100_000, 1_000_000)
+REQUESTS = {1_000: 500, 10_000: 500, 100_000: 100, 1_000_000: 20}
+
+# Claimed in the last 7 days (minus an hour of margin), 80% with a first action up to an hour later.
+_LOAD = sa.text(
+    """
+    INSERT INTO handoffs (handoff_id, account_id, session_id, claim_version, claimed_at, release_version,
+                          first_action_at)
+    SELECT gen_random_uuid(), CAST(:account AS uuid), gen_random_uuid(), 2, c, CAST(:release AS int),
+           CASE WHEN random() < 0.8 THEN c + random() * interval '1 hour' END
+    FROM (SELECT now() - interval '1 hour'
+                 - (CAST(:min_days AS float8) + random() * (CAST(:max_days AS float8) - CAST(:min_days AS float8)))
+                   * interval '1 day' AS c
+          FROM generate_series(1, CAST(:n AS int))) AS s
+    """
+)
+
+
+async def load(url: str, accounts: dict[int, uuid.UUID]) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for n, account in accounts.items():
+                # In the window, outside it (older), and released (not claimed): only the first counts.
+                await conn.execute(_LOAD, {"account": account, "n": n, "min_days": 0, "max_days": 6.9, "release": None})
+                await conn.execute(_LOAD, {"account": account, "n": n // 5, "min_days": 8, "max_days": 100,
+                                           "release": None})
+                await conn.execute(_LOAD, {"account": account, "n": n // 10, "min_days": 0, "max_days": 6.9,
+                                           "release": 3})
+            await conn.execute(_LOAD, {"account": uuid.uuid4(), "n": 200_000, "min_days": 0, "max_days": 90,
+                                       "release": None})
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(sa.text("VACUUM ANALYZE handoffs"))
+            rows = await conn.scalar(sa.text("SELECT count(*) FROM handoffs"))
+            print(f"read model: {rows:,} handoffs")
+            plan = await conn.execute(
+                sa.text(
+                    "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*), count(delta_s), avg(delta_s),"
+                    " percentile_cont(0.5) WITHIN GROUP (ORDER BY delta_s),"
+                    " percentile_cont(0.95) WITHIN GROUP (ORDER BY delta_s) FROM handoffs"
+                    " WHERE account_id = :a AND effective_claimed_at IS NOT NULL"
+                    " AND effective_claimed_at >= now() - interval '7 days' AND effective_claimed_at <= now()"
+                ),
+                {"a": accounts[10_000]},
+            )
+            print("plan at 10,000:\n  " + "\n  ".join(r[0] for r in plan))
+    finally:
+        await engine.dispose()
+
+
+def start_service(settings_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings_env}
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "analytics.main:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(HTTP_PORT), "--no-access-log", "--log-level", "warning"],
+        env=env,
+    )
+
+
+async def wait_ready(client: httpx.AsyncClient, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if (await client.get("/healthz")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the analytics service did not start")
+
+
+async def measure(client: httpx.AsyncClient, headers: dict[str, str], requests: int) -> tuple[float, float, dict]:
+    for _ in range(min(20, requests)):  # warm: connections, prepared statements, caches
+        r = await client.get("/api/v1/analytics/flowpilot/escalations", params={"period": "7d"}, headers=headers)
+        r.raise_for_status()
+    samples = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        r = await client.get("/api/v1/analytics/flowpilot/escalations", params={"period": "7d"}, headers=headers)
+        samples.append((time.perf_counter() - began) * 1000)
+        r.raise_for_status()
+    samples.sort()
+    p50 = statistics.median(samples)
+    p99 = samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))]
+    return p50, p99, r.json()
+
+
+async def run() -> dict[str, object]:
+    infra = await asyncio.to_thread(obtain_infra, run_dir("bench"), KAFKA_PORT, CONTROLLER_PORT, PG_PORT, True)
+    proc = None
+    try:
+        db_name = f"bench_query_{uuid.uuid4().hex[:8]}"
+        await ensure_databases(infra.database_url, [db_name])
+        url = url_with_database(infra.database_url, db_name)
+        await asyncio.to_thread(migrate.upgrade, "analytics", url)
+        accounts = {n: uuid.uuid4() for n in SCALES}
+        began = time.perf_counter()
+        await load(url, accounts)
+        print(f"loaded in {time.perf_counter() - began:.1f}s")
+        private_pem, public_pem = generate_keypair()
+        proc = start_service({
+            "RF_DATABASE_URL": url, "RF_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, "RF_JWT_PUBLIC_KEY": public_pem,
+            "RF_CONSUME": "false", "RF_CREATE_TOPICS": "false", "RF_LOG_LEVEL": "WARNING", "RF_ENV": "test",
+        })
+        scaling = []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{HTTP_PORT}", timeout=60) as client:
+            await wait_ready(client)
+            for n in SCALES:
+                headers = Caller(private_pem, role="engineer", account_id=accounts[n]).headers
+                p50, p99, body = await measure(client, headers, REQUESTS[n])
+                assert body["n_handoffs_claimed"] == n, body
+                print(f"{n:>9,} handoffs in window: p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  ({REQUESTS[n]} requests)")
+                scaling.append({"handoffs_in_window": n, "p50_ms": round(p50, 2), "p99_ms": round(p99, 2)})
+        at_10k = next(s for s in scaling if s["handoffs_in_window"] == 10_000)
+        return {
+            "bench": "analytics_query",
+            "handoffs_in_window": 10_000,
+            "p50_ms": at_10k["p50_ms"],
+            "p99_ms": at_10k["p99_ms"],
+            "scaling": scaling,
+            "command": COMMAND,
+        }
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=20)
+        await asyncio.to_thread(infra.stop)
+
+
+def main() -> None:
+    argparse.ArgumentParser(prog="python -m bench.analytics_query", description=__doc__.splitlines()[0]).parse_args()
+    print(json.dumps(asyncio.run(run())))
+
+
+if __name__ == "__main__":
+    main()

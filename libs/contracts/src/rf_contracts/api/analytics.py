@@ -1,0 +1,43 @@
+"""Public API models of analytics: the escalation time-to-first-action metric (SPEC section 5)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final, Literal, TypeAlias
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Period: TypeAlias = Literal["7d", "30d", "90d"]
+
+PERIODS: Final[dict[str, timedelta]] = {
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+}
+
+METRIC_DEFINITION: Final = (
+    "Escalation time-to-first-action: for each handoff of this account claimed within the window "
+    "(its current claim; a release without a later claim removes it), the seconds from the claim to the "
+    "first step recorded on the same session at or after the claim; avg, median and p95 are over the "
+    "handoffs that have such a step. It measures how fast a claimed escalation turns into work, "
+    "not time saved."
+)
+
+
+class EscalationMetricRead(BaseModel):
+    """`GET /analytics/flowpilot/escalations?period=7d|30d|90d` for the caller's account."""
+
+    model_config = ConfigDict(frozen=True)
+
+    period: Period
+    window_start: AwareDatetime = Field(description="window_end minus the period")
+    window_end: AwareDatetime = Field(description="the time of the request")
+    n_handoffs_claimed: int = Field(ge=0, description="claimed handoffs with window_start <= claimed_at <= window_end")
+    n_handoffs_with_action: int = Field(ge=0, description="those of them with a step at or after claimed_at")
+    avg_seconds: float | None = Field(description="mean claim-to-first-step delta; null without actions")
+    median_seconds: float | None = Field(description="50th percentile, linear interpolation; null without actions")
+    p95_seconds: float | None = Field(description="95th percentile, linear interpolation; null without actions")
+    metric_definition: str
+    data_as_of: AwareDatetime | None = Field(
+        description="occurred_at of the newest event of this account applied to the read model; null when none"
+    )

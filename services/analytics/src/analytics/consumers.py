@@ -1,0 +1,29 @@
+"""Subscribes the read model to the step and handoff topics (batched, idempotent, dead-lettering)."""
+
+from __future__ import annotations
+
+from analytics.domain import CONSUMER_NAME
+from analytics.handlers import apply_events
+from analytics.settings import Settings
+from rf_contracts import topics
+from rfkit.consumer import EventConsumer
+from rfkit.service import ServiceRuntime
+
+TOPICS = (
+    topics.STEP_CREATED,
+    topics.HANDOFF_REQUESTED,
+    topics.HANDOFF_CLAIMED,
+    topics.HANDOFF_RELEASED,
+    topics.HANDOFF_RESOLVED,
+)
+
+
+def register(runtime: ServiceRuntime, settings: Settings) -> EventConsumer:
+    return runtime.consumer(
+        name=CONSUMER_NAME,
+        topics=TOPICS,
+        handler=apply_events,
+        batch=True,
+        max_records=settings.consumer_max_records,
+        group=settings.consumer_group,
+    )

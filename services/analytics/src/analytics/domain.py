@@ -1,0 +1,111 @@
+"""The escalation metric's rules in plain Python: folding a batch of events into changes, periods, windows."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from rf_contracts import Event, HandoffClaimed, HandoffReleased, StepCreated
+from rf_contracts.api.analytics import PERIODS
+
+log = logging.getLogger(__name__)
+
+# The kit's processed-events ledger and the rebuild both name the consumer by this.
+CONSUMER_NAME = "analytics-escalations"
+# The contract bounds versions below only. Past PostgreSQL's bigint no real handoff goes, and such an event
+# would fail every batch it is in (consumption would stall on it), so it is left out, loudly.
+MAX_VERSION = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """What the metric needs of a step: where and when."""
+
+    account_id: UUID
+    session_id: UUID
+    step_id: UUID
+    created_at: datetime
+
+
+@dataclass
+class HandoffChange:
+    """The newest claim and release of one handoff seen in a batch (versions decide, not arrival order)."""
+
+    handoff_id: UUID
+    account_id: UUID
+    session_id: UUID
+    claim_version: int | None = None
+    claimed_at: datetime | None = None
+    release_version: int | None = None
+
+    def claim(self, version: int, claimed_at: datetime) -> None:
+        if self.claim_version is None or version > self.claim_version:
+            self.claim_version, self.claimed_at = version, claimed_at
+
+    def release(self, version: int) -> None:
+        if self.release_version is None or version > self.release_version:
+            self.release_version = version
+
+
+@dataclass
+class Changes:
+    """A batch of events reduced to what the read model applies set-based in one transaction."""
+
+    steps: list[StepTime] = field(default_factory=list)
+    handoffs: dict[UUID, HandoffChange] = field(default_factory=dict)
+    # Per account, the newest occurred_at among the batch's events: the account's data_as_of candidate.
+    watermarks: dict[UUID, datetime] = field(default_factory=dict)
+
+    def sessions(self) -> set[UUID]:
+        """Sessions whose joins this batch touches (they are locked for the transaction)."""
+        return {s.session_id for s in self.steps} | {h.session_id for h in self.handoffs.values()}
+
+
+def unstorable(event: Event) -> str | None:
+    """Why a valid event cannot be stored (it would fail every batch it is in), or None."""
+    if isinstance(event, HandoffClaimed | HandoffReleased) and event.version > MAX_VERSION:
+        return f"version {event.version} out of range"
+    for name in ("occurred_at", "created_at", "claimed_at"):
+        value: datetime | None = getattr(event, name, None)
+        if value is None:
+            continue
+        try:
+            value.astimezone(UTC)  # e.g. 9999-12-31T23:00:00-14:00 has no UTC datetime
+        except OverflowError:
+            return f"{name} {value.isoformat()} out of range"
+    return None
+
+
+def fold(events: Iterable[Event]) -> Changes:
+    """Reduce events of any type, in any order, to the read model's changes."""
+    changes = Changes()
+    for event in events:
+        problem = unstorable(event)
+        if problem:
+            log.warning("ignoring %s %s: %s", event.event_type, event.event_id, problem)
+            continue
+        newest = changes.watermarks.get(event.account_id)
+        if newest is None or event.occurred_at > newest:
+            changes.watermarks[event.account_id] = event.occurred_at
+        if isinstance(event, StepCreated):
+            changes.steps.append(StepTime(event.account_id, event.session_id, event.step_id, event.created_at))
+        elif isinstance(event, HandoffClaimed | HandoffReleased):
+            change = changes.handoffs.get(event.handoff_id)
+            if change is None:
+                change = changes.handoffs[event.handoff_id] = HandoffChange(
+                    event.handoff_id, event.account_id, event.session_id
+                )
+            if isinstance(event, HandoffClaimed):
+                change.claim(event.version, event.claimed_at)
+            else:
+                change.release(event.version)
+        # handoff.requested / handoff.resolved change no claim (resolving keeps it): only the watermark.
+    return changes
+
+
+def window(period: str, now: datetime) -> tuple[datetime, datetime]:
+    """[now - period, now] for a period the API accepts."""
+    return now - PERIODS[period], now

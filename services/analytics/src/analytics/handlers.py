@@ -1,0 +1,53 @@
+"""Use cases: apply a batch of events to the read model, and answer the escalation metric."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from analytics import repository
+from analytics.domain import fold, window
+from rf_contracts import Event
+from rf_contracts.api.analytics import METRIC_DEFINITION, EscalationMetricRead, Period
+from rfkit.db import Database, UnitOfWork
+
+
+async def apply_events(uow: UnitOfWork, events: list[Event]) -> None:
+    """Fold new events (any order, any mix of topics) into the read model, set-based, in the kit's transaction."""
+    changes = fold(events)
+    session = uow.session
+    # Taken first and held to commit: a step and a claim of one session applied by two replicas at once
+    # would otherwise each miss the other's uncommitted row and lose their join.
+    await repository.lock_sessions(session, changes.sessions())
+    await repository.insert_steps(session, changes.steps)
+    # After the steps: a claim's first-action probe sees this batch's steps too.
+    await repository.upsert_handoffs(session, list(changes.handoffs.values()))
+    await repository.advance_first_actions(session, changes.steps)
+    await repository.raise_watermarks(session, changes.watermarks)
+
+
+@dataclass(frozen=True)
+class GetEscalationMetric:
+    account_id: UUID
+    period: Period
+    now: datetime
+
+
+async def get_escalation_metric(query: GetEscalationMetric, db: Database) -> EscalationMetricRead:
+    """The metric of SPEC section 5 for one account and period, read from the read model."""
+    start, end = window(query.period, query.now)
+    async with db.read() as session:
+        stats = await repository.escalation_stats(session, account_id=query.account_id, start=start, end=end)
+    return EscalationMetricRead(
+        period=query.period,
+        window_start=start,
+        window_end=end,
+        n_handoffs_claimed=stats.n_claimed,
+        n_handoffs_with_action=stats.n_with_action,
+        avg_seconds=stats.avg_s,
+        median_seconds=stats.median_s,
+        p95_seconds=stats.p95_s,
+        metric_definition=METRIC_DEFINITION,
+        data_as_of=stats.data_as_of,
+    )

@@ -1,0 +1,125 @@
+"""Rebuilds the read model from the topics: `python -m analytics.rebuild` (settings from RF_ variables).
+
+The contract topics keep their events forever (retention.ms=-1, set by rfkit.topics), so the read model
+can always be thrown away and recomputed: empty it and the consumer's processed-event ledger, then read
+every partition from offset 0 up to the end offsets captured at the start, applying the events exactly
+as the live consumer does, and exit. The live consumer shares the ledger, so running alongside it is
+safe (each event is applied once, by whichever gets it first); the metric is partial until the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+
+from analytics import repository
+from analytics.consumers import TOPICS
+from analytics.domain import CONSUMER_NAME
+from analytics.handlers import apply_events
+from analytics.progress import OffsetProbe
+from analytics.settings import Settings
+from rf_contracts import Event
+from rf_contracts.events import ContractViolation, parse_event
+from rfkit import migrate
+from rfkit.consumer import claim_new_events
+from rfkit.db import Database
+from rfkit.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    group: str
+    messages: int
+    applied: int
+    invalid: int
+    seconds: float
+
+
+async def rebuild(settings: Settings, *, group: str | None = None, batch_size: int = 2000) -> RebuildReport:
+    """Empty the read model and re-apply every event up to the topics' current ends; returns what it did."""
+    started = time.perf_counter()
+    prefix = settings.topic_prefix
+    group = group or settings.group(f"{settings.consumer_group}-rebuild-{uuid.uuid4().hex[:8]}")
+    await asyncio.to_thread(migrate.upgrade, "analytics", settings.database_url)
+    full_topics = [f"{prefix}{t}" for t in TOPICS]
+    async with OffsetProbe(settings.kafka_bootstrap, full_topics) as probe:
+        partitions = probe.partitions
+        targets = {tp: end for tp, end in (await probe.end_offsets()).items() if end > 0}
+    db = Database(settings.database_url, pool_size=2, topic_prefix=prefix)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    messages = applied = invalid = 0
+    started_consumer = False
+    try:
+        async with db.unit_of_work() as uow:
+            await repository.clear_read_model(uow.session, consumer=CONSUMER_NAME)
+        log.info("read model cleared; replaying %d partitions into group %s", len(targets), group)
+        if targets:
+            await consumer.start()
+            started_consumer = True
+            # Fixed assignment (no rebalancing): every partition of every topic, from its first offset.
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            remaining = dict(targets)
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=batch_size)
+                events: list[Event] = []
+                for tp, records in batch.items():
+                    for record in records:
+                        if record.offset >= targets[tp]:
+                            continue  # arrived after the start: the live consumer's business
+                        messages += 1
+                        try:
+                            events.append(parse_event(record.topic[len(prefix) :], record.value, record.key))
+                        except ContractViolation:
+                            invalid += 1  # already dead-lettered by the live consumer
+                if events:
+                    async with db.unit_of_work() as uow:
+                        fresh = await claim_new_events(uow.session, CONSUMER_NAME, events)
+                        if fresh:
+                            await apply_events(uow, fresh)
+                    applied += len(fresh)
+                if batch:
+                    await consumer.commit()
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= remaining[tp]:
+                        del remaining[tp]
+    finally:
+        if started_consumer:
+            await consumer.stop()
+        await db.dispose()
+    report = RebuildReport(group, messages, applied, invalid, time.perf_counter() - started)
+    log.info("rebuild done: %s", report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analytics.rebuild", description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=2000, help="events applied per transaction")
+    parser.add_argument("--group", default=None, help="consumer group to replay in (default: a fresh one)")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    configure_logging("analytics-rebuild", settings.log_level)
+    report = asyncio.run(rebuild(settings, group=args.group, batch_size=args.batch_size))
+    print(
+        f"analytics rebuild: {report.messages} messages, {report.applied} applied, {report.invalid} invalid, "
+        f"{report.seconds:.1f}s (group {report.group})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""The escalation read model in PostgreSQL: set-based batch updates and the per-account metric query."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from analytics.domain import HandoffChange, StepTime
+
+# Two-key advisory locks (namespace, hashtext(session_id)): the namespace keeps them apart from the
+# bigint-keyed migration lock and from any other user of advisory locks in this database.
+LOCK_NAMESPACE = 0x5246_0A11
+
+READ_MODEL_TABLES = ("steps", "handoffs", "account_watermarks")
+
+# Sorted so that two transactions wanting overlapping sessions take the locks in one order (no deadlock).
+_LOCK_SESSIONS = sa.text(
+    """
+    SELECT count(pg_advisory_xact_lock(:ns, t.h)) FROM (
+        SELECT DISTINCT hashtext(s::text) AS h FROM unnest(CAST(:sessions AS uuid[])) AS s ORDER BY h
+    ) AS t
+    """
+)
+
+_INSERT_STEPS = sa.text(
+    """
+    INSERT INTO steps (session_id, created_at, step_id, account_id)
+    SELECT * FROM unnest(
+        CAST(:session_ids AS uuid[]), CAST(:created AS timestamptz[]),
+        CAST(:step_ids AS uuid[]), CAST(:account_ids AS uuid[]))
+    ON CONFLICT DO NOTHING
+    """
+)
+
+# A claim with a higher version replaces claimed_at and brings its first action along, found with one
+# probe of the steps key; a release only raises release_version. Stale and duplicate versions write nothing.
+_UPSERT_HANDOFFS = sa.text(
+    """
+    INSERT INTO handoffs AS h
+        (handoff_id, account_id, session_id, claim_version, claimed_at, release_version, first_action_at)
+    SELECT v.handoff_id, v.account_id, v.session_id, v.claim_version, v.claimed_at, v.release_version,
+           (SELECT min(s.created_at) FROM steps AS s
+             WHERE s.session_id = v.session_id AND s.created_at >= v.claimed_at AND s.account_id = v.account_id)
+    FROM unnest(
+        CAST(:handoff_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:session_ids AS uuid[]),
+        CAST(:claim_versions AS bigint[]), CAST(:claimed_ats AS timestamptz[]), CAST(:release_versions AS bigint[])
+    ) AS v(handoff_id, account_id, session_id, claim_version, claimed_at, release_version)
+    ON CONFLICT (handoff_id) DO UPDATE SET
+        claim_version = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
+                             THEN EXCLUDED.claim_version ELSE h.claim_version END,
+        claimed_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
+                          THEN EXCLUDED.claimed_at ELSE h.claimed_at END,
+        first_action_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
+                               THEN EXCLUDED.first_action_at ELSE h.first_action_at END,
+        release_version = GREATEST(h.release_version, EXCLUDED.release_version),
+        updated_at = now()
+    WHERE EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
+       OR EXCLUDED.release_version > COALESCE(h.release_version, 0)
+    """
+)
+
+# New steps can only move a claim's first action earlier: join them to their sessions' claims.
+_ADVANCE_FIRST_ACTIONS = sa.text(
+    """
+    UPDATE handoffs AS h SET first_action_at = x.first_action_at, updated_at = now()
+    FROM (
+        SELECT c.handoff_id, min(s.created_at) AS first_action_at
+        FROM unnest(CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:created AS timestamptz[]))
+             AS s(session_id, account_id, created_at)
+        JOIN handoffs AS c
+          ON c.session_id = s.session_id AND c.account_id = s.account_id AND s.created_at >= c.claimed_at
+        GROUP BY c.handoff_id
+    ) AS x
+    WHERE h.handoff_id = x.handoff_id AND (h.first_action_at IS NULL OR x.first_action_at < h.first_action_at)
+    """
+)
+
+_RAISE_WATERMARKS = sa.text(
+    """
+    INSERT INTO account_watermarks AS w (account_id, data_as_of)
+    SELECT a, t FROM unnest(CAST(:account_ids AS uuid[]), CAST(:times AS timestamptz[])) AS w(a, t)
+    ORDER BY a  -- one row-lock order across concurrent transactions (no deadlock)
+    ON CONFLICT (account_id) DO UPDATE SET data_as_of = EXCLUDED.data_as_of
+    WHERE EXCLUDED.data_as_of > w.data_as_of
+    """
+)
+
+# percentile_cont is PostgreSQL's linear interpolation between closest ranks (numpy's default); both
+# percentiles come from one sort. Aggregates skip the NULL deltas of claims without an action; over no
+# deltas they give NULL (the array form an array of NULLs).
+_ESCALATION_STATS = sa.text(
+    """
+    SELECT count(*) AS n_claimed,
+           count(delta_s) AS n_with_action,
+           avg(delta_s) AS avg_s,
+           percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY delta_s) AS percentiles,
+           (SELECT data_as_of FROM account_watermarks WHERE account_id = :account_id) AS data_as_of
+    FROM handoffs
+    WHERE account_id = :account_id AND effective_claimed_at IS NOT NULL
+      AND effective_claimed_at >= :start AND effective_claimed_at <= :end
+    """
+)
+
+
+@dataclass(frozen=True)
+class EscalationStats:
+    n_claimed: int
+    n_with_action: int
+    avg_s: float | None
+    median_s: float | None
+    p95_s: float | None
+    data_as_of: datetime | None
+
+
+async def lock_sessions(session: AsyncSession, session_ids: Collection[UUID]) -> None:
+    """Serialize, until commit, with other transactions (other replicas) applying events of these sessions."""
+    if session_ids:
+        await session.execute(_LOCK_SESSIONS, {"ns": LOCK_NAMESPACE, "sessions": list(session_ids)})
+
+
+async def insert_steps(session: AsyncSession, steps: list[StepTime]) -> None:
+    if steps:
+        await session.execute(
+            _INSERT_STEPS,
+            {
+                "session_ids": [s.session_id for s in steps],
+                "created": [s.created_at for s in steps],
+                "step_ids": [s.step_id for s in steps],
+                "account_ids": [s.account_id for s in steps],
+            },
+        )
+
+
+async def upsert_handoffs(session: AsyncSession, changes: Collection[HandoffChange]) -> None:
+    if changes:
+        await session.execute(
+            _UPSERT_HANDOFFS,
+            {
+                "handoff_ids": [c.handoff_id for c in changes],
+                "account_ids": [c.account_id for c in changes],
+                "session_ids": [c.session_id for c in changes],
+                "claim_versions": [c.claim_version for c in changes],
+                "claimed_ats": [c.claimed_at for c in changes],
+                "release_versions": [c.release_version for c in changes],
+            },
+        )
+
+
+async def advance_first_actions(session: AsyncSession, steps: list[StepTime]) -> None:
+    if steps:
+        await session.execute(
+            _ADVANCE_FIRST_ACTIONS,
+            {
+                "session_ids": [s.session_id for s in steps],
+                "account_ids": [s.account_id for s in steps],
+                "created": [s.created_at for s in steps],
+            },
+        )
+
+
+async def raise_watermarks(session: AsyncSession, watermarks: dict[UUID, datetime]) -> None:
+    if watermarks:
+        await session.execute(
+            _RAISE_WATERMARKS, {"account_ids": list(watermarks), "times": list(watermarks.values())}
+        )
+
+
+async def escalation_stats(
+    session: AsyncSession, *, account_id: UUID, start: datetime, end: datetime
+) -> EscalationStats:
+    """The metric over one account's claims with start <= claimed_at <= end."""
+    row = (await session.execute(_ESCALATION_STATS, {"account_id": account_id, "start": start, "end": end})).one()
+    median_s, p95_s = row.percentiles or (None, None)
+    return EscalationStats(
+        n_claimed=int(row.n_claimed),
+        n_with_action=int(row.n_with_action),
+        avg_s=row.avg_s,
+        median_s=median_s,
+        p95_s=p95_s,
+        data_as_of=row.data_as_of,
+    )
+
+
+async def clear_read_model(session: AsyncSession, *, consumer: str) -> None:
+    """Empty the read model and forget which events this consumer applied (the rebuild's first step)."""
+    await session.execute(sa.text(f"TRUNCATE {', '.join(READ_MODEL_TABLES)}"))
+    await session.execute(sa.text("DELETE FROM processed_events WHERE consumer = :c"), {"c": consumer})

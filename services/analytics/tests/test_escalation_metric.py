@@ -1,0 +1,327 @@
+"""The escalation metric endpoint over real Kafka and PostgreSQL: the API cases and the delivery cases."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+from rf_contracts import dlq, topics
+from rf_contracts.api.analytics import EscalationMetricRead
+from rfkit.consumer import DLQ_REASON_HEADER
+from rfkit.testing import read_topic
+
+URL = "/api/v1/analytics/flowpilot/escalations"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---- the API ----
+
+
+async def test_claim_then_step_reports_the_seconds_to_first_action(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    claimed_at = now() - timedelta(hours=1)
+    events = [
+        acc.requested(handoff, session, claimed_at - timedelta(minutes=5)),
+        acc.claimed(handoff, session, claimed_at, version=2),
+        acc.step(session, claimed_at + timedelta(seconds=30)),
+        acc.step(session, claimed_at + timedelta(seconds=90)),
+    ]
+    await env.publish(events)
+    await env.settle()
+
+    before = now()
+    r = await env.running.client.get(URL, params={"period": "7d"}, headers=env.caller(acc.account_id).headers)
+    assert r.status_code == 200
+    body = EscalationMetricRead.model_validate(r.json())
+    assert body.period == "7d"
+    assert body.n_handoffs_claimed == 1
+    assert body.n_handoffs_with_action == 1
+    assert body.avg_seconds == body.median_seconds == body.p95_seconds == 30.0
+    assert before <= body.window_end <= now()
+    assert body.window_end - body.window_start == timedelta(days=7)
+    assert body.data_as_of == max(e.occurred_at for e in events)
+    assert "not" in body.metric_definition and "time saved" in body.metric_definition
+
+
+async def test_account_without_data_has_zero_counts_and_null_statistics(env, history) -> None:
+    body = await env.metric(history().account_id, "90d")
+    assert body["n_handoffs_claimed"] == 0
+    assert body["n_handoffs_with_action"] == 0
+    assert body["avg_seconds"] is None and body["median_seconds"] is None and body["p95_seconds"] is None
+    assert body["data_as_of"] is None
+    assert body["metric_definition"]
+
+
+async def test_claimed_handoff_without_a_step_counts_as_claimed_only(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    claimed_at = now() - timedelta(hours=2)
+    # A step long before the claim is no action on it.
+    await env.publish(
+        [acc.step(session, claimed_at - timedelta(hours=1)), acc.claimed(handoff, session, claimed_at, version=2)]
+    )
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (1, 0)
+    assert body["avg_seconds"] is None and body["median_seconds"] is None and body["p95_seconds"] is None
+
+
+async def test_period_counts_only_claims_inside_its_window(env, history) -> None:
+    acc = history()
+    events = []
+    for days, delta in ((3, 10), (20, 20), (60, 30), (100, 40)):
+        session, handoff = uuid.uuid4(), uuid.uuid4()
+        claimed_at = now() - timedelta(days=days)
+        events += [
+            acc.claimed(handoff, session, claimed_at, version=2),
+            acc.step(session, claimed_at + timedelta(seconds=delta)),
+        ]
+    await env.publish(events)
+    await env.settle()
+    seen = {p: await env.metric(acc.account_id, p) for p in ("7d", "30d", "90d")}
+    assert [seen[p]["n_handoffs_claimed"] for p in ("7d", "30d", "90d")] == [1, 2, 3]
+    assert [seen[p]["avg_seconds"] for p in ("7d", "30d", "90d")] == [10.0, 15.0, 20.0]
+    assert seen["90d"]["median_seconds"] == 20.0
+    assert seen["90d"]["p95_seconds"] == 29.0  # 20 + 0.9 * (30 - 20)
+
+
+async def test_statistics_over_many_handoffs_use_linear_interpolation(env, history, spec) -> None:
+    acc = history()
+    rng = random.Random(6)
+    deltas = [round(rng.uniform(0, 3600), 3) for _ in range(57)] + [0.0, 0.0]
+    events = []
+    for delta in deltas:
+        session, handoff = uuid.uuid4(), uuid.uuid4()
+        claimed_at = now() - timedelta(days=rng.uniform(0.1, 6), microseconds=rng.randrange(10**6))
+        events += [
+            acc.claimed(handoff, session, claimed_at, version=2),
+            acc.step(session, claimed_at + timedelta(seconds=delta)),
+        ]
+    # Claims without an action do not enter the statistics.
+    for _ in range(5):
+        events.append(acc.claimed(uuid.uuid4(), uuid.uuid4(), now() - timedelta(days=1), version=2))
+    await env.publish(events)
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert body["n_handoffs_claimed"] == len(deltas) + 5
+    assert body["n_handoffs_with_action"] == len(deltas)
+    assert abs(body["avg_seconds"] - sum(deltas) / len(deltas)) < 1e-6
+    assert abs(body["median_seconds"] - spec.percentile(deltas, 0.5)) < 1e-6
+    assert abs(body["p95_seconds"] - spec.percentile(deltas, 0.95)) < 1e-6
+
+
+async def test_each_account_sees_only_its_own_handoffs_and_steps(env, history) -> None:
+    a, b = history(), history()
+    session_a, session_b = uuid.uuid4(), uuid.uuid4()
+    t = now() - timedelta(hours=3)
+    await env.publish(
+        [
+            a.claimed(uuid.uuid4(), session_a, t, version=2),
+            a.step(session_a, t + timedelta(seconds=100)),
+            b.claimed(uuid.uuid4(), session_b, t, version=2),
+            b.step(session_b, t + timedelta(seconds=7)),
+            b.claimed(uuid.uuid4(), uuid.uuid4(), t, version=2),
+            # A step that claims to be of account b on a's session is no action on a's handoff.
+            b.step(session_a, t + timedelta(seconds=1)),
+        ]
+    )
+    await env.settle()
+    body_a, body_b = await env.metric(a.account_id), await env.metric(b.account_id)
+    assert (body_a["n_handoffs_claimed"], body_a["avg_seconds"]) == (1, 100.0)
+    assert (body_b["n_handoffs_claimed"], body_b["n_handoffs_with_action"], body_b["avg_seconds"]) == (2, 1, 7.0)
+    assert body_a["data_as_of"] != body_b["data_as_of"]
+
+
+async def test_viewer_is_refused_and_anonymous_is_unauthorized(env, history) -> None:
+    account = history().account_id
+    viewer = env.caller(account, role="viewer")
+    r = await env.running.client.get(URL, params={"period": "7d"}, headers=viewer.headers)
+    assert r.status_code == 403
+    assert "detail" in r.json()
+    r = await env.running.client.get(URL, params={"period": "7d"})
+    assert r.status_code == 401
+    admin = env.caller(account, role="admin")
+    r = await env.running.client.get(URL, params={"period": "30d"}, headers=admin.headers)
+    assert r.status_code == 200
+
+
+async def test_period_other_than_7d_30d_90d_is_422(env, history) -> None:
+    headers = env.caller(history().account_id).headers
+    for params in ({"period": "1d"}, {"period": "7"}, {"period": "7D"}, {"period": "365d"}, {"period": ""}, {}):
+        r = await env.running.client.get(URL, params=params, headers=headers)
+        assert r.status_code == 422, (params, r.text)
+        assert "detail" in r.json()
+
+
+# ---- delivery: order, duplicates, versions ----
+
+
+async def test_step_delivered_before_its_claim_is_found_when_the_claim_arrives(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    claimed_at = now() - timedelta(minutes=30)
+    await env.publish([acc.step(session, claimed_at + timedelta(seconds=42))])
+    await env.settle()
+    assert (await env.metric(acc.account_id))["n_handoffs_claimed"] == 0
+    await env.publish([acc.claimed(handoff, session, claimed_at, version=2)])
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert (body["n_handoffs_with_action"], body["avg_seconds"]) == (1, 42.0)
+
+
+async def test_a_later_delivered_earlier_step_moves_the_first_action_earlier(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    claimed_at = now() - timedelta(minutes=30)
+    await env.publish(
+        [acc.claimed(handoff, session, claimed_at, version=2), acc.step(session, claimed_at + timedelta(seconds=50))]
+    )
+    await env.settle()
+    await env.publish([acc.step(session, claimed_at + timedelta(seconds=5))])
+    await env.settle()
+    assert (await env.metric(acc.account_id))["avg_seconds"] == 5.0
+
+
+async def test_the_same_events_delivered_twice_count_once(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    claimed_at = now() - timedelta(minutes=30)
+    events = [
+        acc.claimed(handoff, session, claimed_at, version=2),
+        acc.step(session, claimed_at + timedelta(seconds=12)),
+    ]
+    await env.publish(events + events)
+    await env.settle()
+    await env.publish(events)  # redelivered much later, in another batch
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"], body["avg_seconds"]) == (1, 1, 12.0)
+
+
+async def test_a_stale_version_arriving_after_a_newer_one_changes_nothing(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    first, second = now() - timedelta(hours=2), now() - timedelta(hours=1)
+    await env.publish(
+        [acc.claimed(handoff, session, second, version=4), acc.step(session, second + timedelta(seconds=8))]
+    )
+    await env.settle()
+    # Late: the first claim (v2) and its release (v3), both older than the re-claim (v4).
+    await env.publish(
+        [
+            acc.claimed(handoff, session, first, version=2),
+            acc.step(session, first + timedelta(seconds=1)),
+            acc.released(handoff, session, first + timedelta(minutes=1), version=3),
+        ]
+    )
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert (body["n_handoffs_claimed"], body["avg_seconds"]) == (1, 8.0)
+
+
+async def test_a_reclaim_replaces_claimed_at(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    first, second = now() - timedelta(hours=2), now() - timedelta(hours=1)
+    await env.publish(
+        [
+            acc.claimed(handoff, session, first, version=2),
+            acc.step(session, first + timedelta(seconds=3)),
+            acc.released(handoff, session, first + timedelta(minutes=5), version=3),
+        ]
+    )
+    await env.settle()
+    await env.publish(
+        [acc.claimed(handoff, session, second, version=4), acc.step(session, second + timedelta(seconds=20))]
+    )
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"], body["avg_seconds"]) == (1, 1, 20.0)
+
+
+async def test_a_release_without_a_later_claim_removes_the_handoff(env, history) -> None:
+    acc = history()
+    session, handoff, other, other_session = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    t = now() - timedelta(hours=2)
+    # The release (v3) is delivered before the claim it undoes (v2).
+    await env.publish([acc.released(handoff, session, t + timedelta(minutes=1), version=3)])
+    await env.settle()
+    await env.publish(
+        [
+            acc.claimed(handoff, session, t, version=2),
+            acc.step(session, t + timedelta(seconds=3)),
+            # Resolving keeps the claim.
+            acc.claimed(other, other_session, t, version=2),
+            acc.resolved(other, other_session, t + timedelta(hours=1), version=3),
+        ]
+    )
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (1, 0)
+
+
+async def test_a_step_exactly_at_claimed_at_is_an_action_of_zero_seconds(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    claimed_at = now() - timedelta(minutes=10)
+    await env.publish([acc.step(session, claimed_at), acc.claimed(handoff, session, claimed_at, version=2)])
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert (body["n_handoffs_with_action"], body["avg_seconds"], body["p95_seconds"]) == (1, 0.0, 0.0)
+
+
+async def test_a_step_just_before_the_claim_is_not_an_action(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    claimed_at = now() - timedelta(minutes=10)
+    await env.publish([acc.claimed(handoff, session, claimed_at, version=2)])
+    await env.settle()
+    await env.publish([acc.step(session, claimed_at - timedelta(microseconds=1))])
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (1, 0)
+
+
+async def test_invalid_messages_are_dead_lettered_and_consumption_goes_on(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    claimed_at = now() - timedelta(minutes=10)
+    good = acc.claimed(handoff, session, claimed_at, version=2)
+    wrong_key = acc.step(session, claimed_at + timedelta(seconds=1))
+    await env.publish(
+        [
+            (topics.HANDOFF_CLAIMED, str(session).encode(), b"{not json"),
+            (topics.STEP_CREATED, str(uuid.uuid4()).encode(), wrong_key.to_json()),
+            good,
+            acc.step(session, claimed_at + timedelta(seconds=9)),
+        ]
+    )
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert (body["n_handoffs_claimed"], body["avg_seconds"]) == (1, 9.0)
+    dead = await read_topic(env.bootstrap, env.prefix + dlq(topics.HANDOFF_CLAIMED), expect=1)
+    assert any(r.value == b"{not json" and DLQ_REASON_HEADER in dict(r.headers) for r in dead)
+    dead = await read_topic(env.bootstrap, env.prefix + dlq(topics.STEP_CREATED), expect=1)
+    assert any(r.value == wrong_key.to_json() for r in dead)
+
+
+async def test_an_event_the_database_cannot_hold_does_not_stall_consumption(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    claimed_at = now() - timedelta(minutes=10)
+    await env.publish(
+        [
+            acc.claimed(uuid.uuid4(), uuid.uuid4(), claimed_at, version=2**70),
+        acc.step(uuid.uuid4(), datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14)))),
+            acc.claimed(handoff, session, claimed_at, version=2),
+            acc.step(session, claimed_at + timedelta(seconds=4)),
+        ]
+    )
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert (body["n_handoffs_claimed"], body["avg_seconds"]) == (1, 4.0)

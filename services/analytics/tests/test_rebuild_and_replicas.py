@@ -1,0 +1,159 @@
+"""The read model rebuilt from the topics, and replicas consuming side by side, give the same numbers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from random import Random
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from analytics.main import create_app
+from analytics.rebuild import rebuild
+from rf_contracts import Event, topics
+from rfkit.testing import RunningApp, wait_until
+
+PERIODS = ("7d", "30d", "90d")
+
+
+def random_history(history, rng: Random, *, accounts: int, sessions: int) -> tuple[list[Event], list[uuid.UUID]]:
+    """Claims, releases, re-claims and steps around them, over several accounts, in publication order."""
+    now = datetime.now(UTC)
+    events: list[Event] = []
+    ids = []
+    for _ in range(accounts):
+        acc = history()
+        ids.append(acc.account_id)
+        for _ in range(sessions):
+            session, handoff = uuid.uuid4(), uuid.uuid4()
+            t = now - timedelta(days=rng.uniform(0, 100))
+            events.append(acc.requested(handoff, session, t))
+            version = 1
+            for _ in range(rng.randint(1, 3)):
+                version += 1
+                t += timedelta(minutes=rng.uniform(1, 60))
+                if rng.random() < 0.7:
+                    events.append(acc.claimed(handoff, session, t, version=version))
+                else:
+                    events.append(acc.released(handoff, session, t, version=version))
+                for _ in range(rng.randint(0, 2)):
+                    events.append(acc.step(session, t + timedelta(seconds=rng.uniform(-600, 3600))))
+            if rng.random() < 0.3:
+                events.append(acc.resolved(handoff, session, t + timedelta(hours=1), version=version + 1))
+    return events, ids
+
+
+def shuffled_with_duplicates(events: list[Event], rng: Random, rate: float = 0.2) -> list[Event]:
+    delivered = events + [e for e in events if rng.random() < rate]
+    rng.shuffle(delivered)
+    return delivered
+
+
+def assignment(running: RunningApp) -> set:
+    """The partitions this app's consumer currently holds."""
+    consumer = running.app.state.runtime.consumers[0].subscriber.consumer
+    return set(consumer.assignment()) if consumer is not None else set()
+
+
+async def answers(env, accounts: list[uuid.UUID]) -> dict[tuple[uuid.UUID, str], dict]:
+    return {(a, p): await env.metric(a, p) for a in accounts for p in PERIODS}
+
+
+def check_against_reference(spec, events: list[Event], got: dict[tuple[uuid.UUID, str], dict]) -> None:
+    for (account_id, _period), answer in got.items():
+        start, end = spec.window_of(answer)
+        spec.assert_matches(answer, spec.reference(events, account_id, start, end))
+
+
+async def read_model_rows(url: str) -> dict[str, int]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return {
+                t: int(await conn.scalar(sa.text(f"SELECT count(*) FROM {t}")))
+                for t in ("steps", "handoffs", "account_watermarks")
+            }
+    finally:
+        await engine.dispose()
+
+
+async def test_rebuild_from_the_topics_reproduces_the_same_answers(env, history, spec) -> None:
+    rng = Random(61)
+    events, accounts = random_history(history, rng, accounts=3, sessions=25)
+    await env.publish(shuffled_with_duplicates(events, rng))
+    await env.publish([(topics.STEP_CREATED, b"not-a-session", b"{}")])  # dead-lettered, skipped on rebuild
+    await env.settle()
+    before = await answers(env, accounts)
+    check_against_reference(spec, events, before)
+    rows_before = await read_model_rows(env.database_url)
+
+    # In-process, while the service keeps running (they share the processed-events ledger).
+    report = await rebuild(env.settings(), batch_size=97)
+
+    assert report.invalid == 1
+    assert report.applied == len({e.event_id for e in env.published})
+    after = await answers(env, accounts)
+    check_against_reference(spec, events, after)
+    for key, answer in before.items():
+        assert {k: v for k, v in after[key].items() if not k.startswith("window")} == {
+            k: v for k, v in answer.items() if not k.startswith("window")
+        }
+    assert await read_model_rows(env.database_url) == rows_before
+
+
+async def test_rebuild_command_runs_from_the_environment(env, history, spec) -> None:
+    rng = Random(62)
+    events, accounts = random_history(history, rng, accounts=1, sessions=10)
+    await env.publish(events)
+    await env.settle()
+    before = await answers(env, accounts)
+    settings = env.settings()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "analytics.rebuild",
+        "--batch-size",
+        "50",
+        env={
+            **os.environ,
+            "RF_DATABASE_URL": settings.database_url,
+            "RF_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "RF_TOPIC_PREFIX": settings.topic_prefix,
+            "RF_ENV": "test",
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, out.decode()
+    assert b"analytics rebuild:" in out
+    after = await answers(env, accounts)
+    check_against_reference(spec, events, after)
+    assert [a["n_handoffs_claimed"] for a in after.values()] == [b["n_handoffs_claimed"] for b in before.values()]
+
+
+@pytest.mark.parametrize("same_group", [True, False], ids=["same-group", "separate-groups"])
+async def test_two_replicas_consuming_side_by_side_give_the_same_numbers(env, history, spec, same_group) -> None:
+    rng = Random(63 + same_group)
+    group = "analytics" if same_group else f"analytics-{uuid.uuid4().hex[:6]}"
+    async with RunningApp(create_app(env.settings(consumer_group=group))) as second:
+        if same_group:
+            # Both members hold some of the partitions before the events arrive.
+            async def split() -> bool:
+                mine, theirs = assignment(env.running), assignment(second)
+                return bool(mine) and bool(theirs) and not mine & theirs
+
+            await wait_until(split, timeout_s=60)
+        events, accounts = random_history(history, rng, accounts=4, sessions=60)
+        await env.publish(shuffled_with_duplicates(events, rng))
+        await env.settle()
+        await env.settle(env.settings(consumer_group=group).group(group))
+        check_against_reference(spec, events, await answers(env, accounts))
+        check_against_reference(
+            spec, events, {(a, "90d"): await env.metric(a, "90d", client=second.client) for a in accounts}
+        )
