@@ -1,8 +1,106 @@
 """Settings of the gateway service (environment variables with prefix RF_)."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
+
+from gateway.security import public_pem_of
+from rfkit.auth import generate_keypair
 from rfkit.settings import ServiceSettings
+
+# OWASP's floor for argon2id (19 MiB, 2 passes); production must not go below it.
+_MIN_PROD_ARGON2_MEMORY_KIB = 19_456
+_MIN_PROD_ARGON2_TIME_COST = 2
 
 
 class Settings(ServiceSettings):
     service_name: str = "gateway"
     port: int = 8000
+    # The gateway neither produces nor consumes events: the services that own topics create them.
+    create_topics: bool = False
+    consume: bool = False
+
+    # The signing key (Ed25519 PEM). Its public half is what the gateway verifies with; more public keys
+    # (RF_JWT_PUBLIC_KEY) may be added while a signing key is rotated.
+    jwt_private_key: SecretStr | None = None
+    # Declared again (as in the kit) because the validator below completes it with the signing key's half.
+    jwt_public_key: str | None = None
+    jwt_private_key_file: Path | None = None
+    access_token_ttl_s: int = Field(default=900, ge=30, le=3600)
+    refresh_token_ttl_s: int = Field(default=14 * 24 * 3600, ge=60)
+
+    # Where the public API's routes live.
+    sessions_url: str = "http://127.0.0.1:8001"
+    handoffs_url: str = "http://127.0.0.1:8002"
+    analytics_url: str = "http://127.0.0.1:8003"
+    upstream_connect_timeout_s: float = Field(default=1.0, gt=0)
+    upstream_timeout_s: float = Field(default=5.0, gt=0)
+    upstream_max_connections: int = Field(default=200, ge=1)
+    # Bodies are read into memory (identity) and forwarded whole: bounded well above the largest valid tree.
+    max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+
+    # Login throttling (kept in the database, so every replica counts the same failures).
+    login_failure_window_s: int = Field(default=900, ge=1)
+    login_max_failures_per_email: int = Field(default=5, ge=1)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    # Registrations per client address: each one costs a password hash and creates an account.
+    register_window_s: int = Field(default=3600, ge=1)
+    register_max_per_address: int = Field(default=20, ge=1)
+    # Password hashes computed at once (argon2 takes argon2_memory_kib each): bounds memory under a flood.
+    password_hash_concurrency: int = Field(default=4, ge=1)
+
+    # How long a token's "user still active, token not revoked" answer may be reused (per process).
+    principal_cache_ttl_s: float = Field(default=1.0, ge=0, le=5)
+
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65_536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+
+    _signing_key_pem: str = PrivateAttr(default="")
+    _ephemeral_key: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _secrets_outside_local(self) -> Settings:
+        # Replaces the kit's check (same name): the gateway needs the private key; the public one follows from it.
+        private = self._configured_private_key()
+        if private is None:
+            if self.env == "prod":
+                raise ValueError("RF_JWT_PRIVATE_KEY or RF_JWT_PRIVATE_KEY_FILE is required when RF_ENV=prod")
+            private, _ = generate_keypair()
+            self._ephemeral_key = True
+        own_public = public_pem_of(private)
+        extra = self.jwt_public_key or (self.jwt_public_key_file.read_text() if self.jwt_public_key_file else "")
+        if own_public.strip() in extra:
+            extra = extra.replace(own_public.strip(), "")
+        self.jwt_public_key = own_public + (extra.strip() + "\n" if extra.strip() else "")
+        self._signing_key_pem = private
+        if self.env == "prod" and (
+            self.argon2_memory_kib < _MIN_PROD_ARGON2_MEMORY_KIB or self.argon2_time_cost < _MIN_PROD_ARGON2_TIME_COST
+        ):
+            raise ValueError("argon2 parameters below the OWASP minimum (19 MiB, 2 passes) are refused in prod")
+        return self
+
+    def _configured_private_key(self) -> str | None:
+        if self.jwt_private_key is not None:
+            return self.jwt_private_key.get_secret_value()
+        if self.jwt_private_key_file is not None:
+            return self.jwt_private_key_file.read_text()
+        return None
+
+    @property
+    def signing_key_pem(self) -> str:
+        return self._signing_key_pem
+
+    @property
+    def ephemeral_signing_key(self) -> bool:
+        """True when no key was configured and a throwaway pair was generated (local and test only)."""
+        return self._ephemeral_key
+
+    def upstreams(self) -> dict[str, str]:
+        return {
+            "sessions": self.sessions_url.rstrip("/"),
+            "handoffs": self.handoffs_url.rstrip("/"),
+            "analytics": self.analytics_url.rstrip("/"),
+        }

@@ -1,0 +1,128 @@
+"""Public REST models of identity: accounts, users and tokens (owned by the gateway)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+Role = Literal["viewer", "engineer", "admin"]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refusing it here keeps such input a 422 instead of a database error.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# Emails are case-insensitive: stored and compared in lower case.
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, min_length=3, max_length=254,
+                      pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"),
+]
+# At login any string is accepted (a malformed email just fails like an unknown one: 401, not 422).
+LoginEmail = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254), AfterValidator(_no_nul)
+]
+# The upper bound keeps hashing cost bounded (argon2 on a megabyte of input is a denial of service).
+NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=128), AfterValidator(_no_nul)]
+Password = Annotated[str, StringConstraints(max_length=1024)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
+OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegisterRequest(_Input):
+    """POST /auth/register: a new account and its first user, who becomes its admin."""
+
+    email: Email
+    password: NewPassword
+    full_name: Name
+    account_name: Name
+
+
+class LoginRequest(_Input):
+    """POST /auth/login/json (the form variant takes `username` and `password`)."""
+
+    email: LoginEmail
+    password: Password
+
+
+class RefreshRequest(_Input):
+    refresh_token: OpaqueToken
+
+
+class LogoutRequest(_Input):
+    """Optional body of POST /auth/logout: also revoke this refresh token's family (the caller's own)."""
+
+    refresh_token: OpaqueToken | None = None
+
+
+class TokenPair(BaseModel):
+    access_token: str = Field(description="EdDSA-signed JWT, short-lived")
+    refresh_token: str = Field(description="opaque; single use: each refresh returns a new one")
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="seconds until the access token expires")
+
+
+class AccountRead(BaseModel):
+    id: UUID
+    name: str
+    created_at: AwareDatetime
+
+
+class UserRead(BaseModel):
+    id: UUID
+    account_id: UUID
+    email: str
+    full_name: str
+    role: Role
+    is_active: bool
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class RegisterResponse(BaseModel):
+    user: UserRead
+    account: AccountRead
+
+
+class MeRead(BaseModel):
+    """GET /auth/me."""
+
+    id: UUID
+    email: str
+    full_name: str
+    role: Role
+    account_id: UUID
+    account_name: str
+
+
+class UserCreate(_Input):
+    """POST /users (admin): a new user of the admin's account."""
+
+    email: Email
+    password: NewPassword
+    full_name: Name
+    role: Role = "engineer"
+
+
+class UserUpdate(_Input):
+    """PATCH /users/{id} (admin): change the role, (de)activate, or rename; absent fields stay."""
+
+    role: Role | None = None
+    is_active: bool | None = None
+    full_name: Name | None = None
+
+
+class UserPage(BaseModel):
+    items: list[UserRead]
+    total: int
+    limit: int
+    offset: int

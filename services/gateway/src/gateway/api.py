@@ -1,0 +1,128 @@
+"""Identity routes (/auth, /users): validate -> handler -> response model."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import ValidationError
+
+from gateway import handlers
+from gateway.handlers import Identity
+from rf_contracts.api.identity import (
+    LoginRequest,
+    LogoutRequest,
+    MeRead,
+    RefreshRequest,
+    RegisterRequest,
+    RegisterResponse,
+    TokenPair,
+    UserCreate,
+    UserPage,
+    UserRead,
+    UserUpdate,
+)
+from rfkit.auth import Admin, CurrentPrincipal
+
+router = APIRouter()
+
+Answers = dict[int | str, dict[str, Any]]
+_401: Answers = {401: {"description": "missing, invalid, expired or revoked token"}}
+_403: Answers = {403: {"description": "role too low"}}
+_CREDENTIALS: Answers = {
+    401: {"description": "wrong credentials (the same answer whether the email exists or not)"},
+    429: {"description": "too many failed attempts; see Retry-After"},
+}
+
+
+def _identity(request: Request) -> Identity:
+    return request.app.state.identity  # type: ignore[no-any-return]
+
+
+IdentityCtx = Annotated[Identity, Depends(_identity)]
+
+
+def _client_address(request: Request) -> str:
+    # Behind a proxy, uvicorn's --forwarded-allow-ips makes this the real client (X-Forwarded-For).
+    return request.client.host if request.client else "unknown"
+
+
+def _no_store(response: Response) -> None:
+    # Tokens must not be kept by any cache on the way (RFC 6749 section 5.1).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
+@router.post("/auth/register", tags=["identity"], status_code=status.HTTP_201_CREATED,
+             response_model=RegisterResponse,
+             responses={409: {"description": "email already registered"},
+                        429: {"description": "too many registrations from this address; see Retry-After"}})
+async def register(body: RegisterRequest, request: Request, ctx: IdentityCtx) -> dict[str, object]:
+    """Create an account and its first user, who is its admin."""
+    return await handlers.register(ctx, body, address=_client_address(request))
+
+
+@router.post("/auth/login", tags=["identity"], response_model=TokenPair, responses=_CREDENTIALS)
+async def login_form(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request,
+                     response: Response, ctx: IdentityCtx) -> TokenPair:
+    """OAuth2 password flow: form fields `username` (the email) and `password`."""
+    try:
+        credentials = LoginRequest(email=form.username, password=form.password)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from exc
+    _no_store(response)
+    return await handlers.login(ctx, email=credentials.email, password=credentials.password,
+                                address=_client_address(request))
+
+
+@router.post("/auth/login/json", tags=["identity"], response_model=TokenPair, responses=_CREDENTIALS)
+async def login_json(body: LoginRequest, request: Request, response: Response, ctx: IdentityCtx) -> TokenPair:
+    _no_store(response)
+    return await handlers.login(ctx, email=body.email, password=body.password, address=_client_address(request))
+
+
+@router.post("/auth/refresh", tags=["identity"], response_model=TokenPair,
+             responses={401: {"description": "unknown, expired, revoked or already used refresh token"}})
+async def refresh(body: RefreshRequest, response: Response, ctx: IdentityCtx) -> TokenPair:
+    """A new pair for a refresh token; the presented token is spent (reusing it revokes its family)."""
+    _no_store(response)
+    return await handlers.refresh(ctx, token=body.refresh_token)
+
+
+@router.get("/auth/me", tags=["identity"], response_model=MeRead, responses=_401)
+async def me(principal: CurrentPrincipal, ctx: IdentityCtx) -> dict[str, object]:
+    return await handlers.me(ctx, principal)
+
+
+@router.post("/auth/logout", tags=["identity"], status_code=status.HTTP_204_NO_CONTENT,
+             response_class=Response, responses=_401)
+async def logout(principal: CurrentPrincipal, ctx: IdentityCtx,
+                 body: Annotated[LogoutRequest | None, Body()] = None) -> Response:
+    """Revoke the current access token and its refresh family (and `refresh_token`'s family, when given)."""
+    await handlers.logout(ctx, principal, refresh_token=body.refresh_token if body else None)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/users", tags=["users"], response_model=UserPage, responses=_401 | _403)
+async def list_users(
+    principal: Admin, ctx: IdentityCtx,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> dict[str, object]:
+    return await handlers.list_users(ctx, principal, limit=limit, offset=offset)
+
+
+@router.post("/users", tags=["users"], status_code=status.HTTP_201_CREATED, response_model=UserRead,
+             responses=_401 | _403 | {409: {"description": "email already registered"}})
+async def create_user(body: UserCreate, principal: Admin, ctx: IdentityCtx) -> dict[str, object]:
+    return await handlers.create_user(ctx, principal, body)
+
+
+@router.patch("/users/{user_id}", tags=["users"], response_model=UserRead,
+              responses=_401 | _403 | {404: {"description": "no such user in this account"},
+                                       409: {"description": "would leave the account without an active admin"}})
+async def update_user(user_id: UUID, body: UserUpdate, principal: Admin, ctx: IdentityCtx) -> dict[str, object]:
+    """Change a user's role, deactivate or reactivate them, or rename them."""
+    return await handlers.update_user(ctx, principal, user_id=user_id, cmd=body)

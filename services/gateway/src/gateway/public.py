@@ -1,0 +1,297 @@
+"""The forwarded part of the public API, declared route by route with the owning services' own models.
+
+Each route states its method, path, parameters, body model, role and answers, so that /openapi.json describes
+the whole API; the body is the same pydantic model the service validates with. Underneath, every route does
+the same thing: authenticate and check the role here, then forward the request untouched to the service that
+owns it (which checks again) and return its answer untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from pydantic import BaseModel
+
+from gateway.proxy import Upstreams
+from rf_contracts.api.analytics import EscalationMetricRead, Period
+from rf_contracts.api.handoffs import (
+    HandoffCreate,
+    HandoffDetail,
+    HandoffPage,
+    HandoffRead,
+    HandoffResolve,
+    HandoffStats,
+    StatusFilter,
+)
+from rf_contracts.api.sessions import (
+    ExportFormat,
+    SessionComplete,
+    SessionCreate,
+    SessionExport,
+    SessionPage,
+    SessionRead,
+    SessionStatus,
+    SessionUpdate,
+    StepCreate,
+    StepPage,
+    StepRead,
+)
+from rf_contracts.api.trees import (
+    Category,
+    TreeCategory,
+    TreeCreate,
+    TreePage,
+    TreeRead,
+    TreeReplace,
+    TreeSearchPage,
+    TreeViolation,
+)
+from rfkit.auth import Admin, CurrentPrincipal, Engineer
+
+
+class ErrorDetail(BaseModel):
+    """Every error answer: `{"detail": ...}` (a message, or a list of problems for 422)."""
+
+    detail: Any
+
+
+_TEXT = {
+    401: "no, invalid, expired or revoked token",
+    403: "role too low",
+    404: "not found, or belongs to another account",
+    409: "state conflict (the detail says which)",
+    502: "the owning service failed",
+    503: "the owning service is unavailable",
+    504: "the owning service did not answer in time",
+}
+
+
+def _answers(*codes: int, extra: dict[int | str, dict[str, Any]] | None = None) -> dict[int | str, dict[str, Any]]:
+    """The documented answers of a forwarded route besides its success: its errors, and the gateway's own."""
+    answers: dict[int | str, dict[str, Any]] = {
+        code: {"description": _TEXT[code], "model": ErrorDetail} for code in (401, *codes, 502, 503, 504)
+    }
+    answers.update(extra or {})
+    return answers
+
+
+async def _forward(request: Request, service: str) -> Response:
+    upstreams: Upstreams | None = request.app.state.runtime.upstreams
+    if upstreams is None:  # only between app construction and start
+        return Response('{"detail":"the gateway is starting"}', status_code=503, media_type="application/json")
+    return await upstreams.forward(request, service)
+
+
+Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
+# Bounded so that no value can overflow a database integer downstream.
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+CategoryFilter = Annotated[Category | None, Query(description="only trees of this category")]
+_INVALID_TREE = {
+    "description": "invalid input, or a tree that is not a valid graph (each violation names node and rule)",
+    "model": dict[str, list[TreeViolation]],
+}
+
+# ---- decision trees (sessions service) ---------------------------------------------------------------
+
+trees = APIRouter(prefix="/trees", tags=["trees"])
+
+
+@trees.get("", response_model=TreePage, responses=_answers(403), summary="List the account's trees")
+async def list_trees(
+    request: Request, _: CurrentPrincipal, category: CategoryFilter = None, limit: Limit = 50, offset: Offset = 0
+) -> Response:
+    return await _forward(request, "sessions")
+
+
+@trees.get("/categories", response_model=list[TreeCategory], responses=_answers(403),
+           summary="Categories with their tree counts")
+async def tree_categories(request: Request, _: CurrentPrincipal) -> Response:
+    return await _forward(request, "sessions")
+
+
+@trees.get("/search", response_model=TreeSearchPage, responses=_answers(403), summary="Ranked full-text search")
+async def search_trees(
+    request: Request,
+    _: CurrentPrincipal,
+    q: Annotated[str, Query(min_length=1, max_length=500, description='words, "a phrase", or, -word')],
+    category: CategoryFilter = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Response:
+    return await _forward(request, "sessions")
+
+
+@trees.get("/{tree_id}", response_model=TreeRead, responses=_answers(403, 404),
+           summary="A tree with its nodes (latest or ?version=N)")
+async def get_tree(
+    request: Request,
+    _: CurrentPrincipal,
+    tree_id: UUID,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> Response:
+    return await _forward(request, "sessions")
+
+
+@trees.post("", response_model=TreeRead, status_code=status.HTTP_201_CREATED,
+            responses=_answers(403, extra={422: _INVALID_TREE}), summary="Create a tree (engineer+)")
+async def create_tree(request: Request, _: Engineer, body: TreeCreate) -> Response:
+    return await _forward(request, "sessions")
+
+
+@trees.put("/{tree_id}", response_model=TreeRead, responses=_answers(403, 404, extra={422: _INVALID_TREE}),
+           summary="Replace a tree: a new version (engineer+)")
+async def replace_tree(request: Request, _: Engineer, tree_id: UUID, body: TreeReplace) -> Response:
+    return await _forward(request, "sessions")
+
+
+@trees.delete("/{tree_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+              responses=_answers(403, 404), summary="Soft delete (admin)")
+async def delete_tree(request: Request, _: Admin, tree_id: UUID) -> Response:
+    return await _forward(request, "sessions")
+
+
+# ---- sessions and steps (sessions service) -----------------------------------------------------------
+
+sessions = APIRouter(prefix="/sessions", tags=["sessions"])
+
+
+@sessions.get("", response_model=SessionPage, responses=_answers(403),
+              summary="The caller's sessions (engineer+: ?scope=account)")
+async def list_sessions(
+    request: Request,
+    _: CurrentPrincipal,
+    scope: Literal["mine", "account"] = "mine",
+    status_: Annotated[SessionStatus | None, Query(alias="status")] = None,
+    tree_id: UUID | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Response:
+    return await _forward(request, "sessions")
+
+
+@sessions.get("/{session_id}", response_model=SessionRead, responses=_answers(403, 404),
+              summary="A session with its tree version, current node and status")
+async def get_session(request: Request, _: CurrentPrincipal, session_id: UUID) -> Response:
+    return await _forward(request, "sessions")
+
+
+@sessions.post("", response_model=SessionRead, status_code=status.HTTP_201_CREATED, responses=_answers(403, 404),
+               summary="Start a session at a tree's root (engineer+)")
+async def start_session(request: Request, _: Engineer, body: SessionCreate) -> Response:
+    return await _forward(request, "sessions")
+
+
+@sessions.put("/{session_id}", response_model=SessionRead, responses=_answers(403, 404, 409),
+              summary="Update title/notes, or answer the current node (engineer+)")
+async def update_session(request: Request, _: Engineer, session_id: UUID, body: SessionUpdate) -> Response:
+    return await _forward(request, "sessions")
+
+
+@sessions.get("/{session_id}/steps", response_model=StepPage, responses=_answers(403, 404),
+              summary="The journal, oldest first")
+async def list_steps(
+    request: Request, _: CurrentPrincipal, session_id: UUID, limit: Limit = 50, offset: Offset = 0
+) -> Response:
+    return await _forward(request, "sessions")
+
+
+@sessions.post("/{session_id}/steps", response_model=StepRead, status_code=status.HTTP_201_CREATED,
+               responses=_answers(403, 404, 409), summary="Add a step to the journal (engineer+)")
+async def add_step(request: Request, _: Engineer, session_id: UUID, body: StepCreate) -> Response:
+    return await _forward(request, "sessions")
+
+
+@sessions.post("/{session_id}/complete", response_model=SessionRead, responses=_answers(403, 404, 409),
+               summary="Complete with an outcome (engineer+); 409 if already completed")
+async def complete_session(request: Request, _: Engineer, session_id: UUID, body: SessionComplete) -> Response:
+    return await _forward(request, "sessions")
+
+
+@sessions.post(
+    "/{session_id}/export",
+    response_model=SessionExport,
+    responses=_answers(403, 404, extra={200: {"content": {"text/markdown": {}},
+                                            "description": "the session as a document (JSON or Markdown)"}}),
+    summary="Export the session with its steps as Markdown or JSON",
+)
+async def export_session(
+    request: Request, _: CurrentPrincipal, session_id: UUID, format: ExportFormat = "markdown"
+) -> Response:
+    return await _forward(request, "sessions")
+
+
+# ---- handoffs (handoffs service) ---------------------------------------------------------------------
+
+handoffs = APIRouter(prefix="/handoffs", tags=["handoffs"])
+
+
+@handoffs.post("", response_model=HandoffRead, status_code=status.HTTP_201_CREATED,
+               responses=_answers(403, 404, 409), summary="Escalate a session (engineer+)")
+async def escalate(request: Request, _: Engineer, body: HandoffCreate) -> Response:
+    return await _forward(request, "handoffs")
+
+
+@handoffs.get("", response_model=HandoffPage, responses=_answers(403),
+              summary="The queue, most urgent first, then oldest first")
+async def list_handoffs(
+    request: Request,
+    _: CurrentPrincipal,
+    status: StatusFilter | None = None,
+    mine: Annotated[bool, Query(description="Only handoffs claimed by the caller")] = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Offset = 0,
+) -> Response:
+    return await _forward(request, "handoffs")
+
+
+# Declared before /handoffs/{handoff_id} so that "stats" is not taken for an id.
+@handoffs.get("/stats", response_model=HandoffStats, responses=_answers(403), summary="The queue stat card")
+async def handoff_stats(request: Request, _: CurrentPrincipal) -> Response:
+    return await _forward(request, "handoffs")
+
+
+@handoffs.get("/{handoff_id}", response_model=HandoffDetail, responses=_answers(403, 404),
+              summary="One handoff with its history")
+async def get_handoff(request: Request, _: CurrentPrincipal, handoff_id: UUID) -> Response:
+    return await _forward(request, "handoffs")
+
+
+@handoffs.post("/{handoff_id}/claim", response_model=HandoffRead, responses=_answers(403, 404, 409),
+               summary="Claim it (engineer+); one concurrent claimer wins, the others get 409")
+async def claim_handoff(request: Request, _: Engineer, handoff_id: UUID) -> Response:
+    return await _forward(request, "handoffs")
+
+
+@handoffs.post("/{handoff_id}/release", response_model=HandoffRead, responses=_answers(403, 404, 409),
+               summary="Back to open (the claimer or an admin)")
+async def release_handoff(request: Request, _: Engineer, handoff_id: UUID) -> Response:
+    return await _forward(request, "handoffs")
+
+
+@handoffs.post("/{handoff_id}/resolve", response_model=HandoffRead, responses=_answers(403, 404, 409),
+               summary="Resolve it (the claimer or an admin)")
+async def resolve_handoff(
+    request: Request, _: Engineer, handoff_id: UUID, body: Annotated[HandoffResolve | None, Body()] = None
+) -> Response:
+    return await _forward(request, "handoffs")
+
+
+# ---- analytics (analytics service) -------------------------------------------------------------------
+
+analytics = APIRouter(prefix="/analytics", tags=["analytics"])
+
+
+@analytics.get("/flowpilot/escalations", response_model=EscalationMetricRead, responses=_answers(403),
+               summary="Escalation time-to-first-action of the caller's account (engineer+)")
+async def escalation_metric(
+    request: Request,
+    _: Engineer,
+    period: Annotated[Period, Query(description="the window: the last 7, 30 or 90 days up to now")],
+) -> Response:
+    return await _forward(request, "analytics")
+
+
+def routers() -> list[APIRouter]:
+    return [trees, sessions, handoffs, analytics]

@@ -1,0 +1,103 @@
+"""The gateway's /openapi.json describes the whole public API (SPEC section 3) with the contract models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.testing import Gateway
+from rf_contracts.api import handoffs, identity, sessions, trees
+
+SPEC_ROUTES = {
+    ("POST", "/auth/register"), ("POST", "/auth/login"), ("POST", "/auth/login/json"), ("POST", "/auth/refresh"),
+    ("GET", "/auth/me"), ("POST", "/auth/logout"), ("GET", "/users"), ("POST", "/users"), ("PATCH", "/users/{user_id}"),
+    ("GET", "/trees"), ("GET", "/trees/categories"), ("GET", "/trees/search"), ("GET", "/trees/{tree_id}"),
+    ("POST", "/trees"), ("PUT", "/trees/{tree_id}"), ("DELETE", "/trees/{tree_id}"),
+    ("GET", "/sessions"), ("GET", "/sessions/{session_id}"), ("POST", "/sessions"), ("PUT", "/sessions/{session_id}"),
+    ("GET", "/sessions/{session_id}/steps"), ("POST", "/sessions/{session_id}/steps"),
+    ("POST", "/sessions/{session_id}/complete"), ("POST", "/sessions/{session_id}/export"),
+    ("POST", "/handoffs"), ("GET", "/handoffs"), ("GET", "/handoffs/{handoff_id}"),
+    ("POST", "/handoffs/{handoff_id}/claim"), ("POST", "/handoffs/{handoff_id}/release"),
+    ("POST", "/handoffs/{handoff_id}/resolve"), ("GET", "/handoffs/stats"),
+    ("GET", "/analytics/flowpilot/escalations"),
+}
+
+
+@pytest.fixture(scope="module")
+def spec(gateway: Gateway) -> dict[str, Any]:
+    return gateway.running.app.openapi()
+
+
+def _ref(content: dict[str, Any]) -> str:
+    schema = content["application/json"]["schema"]
+    return (schema.get("$ref") or schema.get("items", {}).get("$ref") or "").rsplit("/", 1)[-1]
+
+
+def test_every_public_route_is_described(spec: dict[str, Any]) -> None:
+    described = {(method.upper(), path.removeprefix("/api/v1")) for path, ops in spec["paths"].items()
+                 for method in ops}
+    assert described == SPEC_ROUTES
+
+
+@pytest.mark.parametrize(("method", "path", "model"), [
+    ("post", "/auth/register", identity.RegisterRequest),
+    ("post", "/auth/login/json", identity.LoginRequest),
+    ("post", "/users", identity.UserCreate),
+    ("patch", "/users/{user_id}", identity.UserUpdate),
+    ("post", "/trees", trees.TreeCreate),
+    ("put", "/trees/{tree_id}", trees.TreeReplace),
+    ("post", "/sessions", sessions.SessionCreate),
+    ("put", "/sessions/{session_id}", sessions.SessionUpdate),
+    ("post", "/sessions/{session_id}/steps", sessions.StepCreate),
+    ("post", "/sessions/{session_id}/complete", sessions.SessionComplete),
+    ("post", "/handoffs", handoffs.HandoffCreate),
+])
+def test_request_bodies_are_the_contract_models(spec: dict[str, Any], method: str, path: str, model: type) -> None:
+    body = spec["paths"]["/api/v1" + path][method]["requestBody"]
+    assert _ref(body["content"]) == model.__name__
+    assert body.get("required") is True
+
+
+@pytest.mark.parametrize(("method", "path", "status", "model"), [
+    ("post", "/auth/register", "201", identity.RegisterResponse),
+    ("post", "/auth/login", "200", identity.TokenPair),
+    ("get", "/auth/me", "200", identity.MeRead),
+    ("get", "/users", "200", identity.UserPage),
+    ("get", "/trees", "200", trees.TreePage),
+    ("get", "/trees/categories", "200", trees.TreeCategory),
+    ("get", "/trees/{tree_id}", "200", trees.TreeRead),
+    ("post", "/sessions", "201", sessions.SessionRead),
+    ("get", "/sessions/{session_id}/steps", "200", sessions.StepPage),
+    ("get", "/handoffs/{handoff_id}", "200", handoffs.HandoffDetail),
+    ("get", "/handoffs/stats", "200", handoffs.HandoffStats),
+    ("post", "/handoffs/{handoff_id}/claim", "200", handoffs.HandoffRead),
+])
+def test_success_answers_are_the_contract_models(
+    spec: dict[str, Any], method: str, path: str, status: str, model: type
+) -> None:
+    responses = spec["paths"]["/api/v1" + path][method]["responses"]
+    assert _ref(responses[status]["content"]) == model.__name__
+
+
+def test_protected_routes_declare_bearer_auth_and_public_ones_do_not(spec: dict[str, Any]) -> None:
+    public = {("post", "/auth/register"), ("post", "/auth/login"), ("post", "/auth/login/json"),
+              ("post", "/auth/refresh")}
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            secured = bool(op.get("security"))
+            assert secured is ((method, path.removeprefix("/api/v1")) not in public), (method, path)
+
+
+def test_forwarded_routes_document_the_gateways_own_failures(spec: dict[str, Any]) -> None:
+    for path, ops in spec["paths"].items():
+        if path.startswith(("/api/v1/auth", "/api/v1/users")):
+            continue
+        for op in ops.values():
+            assert {"401", "502", "503", "504"} <= set(op["responses"]), path
+
+
+async def test_the_document_is_served_at_openapi_json(gateway: Gateway) -> None:
+    r = await gateway.client.get("/openapi.json")
+    assert r.status_code == 200
+    assert r.json()["paths"].keys() == gateway.running.app.openapi()["paths"].keys()

@@ -1,0 +1,69 @@
+"""The signing key: required in prod, ephemeral in local/test, Ed25519 only; public keys for rotation."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import ValidationError
+
+from gateway.main import create_app
+from gateway.security import public_pem_of
+from gateway.settings import Settings
+from rfkit.auth import TokenVerifier, generate_keypair, issue_access_token
+
+
+def test_prod_refuses_to_start_without_a_private_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RF_JWT_PRIVATE_KEY", raising=False)
+    monkeypatch.delenv("RF_JWT_PRIVATE_KEY_FILE", raising=False)
+    with pytest.raises(ValidationError, match="RF_JWT_PRIVATE_KEY"):
+        Settings(env="prod")
+
+
+def test_prod_accepts_a_key_file_and_derives_the_public_key(tmp_path: Path) -> None:
+    private, public = generate_keypair()
+    key_file = tmp_path / "key.pem"
+    key_file.write_text(private)
+    settings = Settings(env="prod", jwt_private_key_file=key_file)
+    assert settings.signing_key_pem == private
+    assert settings.public_key_pem() == public
+    assert not settings.ephemeral_signing_key
+    assert private not in repr(settings)
+
+
+def test_local_without_a_key_signs_with_an_ephemeral_one() -> None:
+    settings = Settings(env="test")
+    assert settings.ephemeral_signing_key
+    assert settings.public_key_pem() == public_pem_of(settings.signing_key_pem)
+
+
+def test_a_key_that_is_not_ed25519_is_refused() -> None:
+    ecdsa_key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    with pytest.raises(ValidationError, match="Ed25519"):
+        Settings(env="test", jwt_private_key=ecdsa_key)
+    with pytest.raises(ValidationError, match="PEM"):
+        Settings(env="test", jwt_private_key="not a key")
+
+
+def test_prod_refuses_weak_password_hashing() -> None:
+    private, _ = generate_keypair()
+    with pytest.raises(ValidationError, match="argon2"):
+        Settings(env="prod", jwt_private_key=private, argon2_memory_kib=1024)
+
+
+def test_tokens_of_the_previous_key_stay_valid_while_it_is_listed_as_a_public_key() -> None:
+    old_private, old_public = generate_keypair()
+    new_private, _ = generate_keypair()
+    settings = Settings(env="test", jwt_private_key=new_private, jwt_public_key=old_public,
+                        argon2_memory_kib=1024, argon2_time_cost=1, argon2_parallelism=1)
+    app = create_app(settings)
+    verifier: TokenVerifier = app.state.verifier
+    for key in (old_private, new_private):
+        token = issue_access_token(key, user_id=uuid.uuid4(), account_id=uuid.uuid4(), role="viewer",
+                                   issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+        assert verifier.verify(token).role == "viewer"

@@ -1,0 +1,190 @@
+"""The whole system in one test process: the four real apps served over HTTP, each on its own database.
+
+The servers run on an event loop of their own, in a background thread: the tests' loop stays free, and
+synchronous clients (schemathesis) can call them too. Everything talks over real loopback sockets and the real
+Kafka broker, with one topic prefix unique to this test run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from analytics.main import create_app as analytics_app
+from analytics.settings import Settings as AnalyticsSettings
+from gateway.main import create_app as gateway_app
+from gateway.testing import PASSWORD, Served, gateway_settings
+from handoffs.main import create_app as handoffs_app
+from handoffs.settings import Settings as HandoffsSettings
+from rfkit.auth import generate_keypair
+from rfkit.testing import unique_prefix
+from sessions.main import create_app as sessions_app
+from sessions.settings import Settings as SessionsSettings
+
+API = "/api/v1"
+
+
+class Stack:
+    """Starts sessions, handoffs, analytics and the gateway (in that order) on a loop in a background thread."""
+
+    def __init__(self, kafka_bootstrap: str, make_database: Any) -> None:
+        self.kafka_bootstrap = kafka_bootstrap
+        self.make_database = make_database
+        self.prefix = unique_prefix()
+        self.private_pem, self.public_pem = generate_keypair()
+        self.urls: dict[str, str] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="e2e-stack", daemon=True)
+        self._exit = contextlib.AsyncExitStack()
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=300)
+
+    def stop(self) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self._exit.aclose(), self._loop).result(timeout=120)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._loop.close()
+
+    async def _serve(self, name: str, app: Any) -> str:
+        served = await self._exit.enter_async_context(Served(app))
+        self.urls[name] = served.url
+        return served.url
+
+    def _common(self, name: str) -> dict[str, Any]:
+        return {
+            "env": "test", "database_url": self.make_database(name), "kafka_bootstrap": self.kafka_bootstrap,
+            "topic_prefix": self.prefix, "jwt_public_key": self.public_pem, "outbox_poll_interval_s": 0.05,
+        }
+
+    async def _start(self) -> None:
+        sessions = await self._serve("sessions", sessions_app(SessionsSettings(**self._common("sessions"))))
+        handoffs = await self._serve(
+            "handoffs", handoffs_app(HandoffsSettings(**self._common("handoffs"), sessions_url=sessions))
+        )
+        analytics = await self._serve("analytics", analytics_app(AnalyticsSettings(**self._common("analytics"))))
+        settings = gateway_settings(
+            self.make_database("gateway"), self.kafka_bootstrap, self.private_pem,
+            topic_prefix=self.prefix, sessions_url=sessions, handoffs_url=handoffs, analytics_url=analytics,
+            # Every e2e request comes from 127.0.0.1: the per-address login limit is tested elsewhere.
+            login_max_failures_per_address=100_000,
+        )
+        await self._serve("gateway", gateway_app(settings))
+
+
+@pytest.fixture(scope="package")
+def stack(kafka_bootstrap: str, make_session_database: Any) -> Iterator[Stack]:
+    running = Stack(kafka_bootstrap, make_session_database)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@dataclass
+class User:
+    id: str
+    email: str
+    role: str
+    access: str
+    refresh: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access}"}
+
+
+@dataclass
+class Account:
+    id: str
+    admin: User
+    users: dict[str, User] = field(default_factory=dict)
+
+    def role(self, role: str) -> User:
+        return self.admin if role == "admin" else self.users[role]
+
+
+def tree_body(title: str = "Printer offline") -> dict[str, Any]:
+    return {
+        "title": title, "description": "When the office printer shows offline", "category": "hardware",
+        "tags": ["printer"], "root_node_id": "q1",
+        "nodes": [
+            {"id": "q1", "kind": "question", "text": "Is it plugged in?",
+             "options": [{"label": "yes", "next_node_id": "s1"}, {"label": "no", "next_node_id": "e1"}]},
+            {"id": "s1", "kind": "solution", "text": "Restart the spooler"},
+            {"id": "e1", "kind": "escalation", "text": "Ask facilities"},
+        ],
+    }
+
+
+class Api:
+    """The public API as a client sees it (through the gateway), with shortcuts to set up data."""
+
+    tree_body = staticmethod(tree_body)
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def call(self, method: str, path: str, user: User | None = None, **kw: Any) -> httpx.Response:
+        headers = {**(user.headers if user else {}), **kw.pop("headers", {})}
+        return await self.client.request(method, API + path, headers=headers, **kw)
+
+    async def _login(self, email: str) -> User:
+        r = await self.client.post(f"{API}/auth/login/json", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        tokens = r.json()
+        me = (await self.client.get(f"{API}/auth/me",
+                                    headers={"Authorization": f"Bearer {tokens['access_token']}"})).json()
+        return User(me["id"], email, me["role"], tokens["access_token"], tokens["refresh_token"])
+
+    async def account(self, *roles: str) -> Account:
+        """A new account: its admin, plus one user of each role asked for ("engineer", "viewer", "engineer2")."""
+        email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
+        r = await self.client.post(f"{API}/auth/register", json={
+            "email": email, "password": PASSWORD, "full_name": "Ada Admin", "account_name": f"Team {email}"})
+        assert r.status_code == 201, r.text
+        account = Account(r.json()["account"]["id"], await self._login(email))
+        for name in roles:
+            role = name.rstrip("0123456789")
+            member = f"{name}-{uuid.uuid4().hex[:10]}@example.com"
+            r = await self.call("POST", "/users", account.admin, json={
+                "email": member, "password": PASSWORD, "full_name": name, "role": role})
+            assert r.status_code == 201, r.text
+            account.users[name] = await self._login(member)
+        return account
+
+    async def ok(self, method: str, path: str, user: User, expect: int = 200, **kw: Any) -> Any:
+        r = await self.call(method, path, user, **kw)
+        assert r.status_code == expect, (method, path, r.status_code, r.text)
+        return r.json() if r.content else None
+
+    async def tree(self, user: User) -> dict[str, Any]:
+        return await self.ok("POST", "/trees", user, 201, json=tree_body())  # type: ignore[no-any-return]
+
+    async def session(self, user: User, tree_id: str | None = None) -> dict[str, Any]:
+        tree_id = tree_id or (await self.tree(user))["id"]
+        return await self.ok("POST", "/sessions", user, 201, json={"tree_id": tree_id})  # type: ignore[no-any-return]
+
+    async def handoff(self, user: User, session_id: str | None = None) -> dict[str, Any]:
+        session_id = session_id or (await self.session(user))["id"]
+        body = {"session_id": session_id, "reason": "needs an expert", "priority": "high"}
+        return await self.ok("POST", "/handoffs", user, 201, json=body)  # type: ignore[no-any-return]
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def api(stack: Stack) -> AsyncIterator[Api]:
+    async with httpx.AsyncClient(base_url=stack.urls["gateway"], timeout=30) as client:
+        yield Api(client)
