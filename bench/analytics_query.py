@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from rf_devstack._paths import run_dir
 from rf_devstack.infra import obtain_infra
 from rf_devstack.postgres import ensure_databases, url_with_database
-from rfkit import migrate
 from rfkit.auth import generate_keypair
+from rfkit.migrate import upgrade as migrate_upgrade
 from rfkit.testing import Caller
 
 COMMAND = "uv run python -m bench.analytics_query"
@@ -127,7 +127,7 @@ async def run() -> dict[str, object]:
         db_name = f"bench_query_{uuid.uuid4().hex[:8]}"
         await ensure_databases(infra.database_url, [db_name])
         url = url_with_database(infra.database_url, db_name)
-        await asyncio.to_thread(migrate.upgrade, "analytics", url)
+        await asyncio.to_thread(migrate_upgrade, "analytics", url)
         accounts = {n: uuid.uuid4() for n in SCALES}
         began = time.perf_counter()
         await load(url, accounts)

@@ -76,7 +76,7 @@ async def list_handoffs(
     status: StatusFilter | None = None,
     mine: Annotated[bool, Query(description="Only handoffs claimed by the caller")] = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
 ) -> HandoffPage:
     """The queue, most urgent first, then oldest first. `status=released`: open again after a release."""
     return await handlers.list_queue(
