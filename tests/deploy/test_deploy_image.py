@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
+from pathlib import Path
 
 import pytest
 
@@ -41,14 +41,19 @@ def test_the_image_runs_unprivileged_and_serves_with_uvicorn() -> None:
 
 
 @pytest.mark.timeout(900)
-def test_install_kustomize_is_quick_once_installed(kustomize: list[str]) -> None:
+def test_install_kustomize_does_not_rebuild_once_installed(kustomize: list[str]) -> None:
     script = REPO / "deploy" / "tools" / "install-kustomize.sh"
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600)
     if kustomize[0] == "kubectl":
-        return  # fell back to kubectl: nothing installed to be quick about
-    started = time.monotonic()
-    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60, check=True)
-    assert time.monotonic() - started < 5
-    assert result.stdout.strip().splitlines()[-1] == kustomize[0]
+        # The fixture falls back to `kubectl kustomize` only when the script cannot install kustomize.
+        assert result.returncode != 0
+        return
+    binary = Path(kustomize[0])
+    built_at = binary.stat().st_mtime_ns
+    again = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=600, check=True)
+    assert again.stdout.strip().splitlines()[-1] == kustomize[0]
+    assert "building" not in again.stderr
+    assert binary.stat().st_mtime_ns == built_at, "an installed kustomize must not be rebuilt"
 
 
 def test_the_workspace_packages_a_service_needs_are_copied() -> None:
