@@ -13,52 +13,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from typing import Any
 
 import httpx
 
-from rf_devstack._paths import run_dir
-from rf_devstack.infra import obtain_infra
+from bench._support import PASSWORD, TREE, bench_infra, serve, wait_ready
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rfkit.auth import generate_keypair
 
 COMMAND = "uv run python -m bench.analytics_freshness"
-KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 39092, 39093, 35432
 PORTS = {"gateway": 38200, "sessions": 38201, "handoffs": 38202, "analytics": 38203}
-PASSWORD = "bench password 123"
-TREE = {
-    "title": "Bench", "root_node_id": "q",
-    "nodes": [{"id": "q", "kind": "question", "text": "?", "options": [{"label": "ok", "next_node_id": "s"}]},
-              {"id": "s", "kind": "solution", "text": "done"}],
-}
 METRIC = "/analytics/flowpilot/escalations"
-
-
-def serve(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", f"{module}.main:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log", "--log-level", "warning"],
-        env={**os.environ, **env},
-    )
-
-
-async def wait_ready(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=url) as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} did not become ready")
 
 
 async def start_stack(infra: Any, procs: list[subprocess.Popen[bytes]]) -> str:
@@ -126,9 +95,7 @@ async def run(samples: int, gateway_url: str | None) -> dict[str, object]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         if gateway_url is None:
-            infra = await asyncio.to_thread(
-                obtain_infra, run_dir("bench"), KAFKA_PORT, CONTROLLER_PORT, PG_PORT, True
-            )
+            infra = await bench_infra()
             gateway_url = await start_stack(infra, procs)
         results = sorted(await measure(gateway_url, samples))
         p50 = statistics.median(results)

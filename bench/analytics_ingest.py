@@ -22,17 +22,15 @@ from analytics.consumers import TOPICS
 from analytics.main import create_app
 from analytics.progress import OffsetProbe
 from analytics.settings import Settings
+from bench._support import bench_infra
 from rf_contracts import Event, HandoffClaimed, HandoffReleased, StepCreated
 from rf_contracts.events import parse_event
-from rf_devstack._paths import run_dir
-from rf_devstack.infra import obtain_infra
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rfkit import migrate
 from rfkit.testing import RunningApp
 from rfkit.topics import ensure_topics
 
 COMMAND = "uv run python -m bench.analytics_ingest"
-KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 39092, 39093, 35432
 
 
 def generate(n_events: int, accounts: int, rng: random.Random) -> list[Event]:
@@ -119,7 +117,7 @@ async def service_consume(settings: Settings, topics: list[str]) -> float:
 
 
 async def run(n_events: int, accounts: int) -> dict[str, object]:
-    infra = await asyncio.to_thread(obtain_infra, run_dir("bench"), KAFKA_PORT, CONTROLLER_PORT, PG_PORT, True)
+    infra = await bench_infra()
     try:
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         db_name = f"bench_analytics_{uuid.uuid4().hex[:8]}"

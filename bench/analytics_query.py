@@ -11,10 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 
@@ -22,15 +19,13 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from rf_devstack._paths import run_dir
-from rf_devstack.infra import obtain_infra
+from bench._support import bench_infra, serve, wait_ready
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rfkit.auth import generate_keypair
 from rfkit.migrate import upgrade as migrate_upgrade
 from rfkit.testing import Caller
 
 COMMAND = "uv run python -m bench.analytics_query"
-KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 39092, 39093, 35432
 HTTP_PORT = 38003
 SCALES = (1_000, 10_000, 100_000, 1_000_000)
 REQUESTS = {1_000: 500, 10_000: 500, 100_000: 100, 1_000_000: 20}
@@ -83,27 +78,6 @@ async def load(url: str, accounts: dict[int, uuid.UUID]) -> None:
         await engine.dispose()
 
 
-def start_service(settings_env: dict[str, str]) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings_env}
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "analytics.main:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(HTTP_PORT), "--no-access-log", "--log-level", "warning"],
-        env=env,
-    )
-
-
-async def wait_ready(client: httpx.AsyncClient, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if (await client.get("/healthz")).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError("the analytics service did not start")
-
-
 async def measure(client: httpx.AsyncClient, headers: dict[str, str], requests: int) -> tuple[float, float, dict]:
     for _ in range(min(20, requests)):  # warm: connections, prepared statements, caches
         r = await client.get("/api/v1/analytics/flowpilot/escalations", params={"period": "7d"}, headers=headers)
@@ -121,7 +95,7 @@ async def measure(client: httpx.AsyncClient, headers: dict[str, str], requests: 
 
 
 async def run() -> dict[str, object]:
-    infra = await asyncio.to_thread(obtain_infra, run_dir("bench"), KAFKA_PORT, CONTROLLER_PORT, PG_PORT, True)
+    infra = await bench_infra()
     proc = None
     try:
         db_name = f"bench_query_{uuid.uuid4().hex[:8]}"
@@ -133,13 +107,13 @@ async def run() -> dict[str, object]:
         await load(url, accounts)
         print(f"loaded in {time.perf_counter() - began:.1f}s")
         private_pem, public_pem = generate_keypair()
-        proc = start_service({
+        proc = serve("analytics", HTTP_PORT, {
             "RF_DATABASE_URL": url, "RF_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, "RF_JWT_PUBLIC_KEY": public_pem,
             "RF_CONSUME": "false", "RF_CREATE_TOPICS": "false", "RF_LOG_LEVEL": "WARNING", "RF_ENV": "test",
         })
+        await wait_ready(f"http://127.0.0.1:{HTTP_PORT}")
         scaling = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{HTTP_PORT}", timeout=60) as client:
-            await wait_ready(client)
             for n in SCALES:
                 headers = Caller(private_pem, role="engineer", account_id=accounts[n]).headers
                 p50, p99, body = await measure(client, headers, REQUESTS[n])

@@ -15,49 +15,17 @@ import os
 import resource
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 
 import httpx
 
-from rf_devstack._paths import run_dir
-from rf_devstack.infra import obtain_infra
+from bench._support import PASSWORD, TREE, bench_infra, serve, wait_ready
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rfkit.auth import generate_keypair
 
 COMMAND = "uv run python -m bench.gateway_overhead"
-KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 39092, 39093, 35432
 GATEWAY_PORT, SESSIONS_PORT = 38100, 38101
-PASSWORD = "bench password 123"
-TREE = {
-    "title": "Bench", "root_node_id": "q",
-    "nodes": [{"id": "q", "kind": "question", "text": "?", "options": [{"label": "ok", "next_node_id": "s"}]},
-              {"id": "s", "kind": "solution", "text": "done"}],
-}
-
-
-def serve(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", f"{module}.main:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--no-access-log", "--log-level", "warning"],
-        env={**os.environ, **env},
-    )
-
-
-async def wait_ready(url: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=url) as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get("/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"{url} did not become ready")
-
-
 async def load(url: str, path: str, headers: dict[str, str], *, requests: int, concurrency: int) -> dict[str, float]:
     """`requests` GETs by `concurrency` workers over one pooled client; throughput and latency percentiles."""
     latencies: list[float] = []
@@ -101,7 +69,7 @@ def _merge(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 
 async def run(requests: int, concurrency: int, rounds: int, sequential: int) -> dict[str, object]:
-    infra = await asyncio.to_thread(obtain_infra, run_dir("bench"), KAFKA_PORT, CONTROLLER_PORT, PG_PORT, True)
+    infra = await bench_infra()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         suffix = uuid.uuid4().hex[:8]

@@ -1,0 +1,50 @@
+"""What the benchmarks share: their own Kafka and PostgreSQL, service processes, readiness, a tiny tree."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+
+from rf_devstack._paths import run_dir
+from rf_devstack.infra import Infra, obtain_infra
+
+# Apart from `make up` (9092/5432) and the tests (19092/15432), so a benchmark can run beside either.
+KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 39092, 39093, 35432
+PASSWORD = "bench password 123"
+TREE = {
+    "title": "Bench", "root_node_id": "q",
+    "nodes": [{"id": "q", "kind": "question", "text": "?", "options": [{"label": "ok", "next_node_id": "s"}]},
+              {"id": "s", "kind": "solution", "text": "done"}],
+}
+
+
+async def bench_infra() -> Infra:
+    """Kafka and PostgreSQL for benchmarks (from the environment when set, else local in .run/bench, fsync on)."""
+    return await asyncio.to_thread(obtain_infra, run_dir("bench"), KAFKA_PORT, CONTROLLER_PORT, PG_PORT, True)
+
+
+def serve(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """One service as its own uvicorn process, as in production (no access log)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", f"{module}.main:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--no-access-log", "--log-level", "warning"],
+        env={**os.environ, **env},
+    )
+
+
+async def wait_ready(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=url) as client:
+        while time.monotonic() < deadline:
+            try:
+                if (await client.get("/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
