@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from rf_devstack.keys import ensure_jwt_keypair
 from rf_devstack.postgres import asyncpg_dsn, drop_database, ensure_databases, sqlalchemy_url, url_with_database
 from rf_devstack.prereqs import MissingPrerequisiteError, check_prerequisites
 from rf_devstack.stack import service_env, service_specs
+from rfkit.testing import free_port
 
 
 async def test_kafka_accepts_a_produce_consume_round_trip(kafka_bootstrap: str) -> None:
@@ -85,7 +85,7 @@ def test_database_url_for_keeps_the_server(infra: Infra) -> None:
 
 def test_starting_a_running_local_kafka_is_a_no_op(tmp_path: Path) -> None:
     # A broker of this test's own, so that it runs whichever way the session's infrastructure came.
-    kafka = LocalKafka(tmp_path / "kafka", _free_port(), _free_port(), fresh=True)
+    kafka = LocalKafka(tmp_path / "kafka", free_port(), free_port(), fresh=True)
     kafka.start()
     try:
         pid = kafka.pid()
@@ -96,12 +96,6 @@ def test_starting_a_running_local_kafka_is_a_no_op(tmp_path: Path) -> None:
     finally:
         kafka.stop()
     assert not kafka.is_running()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_kafka_probe_is_false_where_nothing_listens() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 from pathlib import Path
 
@@ -15,19 +14,13 @@ from rf_devstack.kafka import LocalKafka
 from rfkit.db import Database
 from rfkit.outbox import OutboxRelay
 from rfkit.tables import kit_metadata
-from rfkit.testing import make_topics, new_database, read_topic, step_event, unique_prefix, wait_until
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from rfkit.testing import free_port, make_topics, new_database, read_topic, step_event, unique_prefix, wait_until
 
 
 @pytest.fixture(scope="module")
 def own_broker(tmp_path_factory: pytest.TempPathFactory):
     """A broker of this test's own: stopping it must not disturb the other tests' broker."""
-    kafka = LocalKafka(Path(tmp_path_factory.mktemp("kafka-outage")), _free_port(), _free_port(), fresh=True)
+    kafka = LocalKafka(Path(tmp_path_factory.mktemp("kafka-outage")), free_port(), free_port(), fresh=True)
     kafka.start()
     yield kafka
     kafka.stop()

@@ -10,8 +10,8 @@ import pytest
 
 from gateway import upstream
 from gateway.proxy import traceparent_of
-from gateway.testing import free_port
 from gateway.upstream import BadResponse, ConnectFailed, UpstreamPool
+from rfkit.testing import free_port
 
 
 class Scripted:

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest_asyncio
 import sqlalchemy as sa
-import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import FastAPI, Header, HTTPException
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -22,7 +21,7 @@ from handoffs.main import create_app
 from handoffs.settings import Settings
 from rf_contracts import topics
 from rfkit.auth import InvalidToken, TokenVerifier, generate_keypair
-from rfkit.testing import Caller, RunningApp, unique_prefix, wait_until
+from rfkit.testing import Caller, RunningApp, Served, unique_prefix, wait_until
 
 
 @dataclass
@@ -42,8 +41,7 @@ class SessionsStandIn:
     sessions: dict[uuid.UUID, StoredSession] = field(default_factory=dict)
     calls: list[dict[str, str | None]] = field(default_factory=list)
     url: str = ""
-    _server: uvicorn.Server | None = None
-    _task: asyncio.Task[None] | None = None
+    _served: Served | None = None
     _unhang: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, account_id: uuid.UUID, **knobs: Any) -> uuid.UUID:
@@ -87,25 +85,14 @@ class SessionsStandIn:
         return app
 
     async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(self.app(), log_level="warning", lifespan="off", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        server = self._server
-        await wait_until(lambda: _true(server.started), timeout_s=10)
+        self._served = Served(self.app(), lifespan="off")
+        await self._served.__aenter__()
+        self.url = self._served.url
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
+        if self._served is not None:
             self._unhang.set()
-            self._server.should_exit = True
-            await self._task
-
-
-async def _true(value: bool) -> bool:
-    return value
+            await self._served.__aexit__(None, None, None)
 
 
 @dataclass

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import NewTopic
 
@@ -147,3 +149,47 @@ class RunningApp:
     async def __aexit__(self, *exc: Any) -> None:
         await self.client.aclose()
         await self._manager.__aexit__(*exc)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Served:
+    """An ASGI app served by uvicorn on a free loopback port, in a task of the current event loop.
+
+    A real HTTP server (with the app's lifespan), so that what travels between processes in production
+    (headers, bodies, refused connections, timeouts) travels over real sockets in tests too.
+    """
+
+    def __init__(self, app: Any, *, lifespan: Literal["auto", "on", "off"] = "on") -> None:
+        self.app = app
+        self.lifespan = lifespan
+        self.url = ""
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Served:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = uvicorn.Config(self.app, log_level="warning", lifespan=self.lifespan, access_log=False)
+        self._server = server = uvicorn.Server(config)
+        self._task = asyncio.create_task(server.serve(sockets=[sock]))
+        deadline = time.monotonic() + 90
+        while not server.started:
+            if self._task.done():  # startup failed: surface its error
+                await self._task
+                raise RuntimeError(f"{self.app!r} did not start")
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not start within 90s")
+            await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
