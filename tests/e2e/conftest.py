@@ -22,11 +22,11 @@ import pytest_asyncio
 from analytics.main import create_app as analytics_app
 from analytics.settings import Settings as AnalyticsSettings
 from gateway.main import create_app as gateway_app
-from gateway.testing import PASSWORD, Served, gateway_settings
+from gateway.testing import PASSWORD, gateway_settings
 from handoffs.main import create_app as handoffs_app
 from handoffs.settings import Settings as HandoffsSettings
 from rfkit.auth import generate_keypair
-from rfkit.testing import unique_prefix
+from rfkit.testing import Served, unique_prefix
 from sessions.main import create_app as sessions_app
 from sessions.settings import Settings as SessionsSettings
 
