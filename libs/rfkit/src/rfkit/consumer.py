@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,14 @@ _CLAIM = text(
 )
 
 
+def _unique(events: Sequence[Event]) -> list[Event]:
+    """First occurrence of each event id (for handlers idempotent by themselves: no ledger round trip)."""
+    unique: dict[Any, Event] = {}
+    for event in events:
+        unique.setdefault(event.event_id, event)
+    return list(unique.values())
+
+
 async def _skip_decoding(msg: Any) -> Any:
     """The kit validates each record's raw bytes itself: FastStream's own JSON decoding would be wasted work."""
     return None
@@ -90,6 +99,8 @@ class EventConsumer:
         max_records: int = 500,
         auto_offset_reset: str = "earliest",
         retry_delay_s: float = 1.0,
+        deduplicate: bool = True,
+        workers: int = 1,
     ) -> None:
         self.broker = broker
         self.db = db
@@ -98,6 +109,7 @@ class EventConsumer:
         self.prefix = topic_prefix
         self.handler = handler
         self.retry_delay_s = retry_delay_s
+        self.deduplicate = deduplicate
         full_topics = [f"{topic_prefix}{t}" for t in topics]
         options: dict[str, Any] = {
             "group_id": group,
@@ -108,8 +120,11 @@ class EventConsumer:
         }
         if batch:
             options.update(batch=True, max_records=max_records, batch_timeout_ms=100)
-        self.subscriber = broker.subscriber(*full_topics, **options)
-        self.subscriber(self._on_message)
+        # Several subscribers of one group are several Kafka consumers: the group splits the partitions.
+        self.subscribers = [broker.subscriber(*full_topics, **options) for _ in range(max(1, workers))]
+        for subscriber in self.subscribers:
+            subscriber(self._on_message)
+        self.subscriber = self.subscribers[0]
 
     async def _on_message(self, msg: KafkaMessage) -> None:
         records = _records(msg)
@@ -133,7 +148,9 @@ class EventConsumer:
         applied: list[Event] = []
         if events:
             async with self.db.unit_of_work() as uow:
-                applied = await claim_new_events(uow.session, self.name, events)
+                applied = (
+                    await claim_new_events(uow.session, self.name, events) if self.deduplicate else _unique(events)
+                )
                 if applied:
                     token = event_id_var.set(",".join(str(e.event_id) for e in applied[:3]))
                     try:
@@ -142,9 +159,9 @@ class EventConsumer:
                         event_id_var.reset(token)
         # By id: `event in applied` compared pydantic models field by field, quadratic in the batch size.
         applied_ids = {e.event_id for e in applied}
-        for event in events:
-            outcome = "applied" if event.event_id in applied_ids else "duplicate"
-            metrics.EVENTS_CONSUMED.labels(self.service, event.TOPIC, outcome).inc()
+        outcomes = Counter((e.TOPIC, "applied" if e.event_id in applied_ids else "duplicate") for e in events)
+        for (topic, outcome), count in outcomes.items():
+            metrics.EVENTS_CONSUMED.labels(self.service, topic, outcome).inc(count)
         for letter in dead:
             await self.dead_letter(letter)
         return applied

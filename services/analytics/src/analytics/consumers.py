@@ -26,4 +26,8 @@ def register(runtime: ServiceRuntime, settings: Settings) -> EventConsumer:
         batch=True,
         max_records=settings.consumer_max_records,
         group=settings.consumer_group,
+        # The read model is idempotent by itself (steps by id, claims and releases by version, first
+        # actions and watermarks only move one way): a redelivered event changes nothing, so no ledger.
+        deduplicate=False,
+        workers=settings.consumer_workers,
     )

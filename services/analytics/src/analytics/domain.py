@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 from uuid import UUID
 
 from rf_contracts import Event, HandoffClaimed, HandoffReleased, StepCreated
@@ -66,11 +67,20 @@ class Changes:
 
 def unstorable(event: Event) -> str | None:
     """Why a valid event cannot be stored (it would fail every batch it is in), or None."""
-    if isinstance(event, HandoffClaimed | HandoffReleased) and event.version > MAX_VERSION:
-        return f"version {event.version} out of range"
-    for name in ("occurred_at", "created_at", "claimed_at"):
-        value: datetime | None = getattr(event, name, None)
-        if value is None:
+    # `type(...) is` rather than isinstance: pydantic models' metaclass makes isinstance an ABC check, and
+    # this runs for every event consumed.
+    kind = type(event)
+    if kind is HandoffClaimed or kind is HandoffReleased:
+        version = cast(HandoffClaimed | HandoffReleased, event).version
+        if version > MAX_VERSION:
+            return f"version {version} out of range"
+    times = [("occurred_at", event.occurred_at)]
+    if kind is StepCreated:
+        times.append(("created_at", cast(StepCreated, event).created_at))
+    elif kind is HandoffClaimed:
+        times.append(("claimed_at", cast(HandoffClaimed, event).claimed_at))
+    for name, value in times:
+        if 1 < value.year < 9999:  # only the first and last year can leave datetime's range in UTC
             continue
         try:
             value.astimezone(UTC)  # e.g. 9999-12-31T23:00:00-14:00 has no UTC datetime
@@ -90,18 +100,21 @@ def fold(events: Iterable[Event]) -> Changes:
         newest = changes.watermarks.get(event.account_id)
         if newest is None or event.occurred_at > newest:
             changes.watermarks[event.account_id] = event.occurred_at
-        if isinstance(event, StepCreated):
-            changes.steps.append(StepTime(event.account_id, event.session_id, event.step_id, event.created_at))
-        elif isinstance(event, HandoffClaimed | HandoffReleased):
-            change = changes.handoffs.get(event.handoff_id)
+        kind = type(event)
+        if kind is StepCreated:
+            step = cast(StepCreated, event)
+            changes.steps.append(StepTime(step.account_id, step.session_id, step.step_id, step.created_at))
+        elif kind is HandoffClaimed or kind is HandoffReleased:
+            handoff = cast(HandoffClaimed | HandoffReleased, event)
+            change = changes.handoffs.get(handoff.handoff_id)
             if change is None:
-                change = changes.handoffs[event.handoff_id] = HandoffChange(
-                    event.handoff_id, event.account_id, event.session_id
+                change = changes.handoffs[handoff.handoff_id] = HandoffChange(
+                    handoff.handoff_id, handoff.account_id, handoff.session_id
                 )
-            if isinstance(event, HandoffClaimed):
-                change.claim(event.version, event.claimed_at)
+            if kind is HandoffClaimed:
+                change.claim(handoff.version, cast(HandoffClaimed, handoff).claimed_at)
             else:
-                change.release(event.version)
+                change.release(handoff.version)
         # handoff.requested / handoff.resolved change no claim (resolving keeps it): only the watermark.
     return changes
 

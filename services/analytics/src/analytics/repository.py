@@ -64,7 +64,9 @@ _UPSERT_HANDOFFS = sa.text(
     """
 )
 
-# New steps can only move a claim's first action earlier: join them to their sessions' claims.
+# New steps can only move a claim's first action earlier: each step finds its session's claims through
+# ix_handoffs_session (LATERAL, so the cost follows the batch, never the table's size), and each handoff
+# is updated once with the earliest of its new steps.
 _ADVANCE_FIRST_ACTIONS = sa.text(
     """
     UPDATE handoffs AS h SET first_action_at = x.first_action_at, updated_at = now()
@@ -72,8 +74,11 @@ _ADVANCE_FIRST_ACTIONS = sa.text(
         SELECT c.handoff_id, min(s.created_at) AS first_action_at
         FROM unnest(CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:created AS timestamptz[]))
              AS s(session_id, account_id, created_at)
-        JOIN handoffs AS c
-          ON c.session_id = s.session_id AND c.account_id = s.account_id AND s.created_at >= c.claimed_at
+        CROSS JOIN LATERAL (
+            SELECT c.handoff_id FROM handoffs AS c
+            WHERE c.session_id = s.session_id AND c.account_id = s.account_id AND c.claimed_at <= s.created_at
+            OFFSET 0  -- keeps the subquery a per-step index probe (not pulled up into a join of whole tables)
+        ) AS c
         GROUP BY c.handoff_id
     ) AS x
     WHERE h.handoff_id = x.handoff_id AND (h.first_action_at IS NULL OR x.first_action_at < h.first_action_at)

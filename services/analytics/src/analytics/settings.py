@@ -1,5 +1,7 @@
 """Settings of the analytics service (environment variables with prefix RF_)."""
 
+from pydantic import Field
+
 from rfkit.settings import ServiceSettings
 
 
@@ -10,3 +12,5 @@ class Settings(ServiceSettings):
     consumer_group: str = "analytics"
     # Events applied per database transaction: larger batches amortise the per-transaction cost.
     consumer_max_records: int = 1000
+    # Kafka consumers of the read model's group in one process (see rfkit ServiceRuntime.consumer).
+    consumer_workers: int = Field(default=2, ge=1)
