@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from analytics.consumers import TOPICS
 from analytics.main import create_app
 from analytics.rebuild import rebuild
 from rf_contracts import Event, topics
@@ -54,10 +55,18 @@ def shuffled_with_duplicates(events: list[Event], rng: Random, rate: float = 0.2
     return delivered
 
 
+def assignments(running: RunningApp) -> list[set]:
+    """The partitions each Kafka consumer of this app's read-model subscription currently holds."""
+    held = []
+    for subscriber in running.app.state.runtime.consumers[0].subscribers:
+        consumer = subscriber.consumer
+        held.append(set(consumer.assignment()) if consumer is not None else set())
+    return held
+
+
 def assignment(running: RunningApp) -> set:
-    """The partitions this app's consumer currently holds."""
-    consumer = running.app.state.runtime.consumers[0].subscriber.consumer
-    return set(consumer.assignment()) if consumer is not None else set()
+    """The partitions this app's consumers currently hold."""
+    return set().union(*assignments(running))
 
 
 async def answers(env, accounts: list[uuid.UUID]) -> dict[tuple[uuid.UUID, str], dict]:
@@ -85,18 +94,20 @@ async def read_model_rows(url: str) -> dict[str, int]:
 async def test_rebuild_from_the_topics_reproduces_the_same_answers(env, history, spec) -> None:
     rng = Random(61)
     events, accounts = random_history(history, rng, accounts=3, sessions=25)
-    await env.publish(shuffled_with_duplicates(events, rng))
+    delivered = shuffled_with_duplicates(events, rng)
+    await env.publish(delivered)
     await env.publish([(topics.STEP_CREATED, b"not-a-session", b"{}")])  # dead-lettered, skipped on rebuild
     await env.settle()
     before = await answers(env, accounts)
     check_against_reference(spec, events, before)
     rows_before = await read_model_rows(env.database_url)
 
-    # In-process, while the service keeps running (they share the processed-events ledger).
+    # In-process, while the service keeps running (both apply to the idempotent read model).
     report = await rebuild(env.settings(), batch_size=97)
 
     assert report.invalid == 1
-    assert report.applied == len({e.event_id for e in env.published})
+    assert report.messages == len(delivered) + 1
+    assert report.applied == len(delivered)
     after = await answers(env, accounts)
     check_against_reference(spec, events, after)
     for key, answer in before.items():
@@ -157,3 +168,19 @@ async def test_two_replicas_consuming_side_by_side_give_the_same_numbers(env, hi
         check_against_reference(
             spec, events, {(a, "90d"): await env.metric(a, "90d", client=second.client) for a in accounts}
         )
+
+
+async def test_the_consumers_of_one_process_split_the_partitions_of_the_group(env, history, spec) -> None:
+    """RF_CONSUMER_WORKERS (2 by default): two Kafka consumers of one group in one process, disjoint partitions."""
+    assert env.settings().consumer_workers == 2
+
+    async def split() -> bool:
+        first, second = assignments(env.running)
+        every = topics.PARTITIONS * len(TOPICS)
+        return bool(first) and bool(second) and not first & second and len(first | second) == every
+
+    await wait_until(split, timeout_s=60)
+    events, accounts = random_history(history, Random(65), accounts=2, sessions=40)
+    await env.publish(shuffled_with_duplicates(events, Random(66)))
+    await env.settle()
+    check_against_reference(spec, events, await answers(env, accounts))

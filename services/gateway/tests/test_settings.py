@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from gateway.main import create_app
 from gateway.security import public_pem_of
 from gateway.settings import Settings
-from rfkit.auth import TokenVerifier, generate_keypair, issue_access_token
+from rfkit.auth import RememberingVerifier, generate_keypair, issue_access_token
 
 
 def test_prod_refuses_to_start_without_a_private_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +62,7 @@ def test_tokens_of_the_previous_key_stay_valid_while_it_is_listed_as_a_public_ke
     settings = Settings(env="test", jwt_private_key=new_private, jwt_public_key=old_public,
                         argon2_memory_kib=1024, argon2_time_cost=1, argon2_parallelism=1)
     app = create_app(settings)
-    verifier: TokenVerifier = app.state.verifier
+    verifier: RememberingVerifier = app.state.verifier
     for key in (old_private, new_private):
         token = issue_access_token(key, user_id=uuid.uuid4(), account_id=uuid.uuid4(), role="viewer",
                                    issuer=settings.jwt_issuer, audience=settings.jwt_audience)

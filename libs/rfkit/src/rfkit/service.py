@@ -16,7 +16,7 @@ from sqlalchemy import text
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from rfkit import migrate
-from rfkit.auth import TokenVerifier
+from rfkit.auth import RememberingVerifier, TokenVerifier
 from rfkit.consumer import EventConsumer, EventHandler
 from rfkit.db import Database
 from rfkit.logs import configure_logging
@@ -54,14 +54,16 @@ class ServiceRuntime:
         self.consumers: list[EventConsumer] = []
         self.migrated = False
         self.started = False
-        self.verifier: TokenVerifier | None = None
+        self.verifier: RememberingVerifier | None = None
         key = settings.public_key_pem()
         if key:
-            self.verifier = TokenVerifier(
-                # Several concatenated PEM blocks while the signing key is being rotated.
-                re.findall(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", key, re.S) or [key],
-                issuer=settings.jwt_issuer,
-                audience=settings.jwt_audience,
+            self.verifier = RememberingVerifier(
+                TokenVerifier(
+                    # Several concatenated PEM blocks while the signing key is being rotated.
+                    re.findall(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", key, re.S) or [key],
+                    issuer=settings.jwt_issuer,
+                    audience=settings.jwt_audience,
+                )
             )
 
     def consumer(

@@ -14,7 +14,7 @@ from rf_contracts.api.analytics import PERIODS
 
 log = logging.getLogger(__name__)
 
-# The kit's processed-events ledger and the rebuild both name the consumer by this.
+# The consumer's name in logs and metrics (and in the kit's ledger, which this idempotent consumer does not use).
 CONSUMER_NAME = "analytics-escalations"
 # The contract bounds versions below only. Past PostgreSQL's bigint no real handoff goes, and such an event
 # would fail every batch it is in (consumption would stall on it), so it is left out, loudly.

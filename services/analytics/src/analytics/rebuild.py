@@ -1,10 +1,11 @@
 """Rebuilds the read model from the topics: `python -m analytics.rebuild` (settings from RF_ variables).
 
 The contract topics keep their events forever (retention.ms=-1, set by rfkit.topics), so the read model
-can always be thrown away and recomputed: empty it and the consumer's processed-event ledger, then read
-every partition from offset 0 up to the end offsets captured at the start, applying the events exactly
-as the live consumer does, and exit. The live consumer shares the ledger, so running alongside it is
-safe (each event is applied once, by whichever gets it first); the metric is partial until the end.
+can always be thrown away and recomputed: empty it, capture the topics' end offsets, then read every
+partition from offset 0 up to those offsets, applying the events exactly as the live consumer does, and
+exit. Running alongside the live consumer is safe: the read model is idempotent (an event applied by both
+changes it once), and the end offsets are taken after the read model was emptied, so whatever the live
+consumer had applied before that is replayed. The metric is partial until the end.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from analytics.settings import Settings
 from rf_contracts import Event
 from rf_contracts.events import ContractViolation, parse_event
 from rfkit import migrate
-from rfkit.consumer import claim_new_events
 from rfkit.db import Database
 from rfkit.logs import configure_logging
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 class RebuildReport:
     group: str
     messages: int
-    applied: int
+    applied: int  # valid events re-applied (a duplicate delivery counts each time; it changes nothing)
     invalid: int
     seconds: float
 
@@ -50,9 +50,6 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
     group = group or settings.group(f"{settings.consumer_group}-rebuild-{uuid.uuid4().hex[:8]}")
     await asyncio.to_thread(migrate.upgrade, "analytics", settings.database_url)
     full_topics = [f"{prefix}{t}" for t in TOPICS]
-    async with OffsetProbe(settings.kafka_bootstrap, full_topics) as probe:
-        partitions = probe.partitions
-        targets = {tp: end for tp, end in (await probe.end_offsets()).items() if end > 0}
     db = Database(settings.database_url, pool_size=2, topic_prefix=prefix)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -66,6 +63,11 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
     try:
         async with db.unit_of_work() as uow:
             await repository.clear_read_model(uow.session, consumer=CONSUMER_NAME)
+        # After the clear (TRUNCATE waits for the live consumer's open transaction): every event applied
+        # before it lies below these offsets and is replayed.
+        async with OffsetProbe(settings.kafka_bootstrap, full_topics) as probe:
+            partitions = probe.partitions
+            targets = {tp: end for tp, end in (await probe.end_offsets()).items() if end > 0}
         log.info("read model cleared; replaying %d partitions into group %s", len(targets), group)
         if targets:
             await consumer.start()
@@ -88,10 +90,8 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
                             invalid += 1  # already dead-lettered by the live consumer
                 if events:
                     async with db.unit_of_work() as uow:
-                        fresh = await claim_new_events(uow.session, CONSUMER_NAME, events)
-                        if fresh:
-                            await apply_events(uow, fresh)
-                    applied += len(fresh)
+                        await apply_events(uow, events)
+                    applied += len(events)
                 if batch:
                     await consumer.commit()
                 for tp in list(remaining):

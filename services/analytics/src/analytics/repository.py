@@ -8,7 +8,7 @@ from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from analytics.domain import HandoffChange, StepTime
 
@@ -176,7 +176,7 @@ async def raise_watermarks(session: AsyncSession, watermarks: dict[UUID, datetim
 
 
 async def escalation_stats(
-    session: AsyncSession, *, account_id: UUID, start: datetime, end: datetime
+    session: AsyncSession | AsyncConnection, *, account_id: UUID, start: datetime, end: datetime
 ) -> EscalationStats:
     """The metric over one account's claims with start <= claimed_at <= end."""
     row = (await session.execute(_ESCALATION_STATS, {"account_id": account_id, "start": start, "end": end})).one()
@@ -192,6 +192,6 @@ async def escalation_stats(
 
 
 async def clear_read_model(session: AsyncSession, *, consumer: str) -> None:
-    """Empty the read model and forget which events this consumer applied (the rebuild's first step)."""
+    """Empty the read model (the rebuild's first step), and any ledger rows an earlier version left."""
     await session.execute(sa.text(f"TRUNCATE {', '.join(READ_MODEL_TABLES)}"))
     await session.execute(sa.text("DELETE FROM processed_events WHERE consumer = :c"), {"c": consumer})

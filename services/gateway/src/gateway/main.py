@@ -13,9 +13,9 @@ from gateway.domain import AuthenticationFailed, RateLimited
 from gateway.handlers import Identity
 from gateway.middleware import BodyLimit
 from gateway.proxy import Upstreams
-from gateway.security import Passwords, RememberingVerifier, TokenIssuer
+from gateway.security import Passwords, TokenIssuer
 from gateway.settings import Settings
-from rfkit.auth import Principal, TokenVerifier
+from rfkit.auth import Principal
 from rfkit.service import ServiceRuntime
 from rfkit.web import build_app
 
@@ -25,12 +25,8 @@ log = logging.getLogger(__name__)
 class GatewayRuntime(ServiceRuntime):
     """The kit's runtime plus the pooled HTTP client to the services, opened and closed with the app."""
 
-    verifier: TokenVerifier | RememberingVerifier | None  # type: ignore[assignment]
-
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings, package="gateway", produces=False)
-        if isinstance(self.verifier, TokenVerifier):
-            self.verifier = RememberingVerifier(self.verifier)
         self.gateway_settings = settings
         self.upstreams: Upstreams | None = None
 

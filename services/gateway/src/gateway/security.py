@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from uuid import UUID
@@ -15,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from rfkit.auth import Principal, Role, TokenVerifier, issue_access_token
+from rfkit.auth import Role, issue_access_token
 
 
 def public_pem_of(private_pem: str) -> str:
@@ -90,32 +89,3 @@ def new_refresh_token() -> str:
 def refresh_token_hash(token: str) -> str:
     # A plain hash suffices (no salt, no slow hash): the token is a 256-bit random value, not a password.
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-class RememberingVerifier:
-    """rfkit's verifier, remembering the tokens it accepted (by their exact text) until they expire.
-
-    Checking an EdDSA signature and the claims costs about 0.3 ms of CPU, the largest part of what the gateway
-    spends on a forwarded request; a client sends the same token many times in its 15 minutes. Only accepted
-    tokens are remembered, keyed by the whole token (any altered byte is a different key), and never beyond
-    their `exp`; revocation and deactivation are still checked on every request (principal_check).
-    """
-
-    def __init__(self, verifier: TokenVerifier, *, max_entries: int = 100_000) -> None:
-        self._verifier = verifier
-        self._accepted: dict[str, Principal] = {}
-        self._max_entries = max_entries
-        self.issuer = verifier.issuer
-        self.audience = verifier.audience
-
-    def verify(self, token: str) -> Principal:
-        principal = self._accepted.get(token)
-        if principal is not None:
-            if time.time() < principal.expires_at:
-                return principal
-            del self._accepted[token]
-        principal = self._verifier.verify(token)  # raises InvalidToken
-        if len(self._accepted) >= self._max_entries:
-            self._accepted.clear()
-        self._accepted[token] = principal
-        return principal
