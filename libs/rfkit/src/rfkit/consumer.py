@@ -116,6 +116,9 @@ class EventConsumer:
             "ack_policy": AckPolicy.NACK_ON_ERROR,
             "auto_offset_reset": auto_offset_reset,
             "fetch_max_wait_ms": 100,
+            # A member learns of a rebalance at its next heartbeat: at 1 s (Kafka's default is 3 s) a replica or
+            # worker that joins gets its partitions sooner and the others pause for less.
+            "heartbeat_interval_ms": 1000,
             "decoder": _skip_decoding,
         }
         if batch:
