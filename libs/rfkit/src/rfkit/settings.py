@@ -35,10 +35,9 @@ class ServiceSettings(BaseSettings):
     jwt_issuer: str = "resolutionflow-gateway"
     jwt_audience: str = "resolutionflow"
 
-    # Python's cyclic GC: the first generation's allocation threshold (CPython's default is 700). Consumers
-    # allocate a few objects per field of every event; at the default, collections ran every few dozen events
-    # and, with the service's long-lived objects, cost more than validating the events (see docs/benchmarks.md).
-    gc_gen0_threshold: int = Field(default=50_000, ge=100)
+    # Python's cyclic GC: the first generation's allocation threshold (CPython's default, 700, suits request
+    # handling: small, frequent collections). A service that consumes many events raises it (analytics).
+    gc_gen0_threshold: int = Field(default=700, ge=100)
 
     outbox_poll_interval_s: float = Field(default=0.1, gt=0)
     outbox_batch_size: int = 500

@@ -12,5 +12,8 @@ class Settings(ServiceSettings):
     consumer_group: str = "analytics"
     # Events applied per database transaction: larger batches amortise the per-transaction cost.
     consumer_max_records: int = 1000
+    # Consuming allocates a few objects per field of every event: at CPython's default (700) young collections ran
+    # every few dozen events and cost ~10 % of ingest (docs/benchmarks.md); fewer, larger ones here.
+    gc_gen0_threshold: int = Field(default=10_000, ge=100)
     # Kafka consumers of the read model's group in one process (see rfkit ServiceRuntime.consumer).
     consumer_workers: int = Field(default=2, ge=1)
