@@ -310,18 +310,22 @@ async def test_invalid_messages_are_dead_lettered_and_consumption_goes_on(env, h
     assert any(r.value == wrong_key.to_json() for r in dead)
 
 
-async def test_an_event_the_database_cannot_hold_does_not_stall_consumption(env, history) -> None:
+async def test_an_event_the_database_cannot_hold_is_dead_lettered_and_does_not_stall_consumption(env, history) -> None:
     acc = history()
     session, handoff = uuid.uuid4(), uuid.uuid4()
     claimed_at = now() - timedelta(minutes=10)
+    huge_version = acc.claimed(uuid.uuid4(), uuid.uuid4(), claimed_at, version=2**70)
+    beyond_utc = acc.step(uuid.uuid4(), datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14))))
     await env.publish(
-        [
-            acc.claimed(uuid.uuid4(), uuid.uuid4(), claimed_at, version=2**70),
-        acc.step(uuid.uuid4(), datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14)))),
-            acc.claimed(handoff, session, claimed_at, version=2),
-            acc.step(session, claimed_at + timedelta(seconds=4)),
-        ]
+        [huge_version, beyond_utc, acc.claimed(handoff, session, claimed_at, version=2),
+         acc.step(session, claimed_at + timedelta(seconds=4))]
     )
     await env.settle()
     body = await env.metric(acc.account_id)
     assert (body["n_handoffs_claimed"], body["avg_seconds"]) == (1, 4.0)
+    dead = await read_topic(env.bootstrap, env.prefix + dlq(topics.HANDOFF_CLAIMED), expect=1)
+    reasons = {r.value: dict(r.headers)[DLQ_REASON_HEADER].decode() for r in dead}
+    assert "version 1180591620717411303424 out of range" in reasons[huge_version.to_json()]
+    dead = await read_topic(env.bootstrap, env.prefix + dlq(topics.STEP_CREATED), expect=1)
+    reasons = {r.value: dict(r.headers)[DLQ_REASON_HEADER].decode() for r in dead}
+    assert "9999-12-31T23:00:00-14:00 out of range" in reasons[beyond_utc.to_json()]

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # (unit of work, the new events of this delivery in arrival order) -> None. Runs inside the transaction that
 # also records the event ids, so an effect and its "already applied" mark commit together.
 EventHandler = Callable[[UnitOfWork, list[Event]], Awaitable[None]]
+# A consumer's own check of a valid event: why it cannot be applied (it is dead-lettered with that reason), or None.
+EventScreen = Callable[[Event], str | None]
 
 DLQ_REASON_HEADER = "x-dlq-reason"
 
@@ -101,6 +103,7 @@ class EventConsumer:
         retry_delay_s: float = 1.0,
         deduplicate: bool = True,
         workers: int = 1,
+        screen: EventScreen | None = None,
     ) -> None:
         self.broker = broker
         self.db = db
@@ -110,6 +113,7 @@ class EventConsumer:
         self.handler = handler
         self.retry_delay_s = retry_delay_s
         self.deduplicate = deduplicate
+        self.screen = screen
         full_topics = [f"{topic_prefix}{t}" for t in topics]
         options: dict[str, Any] = {
             "group_id": group,
@@ -145,9 +149,15 @@ class EventConsumer:
         dead: list[DeadLetter] = []
         for record in records:
             try:
-                events.append(parse_event(_unprefixed(record.topic, self.prefix), record.value, record.key))
+                event = parse_event(_unprefixed(record.topic, self.prefix), record.value, record.key)
             except ContractViolation as exc:
                 dead.append(DeadLetter(record, str(exc)))
+                continue
+            problem = self.screen(event) if self.screen is not None else None
+            if problem is not None:
+                dead.append(DeadLetter(record, problem))
+            else:
+                events.append(event)
         applied: list[Event] = []
         if events:
             async with self.db.unit_of_work() as uow:

@@ -17,7 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from rfkit import migrate
 from rfkit.auth import RememberingVerifier, TokenVerifier
-from rfkit.consumer import EventConsumer, EventHandler
+from rfkit.consumer import EventConsumer, EventHandler, EventScreen
 from rfkit.db import Database
 from rfkit.logs import configure_logging
 from rfkit.outbox import OutboxRelay
@@ -77,6 +77,7 @@ class ServiceRuntime:
         group: str | None = None,
         deduplicate: bool = True,
         workers: int = 1,
+        screen: EventScreen | None = None,
     ) -> EventConsumer:
         """Subscribe `handler` to contract topics (names without prefix) in group `group` (default: service).
 
@@ -96,6 +97,7 @@ class ServiceRuntime:
             max_records=max_records,
             deduplicate=deduplicate,
             workers=workers,
+            screen=screen,
         )
         self.consumers.append(consumer)
         return consumer

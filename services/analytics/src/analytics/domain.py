@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 # The consumer's name in logs and metrics (and in the kit's ledger, which this idempotent consumer does not use).
 CONSUMER_NAME = "analytics-escalations"
 # The contract bounds versions below only. Past PostgreSQL's bigint no real handoff goes, and such an event
-# would fail every batch it is in (consumption would stall on it), so it is left out, loudly.
+# would fail every batch it is in (consumption would stall on it), so the consumer dead-letters it.
 MAX_VERSION = 2**63 - 1
 
 
@@ -90,13 +90,9 @@ def unstorable(event: Event) -> str | None:
 
 
 def fold(events: Iterable[Event]) -> Changes:
-    """Reduce events of any type, in any order, to the read model's changes."""
+    """Reduce events of any type, in any order, to the read model's changes (events `unstorable` has passed)."""
     changes = Changes()
     for event in events:
-        problem = unstorable(event)
-        if problem:
-            log.warning("ignoring %s %s: %s", event.event_type, event.event_id, problem)
-            continue
         newest = changes.watermarks.get(event.account_id)
         if newest is None or event.occurred_at > newest:
             changes.watermarks[event.account_id] = event.occurred_at

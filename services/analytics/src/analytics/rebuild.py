@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 from analytics import repository
 from analytics.consumers import TOPICS
-from analytics.domain import CONSUMER_NAME
+from analytics.domain import CONSUMER_NAME, unstorable
 from analytics.handlers import apply_events
 from analytics.progress import OffsetProbe
 from analytics.settings import Settings
@@ -85,9 +85,14 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
                             continue  # arrived after the start: the live consumer's business
                         messages += 1
                         try:
-                            events.append(parse_event(record.topic[len(prefix) :], record.value, record.key))
+                            event = parse_event(record.topic[len(prefix) :], record.value, record.key)
                         except ContractViolation:
                             invalid += 1  # already dead-lettered by the live consumer
+                            continue
+                        if unstorable(event) is not None:
+                            invalid += 1  # so was this one
+                        else:
+                            events.append(event)
                 if events:
                     async with db.unit_of_work() as uow:
                         await apply_events(uow, events)
