@@ -24,9 +24,11 @@ import httpx
 from bench._support import PASSWORD, TREE, bench_infra, serve, wait_ready
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rfkit.auth import generate_keypair
+from rfkit.testing import free_port
 
 COMMAND = "uv run python -m bench.analytics_freshness"
-PORTS = {"gateway": 38200, "sessions": 38201, "handoffs": 38202, "analytics": 38203}
+# Free ports picked now: fixed ones in the ephemeral range were sometimes held by a client socket of an earlier run.
+PORTS = {name: free_port() for name in ("gateway", "sessions", "handoffs", "analytics")}
 METRIC = "/analytics/flowpilot/escalations"
 
 

@@ -27,10 +27,10 @@ from gateway.upstream import UpstreamPool
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rfkit.auth import generate_keypair
 from rfkit.migrate import upgrade as migrate_upgrade
-from rfkit.testing import Caller
+from rfkit.testing import Caller, free_port
 
 COMMAND = "uv run python -m bench.analytics_query"
-HTTP_PORT = 38003
+HTTP_PORT = free_port()
 SCALES = (1_000, 10_000, 100_000, 1_000_000)
 REQUESTS = {1_000: 500, 10_000: 500, 100_000: 100, 1_000_000: 20}
 

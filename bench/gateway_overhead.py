@@ -23,9 +23,10 @@ import httpx
 from bench._support import PASSWORD, TREE, bench_infra, serve, wait_ready
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rfkit.auth import generate_keypair
+from rfkit.testing import free_port
 
 COMMAND = "uv run python -m bench.gateway_overhead"
-GATEWAY_PORT, SESSIONS_PORT = 38100, 38101
+GATEWAY_PORT, SESSIONS_PORT = free_port(), free_port()
 async def load(url: str, path: str, headers: dict[str, str], *, requests: int, concurrency: int) -> dict[str, float]:
     """`requests` GETs by `concurrency` workers over one pooled client; throughput and latency percentiles."""
     latencies: list[float] = []
