@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +14,7 @@ from rf_contracts import Event, topics
 from rfkit.consumer import DLQ_REASON_HEADER, EventConsumer
 from rfkit.db import Database, UnitOfWork
 from rfkit.outbox import OutboxRelay
-from rfkit.tables import kit_metadata
+from rfkit.tables import kit_metadata, processed_events
 from rfkit.testing import make_topics, produce, read_topic, step_event, unique_prefix, wait_until
 
 widgets_md = sa.MetaData()
@@ -111,7 +112,7 @@ async def test_events_of_one_session_keep_their_order(env) -> None:
     assert [json.loads(r.value)["event_id"] for r in records] == [str(e.event_id) for e in events]
 
 
-def _consumer(broker: KafkaBroker, db: Database, prefix: str, *, batch: bool = False) -> EventConsumer:
+def _consumer(broker: KafkaBroker, db: Database, prefix: str, *, batch: bool = False, **options: Any) -> EventConsumer:
     async def handler(uow: UnitOfWork, events: list[Event]) -> None:
         await uow.session.execute(sa.insert(applied), [{"event_id": e.event_id} for e in events])
 
@@ -125,6 +126,7 @@ def _consumer(broker: KafkaBroker, db: Database, prefix: str, *, batch: bool = F
         handler=handler,
         topic_prefix=prefix,
         batch=batch,
+        **options,
     )
 
 
@@ -216,3 +218,66 @@ async def test_same_event_delivered_twice_is_applied_once(env, batch: bool) -> N
     async with db.read() as s:
         ids = (await s.scalars(sa.select(applied.c.event_id))).all()
     assert sorted(map(str, ids)) == sorted(map(str, [event.event_id, sentinel.event_id, marker.event_id]))
+
+
+async def test_a_valid_event_the_screen_refuses_goes_to_the_dlq_with_its_reason(env) -> None:
+    bootstrap, prefix, db = env
+    topic = prefix + topics.STEP_CREATED
+    refused, good = step_event(), step_event()
+    await produce(bootstrap, topic, [(refused.key(), refused.to_json()), (good.key(), good.to_json())])
+    broker = KafkaBroker(bootstrap)
+    _consumer(broker, db, prefix, batch=True,
+              screen=lambda e: "cannot be stored here" if e.event_id == refused.event_id else None)
+    await broker.start()
+    try:
+        await wait_until(lambda: _has(db, 1))
+        dead = await read_topic(bootstrap, topics.dlq(topic), expect=1)
+    finally:
+        await broker.stop()
+    async with db.read() as session:
+        assert (await session.scalars(sa.select(applied.c.event_id))).all() == [good.event_id]
+    letters = [(r.value, dict(r.headers)[DLQ_REASON_HEADER]) for r in dead]
+    assert letters == [(refused.to_json(), b"cannot be stored here")]
+
+
+async def test_without_the_ledger_a_redelivery_reaches_the_handler_again(env) -> None:
+    """`deduplicate=False` is for handlers idempotent by themselves: no ledger row, the handler sees each delivery."""
+    bootstrap, prefix, db = env
+    event = step_event()
+    await produce(bootstrap, prefix + topics.STEP_CREATED, [(event.key(), event.to_json())])
+    broker = KafkaBroker(bootstrap)
+    _consumer(broker, db, prefix, batch=True, deduplicate=False)
+    await broker.start()
+    try:
+        await wait_until(lambda: _has(db, 1))
+        await produce(bootstrap, prefix + topics.STEP_CREATED, [(event.key(), event.to_json())])
+        await wait_until(lambda: _has(db, 2))
+    finally:
+        await broker.stop()
+    assert await _count(db, applied) == 2
+    async with db.read() as session:
+        assert await session.scalar(sa.select(sa.func.count()).select_from(processed_events)) == 0
+
+
+async def test_workers_are_consumers_of_one_group_that_split_the_partitions(env) -> None:
+    bootstrap, prefix, db = env
+    broker = KafkaBroker(bootstrap)
+    consumer = _consumer(broker, db, prefix, batch=True, workers=2)
+    await broker.start()
+    try:
+        def held() -> list[set[Any]]:
+            return [set(s.consumer.assignment()) if s.consumer is not None else set() for s in consumer.subscribers]
+
+        async def split() -> bool:
+            first, second = held()
+            return bool(first) and bool(second) and not first & second and len(first | second) == topics.PARTITIONS
+
+        await wait_until(split, timeout_s=60)
+        events = [step_event() for _ in range(30)]
+        await produce(bootstrap, prefix + topics.STEP_CREATED, [(e.key(), e.to_json()) for e in events])
+        await wait_until(lambda: _has(db, 30))
+    finally:
+        await broker.stop()
+    async with db.read() as session:
+        ids = (await session.scalars(sa.select(applied.c.event_id))).all()
+    assert sorted(map(str, ids)) == sorted(str(e.event_id) for e in events)
