@@ -11,7 +11,7 @@ class Settings(ServiceSettings):
     # Consumer group of the read model (prefixed by topic_prefix); another name gives a side-by-side copy.
     consumer_group: str = "analytics"
     # Events applied per database transaction: larger batches amortise the per-transaction cost.
-    consumer_max_records: int = 1000
+    consumer_max_records: int = 2000
     # Consuming allocates a few objects per field of every event: at CPython's default (700) young collections ran
     # every few dozen events and cost ~10 % of ingest (docs/benchmarks.md); fewer, larger ones here.
     gc_gen0_threshold: int = Field(default=10_000, ge=100)
