@@ -26,7 +26,8 @@ from rfkit.tables import processed_events
 log = logging.getLogger(__name__)
 
 # (unit of work, the new events of this delivery in arrival order) -> None. Runs inside the transaction that
-# also records the event ids, so an effect and its "already applied" mark commit together.
+# also records the event ids, so an effect and its "already applied" mark commit together (unless the consumer
+# has no ledger: deduplicate=False, for effects idempotent by themselves).
 EventHandler = Callable[[UnitOfWork, list[Event]], Awaitable[None]]
 # A consumer's own check of a valid event: why it cannot be applied (it is dead-lettered with that reason), or None.
 EventScreen = Callable[[Event], str | None]
@@ -42,15 +43,14 @@ class DeadLetter:
 
 async def claim_new_events(session: AsyncSession, consumer: str, events: Sequence[Event]) -> list[Event]:
     """Record the events' ids for this consumer; returns those not seen before (first occurrence each)."""
-    unique: dict[Any, Event] = {}
-    for event in events:
-        unique.setdefault(event.event_id, event)
+    unique = _unique(events)
     if not unique:
         return []
     # One array parameter rather than a VALUES row per event: a multi-row VALUES statement is compiled anew
     # for each batch and cost several times more than the handler's own work on a batch of 1000.
-    fresh = set((await session.execute(_CLAIM, {"consumer": consumer, "ids": list(unique)})).scalars().all())
-    return [e for eid, e in unique.items() if eid in fresh]
+    ids = [e.event_id for e in unique]
+    fresh = set((await session.execute(_CLAIM, {"consumer": consumer, "ids": ids})).scalars().all())
+    return [e for e in unique if e.event_id in fresh]
 
 
 # Inserted in id order: two consumers claiming overlapping batches wait on each other instead of deadlocking.
