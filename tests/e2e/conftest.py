@@ -22,7 +22,7 @@ import pytest_asyncio
 from analytics.main import create_app as analytics_app
 from analytics.settings import Settings as AnalyticsSettings
 from gateway.main import create_app as gateway_app
-from gateway.testing import PASSWORD, gateway_settings
+from gateway.testing import PASSWORD, User, gateway_settings, login
 from handoffs.main import create_app as handoffs_app
 from handoffs.settings import Settings as HandoffsSettings
 from rfkit.auth import generate_keypair
@@ -95,19 +95,6 @@ def stack(kafka_bootstrap: str, make_session_database: Any) -> Iterator[Stack]:
 
 
 @dataclass
-class User:
-    id: str
-    email: str
-    role: str
-    access: str
-    refresh: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.access}"}
-
-
-@dataclass
 class Account:
     id: str
     admin: User
@@ -142,28 +129,20 @@ class Api:
         headers = {**(user.headers if user else {}), **kw.pop("headers", {})}
         return await self.client.request(method, API + path, headers=headers, **kw)
 
-    async def _login(self, email: str) -> User:
-        r = await self.client.post(f"{API}/auth/login/json", json={"email": email, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        tokens = r.json()
-        me = (await self.client.get(f"{API}/auth/me",
-                                    headers={"Authorization": f"Bearer {tokens['access_token']}"})).json()
-        return User(me["id"], email, me["role"], tokens["access_token"], tokens["refresh_token"])
-
     async def account(self, *roles: str) -> Account:
         """A new account: its admin, plus one user of each role asked for ("engineer", "viewer", "engineer2")."""
         email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
         r = await self.client.post(f"{API}/auth/register", json={
             "email": email, "password": PASSWORD, "full_name": "Ada Admin", "account_name": f"Team {email}"})
         assert r.status_code == 201, r.text
-        account = Account(r.json()["account"]["id"], await self._login(email))
+        account = Account(r.json()["account"]["id"], await login(self.client, email))
         for name in roles:
             role = name.rstrip("0123456789")
             member = f"{name}-{uuid.uuid4().hex[:10]}@example.com"
             r = await self.call("POST", "/users", account.admin, json={
                 "email": member, "password": PASSWORD, "full_name": name, "role": role})
             assert r.status_code == 201, r.text
-            account.users[name] = await self._login(member)
+            account.users[name] = await login(self.client, member)
         return account
 
     async def ok(self, method: str, path: str, user: User, expect: int = 200, **kw: Any) -> Any:

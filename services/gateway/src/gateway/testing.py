@@ -56,6 +56,15 @@ class User:
         return {"Authorization": f"Bearer {self.access}"}
 
 
+async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> User:
+    """Log in through the public API (any client bound to a gateway) and ask who that is."""
+    r = await client.post(f"{API}/auth/login/json", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    tokens = r.json()
+    me = (await client.get(f"{API}/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})).json()
+    return User(me["id"], me["account_id"], me["email"], me["role"], tokens["access_token"], tokens["refresh_token"])
+
+
 @dataclass
 class Gateway:
     """A running gateway and the ways tests act on it."""
@@ -86,13 +95,7 @@ class Gateway:
         return await self.login(email, password), body
 
     async def login(self, email: str, password: str = PASSWORD) -> User:
-        r = await self.client.post(f"{API}/auth/login/json", json={"email": email, "password": password})
-        assert r.status_code == 200, r.text
-        tokens = r.json()
-        me = (await self.client.get(f"{API}/auth/me",
-                                    headers={"Authorization": f"Bearer {tokens['access_token']}"})).json()
-        return User(me["id"], me["account_id"], me["email"], me["role"], tokens["access_token"],
-                    tokens["refresh_token"])
+        return await login(self.client, email, password)
 
     async def add_user(self, admin: User, role: str, *, email: str | None = None) -> User:
         email = email or f"{role}-{uuid.uuid4().hex[:10]}@example.com"
