@@ -125,9 +125,7 @@ async def escalate(cmd: EscalateSession, *, db: Database, sessions: SessionLooku
                 }
             )
         await repo.add_history(
-            account_id=row.account_id,
-            handoff_id=row.id,
-            version=row.version,
+            row,
             action=Action.REQUESTED,
             actor_id=cmd.user_id,
             at=now,
@@ -158,9 +156,7 @@ async def claim(cmd: ClaimHandoff, *, db: Database) -> HandoffRead:
             domain.explain_lost_claim(_state(current), cmd.actor)  # raises unless the caller holds it already
             return _read(current)
         await repo.add_history(
-            account_id=row.account_id,
-            handoff_id=row.id,
-            version=row.version,
+            row,
             action=Action.CLAIMED,
             actor_id=cmd.actor.user_id,
             at=now,
@@ -179,9 +175,7 @@ async def release(cmd: ReleaseHandoff, *, db: Database) -> HandoffRead:
         now = utcnow()
         row = await repo.release(account_id=cmd.account_id, handoff_id=cmd.handoff_id, at=now)
         await repo.add_history(
-            account_id=row.account_id,
-            handoff_id=row.id,
-            version=row.version,
+            row,
             action=Action.RELEASED,
             actor_id=cmd.actor.user_id,
             at=now,
@@ -201,9 +195,7 @@ async def resolve(cmd: ResolveHandoff, *, db: Database) -> HandoffRead:
             account_id=cmd.account_id, handoff_id=cmd.handoff_id, resolved_by=cmd.actor.user_id, at=now, note=cmd.note
         )
         await repo.add_history(
-            account_id=row.account_id,
-            handoff_id=row.id,
-            version=row.version,
+            row,
             action=Action.RESOLVED,
             actor_id=cmd.actor.user_id,
             at=now,
@@ -235,9 +227,7 @@ async def complete_session(event: SessionCompleted, uow: UnitOfWork) -> None:
     now = utcnow()
     row = await repo.resolve(account_id=live.account_id, handoff_id=live.id, resolved_by=resolver, at=now, note=note)
     await repo.add_history(
-        account_id=row.account_id,
-        handoff_id=row.id,
-        version=row.version,
+        row,
         action=Action.RESOLVED,
         actor_id=resolver,
         actor_type="system",

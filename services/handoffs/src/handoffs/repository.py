@@ -220,21 +220,20 @@ class HandoffRepository:
 
     async def add_history(
         self,
+        row: Row[Any],
         *,
-        account_id: UUID,
-        handoff_id: UUID,
-        version: int,
         action: Action,
         actor_id: UUID,
         at: datetime,
         actor_type: str = "user",
         note: str | None = None,
     ) -> None:
+        """Record the change that gave `row` (the handoff as just written) its version."""
         await self.session.execute(
             sa.insert(history).values(
-                handoff_id=handoff_id,
-                account_id=account_id,
-                version=version,
+                handoff_id=row.id,
+                account_id=row.account_id,
+                version=row.version,
                 action=action.value,
                 actor_id=actor_id,
                 actor_type=actor_type,
