@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 
 import httpx
 
@@ -35,6 +36,15 @@ def serve(module: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes
          "--port", str(port), "--no-access-log", "--log-level", "warning"],
         env={**os.environ, **env},
     )
+
+
+async def new_account(api: httpx.AsyncClient, name: str) -> dict[str, str]:
+    """Register an account through the gateway (`api` based at /api/v1); its admin's authorization header."""
+    email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
+    (await api.post("/auth/register", json={"email": email, "password": PASSWORD, "full_name": "Bench",
+                                            "account_name": name})).raise_for_status()
+    login = await api.post("/auth/login/json", json={"email": email, "password": PASSWORD})
+    return {"Authorization": f"Bearer {login.raise_for_status().json()['access_token']}"}
 
 
 async def wait_ready(url: str, timeout: float = 120) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench._support import PASSWORD, TREE, bench_infra, serve, wait_ready
+from bench._support import TREE, bench_infra, new_account, serve, wait_ready
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rfkit.auth import generate_keypair
 from rfkit.testing import free_port
@@ -79,11 +79,7 @@ async def sample(api: httpx.AsyncClient, headers: dict[str, str], tree_id: str, 
 
 async def measure(gateway_url: str, samples: int) -> list[float]:
     async with httpx.AsyncClient(base_url=gateway_url + "/api/v1", timeout=30) as api:
-        email = f"bench-{uuid.uuid4().hex[:8]}@example.com"
-        (await api.post("/auth/register", json={"email": email, "password": PASSWORD, "full_name": "Bench",
-                                                "account_name": "Bench freshness"})).raise_for_status()
-        login = await api.post("/auth/login/json", json={"email": email, "password": PASSWORD})
-        headers = {"Authorization": f"Bearer {login.raise_for_status().json()['access_token']}"}
+        headers = await new_account(api, "Bench freshness")
         tree_id = (await api.post("/trees", json=TREE, headers=headers)).raise_for_status().json()["id"]
         await sample(api, headers, tree_id, 0)  # warm: connections, prepared statements, consumer assignment
         results = []

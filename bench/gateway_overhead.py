@@ -20,7 +20,7 @@ import uuid
 
 import httpx
 
-from bench._support import PASSWORD, TREE, bench_infra, serve, wait_ready
+from bench._support import TREE, bench_infra, new_account, serve, wait_ready
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rfkit.auth import generate_keypair
 from rfkit.testing import free_port
@@ -90,11 +90,7 @@ async def run(requests: int, concurrency: int, rounds: int, sequential: int) -> 
         await asyncio.gather(wait_ready(sessions_url), wait_ready(gateway_url))
 
         async with httpx.AsyncClient(base_url=gateway_url + "/api/v1", timeout=30) as api:
-            email = f"bench-{suffix}@example.com"
-            (await api.post("/auth/register", json={"email": email, "password": PASSWORD, "full_name": "Bench",
-                                                    "account_name": "Bench"})).raise_for_status()
-            login = await api.post("/auth/login/json", json={"email": email, "password": PASSWORD})
-            headers = {"Authorization": f"Bearer {login.raise_for_status().json()['access_token']}"}
+            headers = await new_account(api, "Bench")
             tree = (await api.post("/trees", json=TREE, headers=headers)).raise_for_status().json()
             session = (await api.post("/sessions", json={"tree_id": tree["id"]}, headers=headers)).raise_for_status()
         path = f"/api/v1/sessions/{session.json()['id']}"
