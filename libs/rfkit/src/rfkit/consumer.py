@@ -131,7 +131,6 @@ class EventConsumer:
         self.subscribers = [broker.subscriber(*full_topics, **options) for _ in range(max(1, workers))]
         for subscriber in self.subscribers:
             subscriber(self._on_message)
-        self.subscriber = self.subscribers[0]
 
     async def _on_message(self, msg: KafkaMessage) -> None:
         records = _records(msg)
