@@ -14,8 +14,9 @@ import httpx
 from rf_devstack._paths import run_dir
 from rf_devstack.infra import Infra, obtain_infra
 
-# Apart from `make up` (9092/5432) and the tests (19092/15432), so a benchmark can run beside either.
-KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 39092, 39093, 35432
+# Apart from `make up` (9092/5432) and the tests (19092/15432), so a benchmark can run beside either; and below
+# Linux's ephemeral range (32768-60999), where a client socket can hold the port when the server starts.
+KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 29092, 29093, 25432
 PASSWORD = "bench password 123"
 TREE = {
     "title": "Bench", "root_node_id": "q",

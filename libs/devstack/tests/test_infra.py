@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from rf_devstack import cli
+from rf_devstack._util import self_connected, tcp_open
 from rf_devstack.infra import Infra, obtain_infra
 from rf_devstack.kafka import LocalKafka, kafka_answers, new_cluster_id
 from rf_devstack.keys import ensure_jwt_keypair
@@ -100,6 +102,19 @@ def test_starting_a_running_local_kafka_is_a_no_op(tmp_path: Path) -> None:
 
 def test_kafka_probe_is_false_where_nothing_listens() -> None:
     assert not kafka_answers("127.0.0.1", 1, timeout=0.2)
+
+
+def test_a_probe_connected_to_itself_is_told_from_a_listener() -> None:
+    # What a readiness probe meets when its ephemeral source port equals the free port it probes: TCP's
+    # simultaneous open connects the socket to itself, with nobody listening.
+    port = free_port()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
+        probe.connect(("127.0.0.1", port))
+        assert self_connected(probe)
+    with socket.create_server(("127.0.0.1", 0)) as server, socket.create_connection(server.getsockname()) as client:
+        assert not self_connected(client)
+        assert tcp_open(*server.getsockname())
 
 
 def test_cluster_ids_look_like_kafka_ones() -> None:

@@ -82,10 +82,16 @@ def live_pid(path: Path, marker: str) -> int | None:
 
 def tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            return not self_connected(sock)
     except OSError:
         return False
+
+
+def self_connected(sock: socket.socket) -> bool:
+    """True for TCP's simultaneous open onto itself: probing a free port inside the ephemeral range can pick that
+    very port as the probe's own source port, and then "connects" with nobody listening (holding the port)."""
+    return bool(sock.getsockname() == sock.getpeername())
 
 
 def terminate_group(pid: int, timeout: float = 30.0) -> bool:

@@ -15,7 +15,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rf_devstack._paths import default_pom
-from rf_devstack._util import atomic_write, file_lock, find_pids, live_pid, tail, tcp_open, terminate_group
+from rf_devstack._util import (
+    atomic_write,
+    file_lock,
+    find_pids,
+    live_pid,
+    self_connected,
+    tail,
+    tcp_open,
+    terminate_group,
+)
 from rf_devstack.prereqs import MAVEN_HINT, MissingPrerequisiteError, check_prerequisites, find_maven
 
 CLASSPATH_HEADER = "# pom-sha256="
@@ -109,6 +118,8 @@ def kafka_answers(host: str, port: int, timeout: float = 1.0) -> bool:
     request = struct.pack(">hhih", 18, 0, 1, len(client_id)) + client_id
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
+            if self_connected(sock):
+                return False
             sock.settimeout(timeout)
             sock.sendall(struct.pack(">i", len(request)) + request)
             (size,) = struct.unpack(">i", _recv_exact(sock, 4))
