@@ -4,6 +4,11 @@
 a fresh consumer group in the same run; the service's figure counts from its start to the moment its group
 has committed every offset (committed only after the database commit), the bare consumer's from its start to
 its last record.
+
+Two floors are measured in the same run, so the ratio can be read against what this machine allows at all:
+bare consumers that only *keep* what they read — each batch's record bytes copied into an unindexed table and
+committed before the offsets, as the service commits — and the same after parsing each record's JSON and
+keeping two of its fields. Neither validates, indexes or joins anything.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from analytics.consumers import TOPICS
@@ -26,7 +32,7 @@ from analytics.settings import Settings
 from bench._support import bench_infra
 from rf_contracts import Event, HandoffClaimed, HandoffReleased, StepCreated
 from rf_contracts.events import parse_event
-from rf_devstack.postgres import ensure_databases, url_with_database
+from rf_devstack.postgres import asyncpg_dsn, ensure_databases, url_with_database
 from rfkit import migrate
 from rfkit.testing import RunningApp
 from rfkit.topics import ensure_topics
@@ -106,6 +112,62 @@ async def raw_consume(
     return elapsed
 
 
+async def store_only_consume(
+    bootstrap: str, topics: list[str], expected: int, dsn: str, *, parse: bool, workers: int = 2
+) -> float:
+    """Seconds for `workers` bare consumers of one fresh group to read every record and keep it durably.
+
+    Each batch goes into an unindexed table with one COPY and one commit, then its offsets are committed:
+    the record's bytes as they are, or (`parse`) two fields of its JSON (a session id and a time).
+    """
+    table = f"floor_{uuid.uuid4().hex[:8]}"
+    group = f"bench-floor-{uuid.uuid4().hex[:8]}"
+    setup = await asyncpg.connect(dsn)
+    try:
+        columns = "session_id uuid, at timestamptz" if parse else "value bytea"
+        await setup.execute(f"CREATE TABLE {table} ({columns})")
+    finally:
+        await setup.close()
+    seen = 0
+    done = asyncio.Event()
+
+    async def consume() -> None:
+        nonlocal seen
+        conn = await asyncpg.connect(dsn)
+        consumer = AIOKafkaConsumer(
+            *topics, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            while not done.is_set():
+                batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+                records = [record for part in batch.values() for record in part]
+                if not records:
+                    continue
+                rows: list[tuple[object, ...]]
+                if parse:
+                    rows = []
+                    for record in records:
+                        fields = json.loads(record.value)
+                        rows.append((fields["session_id"], datetime.fromisoformat(fields["occurred_at"])))
+                else:
+                    rows = [(record.value,) for record in records]
+                async with conn.transaction():
+                    await conn.copy_records_to_table(table, records=rows)
+                await consumer.commit()
+                seen += len(records)
+                if seen >= expected:
+                    done.set()
+        finally:
+            await consumer.stop()
+            await conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(consume() for _ in range(workers)))
+    return time.perf_counter() - started
+
+
 async def service_consume(settings: Settings, topics: list[str]) -> float:
     """Seconds for the analytics service (fresh group) to apply and commit every record."""
     async with OffsetProbe(settings.kafka_bootstrap, topics) as probe:
@@ -145,6 +207,13 @@ async def run(n_events: int, accounts: int) -> dict[str, object]:
         print(f"bare aiokafka consumer: {raw_s:.2f}s, {n_events / raw_s:,.0f} records/s")
         parsed_s = await raw_consume(settings.kafka_bootstrap, topics, n_events, prefix=prefix, validate=True)
         print(f"bare consumer + contract validation only: {parsed_s:.2f}s, {n_events / parsed_s:,.0f} records/s")
+        dsn = asyncpg_dsn(settings.database_url)
+        bytes_s = await store_only_consume(settings.kafka_bootstrap, topics, n_events, dsn, parse=False)
+        print(f"floor, 2 bare consumers keeping each record's bytes: {bytes_s:.2f}s, {n_events / bytes_s:,.0f}"
+              f" records/s (ratio {raw_s / bytes_s:.3f})")
+        fields_s = await store_only_consume(settings.kafka_bootstrap, topics, n_events, dsn, parse=True)
+        print(f"floor, 2 bare consumers keeping two fields of each record: {fields_s:.2f}s,"
+              f" {n_events / fields_s:,.0f} records/s (ratio {raw_s / fields_s:.3f})")
         service_s = await service_consume(settings, topics)
         print(f"analytics service: {service_s:.2f}s, {n_events / service_s:,.0f} events/s applied")
         return {
@@ -154,6 +223,8 @@ async def run(n_events: int, accounts: int) -> dict[str, object]:
             "raw_consume_per_s": round(n_events / raw_s),
             "ratio": round(raw_s / service_s, 3),
             "validate_only_per_s": round(n_events / parsed_s),
+            "floor_keep_bytes_per_s": round(n_events / bytes_s),
+            "floor_keep_fields_per_s": round(n_events / fields_s),
             "command": COMMAND,
         }
     finally:
