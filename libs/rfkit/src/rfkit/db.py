@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
+import asyncpg
 from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from rf_contracts import Event
 from rfkit.tables import outbox
@@ -50,9 +54,11 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10, topic_prefix: str = "") -> None:
         self.engine = make_engine(url, pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.topic_prefix = topic_prefix
         self.on_publish: Callable[[], None] | None = None
+        self._pool_size = pool_size
+        self._statements: asyncpg.Pool[Any] | None = None
+        self._statements_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
@@ -68,15 +74,53 @@ class Database:
         async with self.sessions() as session:
             yield session
 
-    @asynccontextmanager
-    async def statement(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for one read-only statement, outside a transaction block.
+    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        """One read-only statement (asyncpg text, `$1` parameters) outside a transaction block: its first row.
 
-        A single statement is its own consistent snapshot; skipping BEGIN and ROLLBACK saves two round trips
-        on hot reads (the escalation metric). Use `read()` for several statements that must agree.
+        For hot reads (the escalation metric). A single statement is its own consistent snapshot, so there is no
+        BEGIN/ROLLBACK; it runs on a pool of plain asyncpg connections, without SQLAlchemy's per-checkout liveness
+        ping or asyncpg's session reset on release (nothing here changes session state), and asyncpg prepares
+        each text once per connection. A pooled connection PostgreSQL closed before the pool noticed (a restart,
+        an idle timeout) fails the statement; it is sent once more, on a fresh connection. Use `read()` for
+        several statements that must agree, and for anything that writes.
         """
-        async with self._autocommit.connect() as connection:
-            yield connection
+        pool = self._statements or await self._statement_pool()
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(_LOST), stop=stop_after_attempt(2), reraise=True
+        ):
+            with attempt:
+                async with pool.acquire() as connection:
+                    return await connection.fetchrow(query, *args)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _statement_pool(self) -> asyncpg.Pool[Any]:
+        async with self._statements_lock:
+            if self._statements is None:
+                url = self.engine.url.set(drivername="postgresql")
+                self._statements = await asyncpg.create_pool(
+                    url.render_as_string(hide_password=False),
+                    min_size=1,
+                    max_size=self._pool_size,
+                    reset=_keep_session,
+                )
+            return self._statements
 
     async def dispose(self) -> None:
+        if self._statements is not None:
+            await self._statements.close()
+            self._statements = None
         await self.engine.dispose()
+
+
+# What a connection lost under a statement raises: closed by the server (class 08, or the FATAL of a terminated
+# backend), by the socket, or found closed by the client.
+_LOST = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+    OSError,
+)
+
+
+async def _keep_session(connection: asyncpg.Connection[Any]) -> None:
+    """Statement connections carry no session state to reset: skip asyncpg's reset round trip on release."""

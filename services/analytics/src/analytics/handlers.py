@@ -37,8 +37,7 @@ class GetEscalationMetric:
 async def get_escalation_metric(query: GetEscalationMetric, db: Database) -> EscalationMetricRead:
     """The metric of SPEC section 5 for one account and period, read from the read model."""
     start, end = window(query.period, query.now)
-    async with db.statement() as connection:  # one statement: its own snapshot, no transaction block
-        stats = await repository.escalation_stats(connection, account_id=query.account_id, start=start, end=end)
+    stats = await repository.escalation_stats(db, account_id=query.account_id, start=start, end=end)
     return EscalationMetricRead(
         period=query.period,
         window_start=start,

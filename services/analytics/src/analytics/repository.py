@@ -8,9 +8,10 @@ from datetime import datetime
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from analytics.domain import HandoffChange, StepTime
+from rfkit.db import Database
 
 # Two-key advisory locks (namespace, hashtext(session_id)): the namespace keeps them apart from the
 # bigint-keyed migration lock and from any other user of advisory locks in this database.
@@ -97,19 +98,18 @@ _RAISE_WATERMARKS = sa.text(
 
 # percentile_cont is PostgreSQL's linear interpolation between closest ranks (numpy's default); both
 # percentiles come from one sort. Aggregates skip the NULL deltas of claims without an action; over no
-# deltas they give NULL (the array form an array of NULLs).
-_ESCALATION_STATS = sa.text(
-    """
+# deltas they give NULL (the array form an array of NULLs). Plain asyncpg text ($1 = account, $2/$3 = window):
+# the hot read runs on `Database.fetchrow`.
+ESCALATION_STATS = """
     SELECT count(*) AS n_claimed,
            count(delta_s) AS n_with_action,
            avg(delta_s) AS avg_s,
            percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY delta_s) AS percentiles,
-           (SELECT data_as_of FROM account_watermarks WHERE account_id = :account_id) AS data_as_of
+           (SELECT data_as_of FROM account_watermarks WHERE account_id = $1) AS data_as_of
     FROM handoffs
-    WHERE account_id = :account_id AND effective_claimed_at IS NOT NULL
-      AND effective_claimed_at >= :start AND effective_claimed_at <= :end
-    """
-)
+    WHERE account_id = $1 AND effective_claimed_at IS NOT NULL
+      AND effective_claimed_at >= $2 AND effective_claimed_at <= $3
+"""
 
 
 @dataclass(frozen=True)
@@ -170,24 +170,21 @@ async def advance_first_actions(session: AsyncSession, steps: list[StepTime]) ->
 
 async def raise_watermarks(session: AsyncSession, watermarks: dict[UUID, datetime]) -> None:
     if watermarks:
-        await session.execute(
-            _RAISE_WATERMARKS, {"account_ids": list(watermarks), "times": list(watermarks.values())}
-        )
+        await session.execute(_RAISE_WATERMARKS, {"account_ids": list(watermarks), "times": list(watermarks.values())})
 
 
-async def escalation_stats(
-    session: AsyncSession | AsyncConnection, *, account_id: UUID, start: datetime, end: datetime
-) -> EscalationStats:
-    """The metric over one account's claims with start <= claimed_at <= end."""
-    row = (await session.execute(_ESCALATION_STATS, {"account_id": account_id, "start": start, "end": end})).one()
-    median_s, p95_s = row.percentiles or (None, None)
+async def escalation_stats(db: Database, *, account_id: UUID, start: datetime, end: datetime) -> EscalationStats:
+    """The metric over one account's claims with start <= claimed_at <= end (one statement, its own snapshot)."""
+    row = await db.fetchrow(ESCALATION_STATS, account_id, start, end)
+    assert row is not None  # an aggregate without GROUP BY always gives one row
+    median_s, p95_s = row["percentiles"] or (None, None)
     return EscalationStats(
-        n_claimed=int(row.n_claimed),
-        n_with_action=int(row.n_with_action),
-        avg_s=row.avg_s,
+        n_claimed=row["n_claimed"],
+        n_with_action=row["n_with_action"],
+        avg_s=row["avg_s"],
         median_s=median_s,
         p95_s=p95_s,
-        data_as_of=row.data_as_of,
+        data_as_of=row["data_as_of"],
     )
 
 

@@ -1,0 +1,52 @@
+"""The kit's database handle against a real PostgreSQL: hot single statements on their own asyncpg pool."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+
+from rfkit.db import Database
+from rfkit.testing import new_database
+
+
+async def test_a_statement_sees_committed_writes_and_leaves_no_transaction_open(make_database) -> None:
+    db = Database(await new_database(make_database), pool_size=1)
+    try:
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(sa.text("CREATE TABLE t (n int)"))
+            await uow.session.execute(sa.text("INSERT INTO t VALUES (1), (2)"))
+        row = await db.fetchrow("SELECT sum(n) AS total FROM t WHERE n >= $1", 1)
+        assert row is not None and row["total"] == 3
+        # A transaction left open by the statement would still hold its lock on t.
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(sa.text("LOCK TABLE t IN ACCESS EXCLUSIVE MODE NOWAIT"))
+        assert await db.fetchrow("SELECT n FROM t WHERE n > $1", 5) is None
+    finally:
+        await db.dispose()
+
+
+async def test_concurrent_statements_share_one_pool_bounded_by_the_pool_size(make_database) -> None:
+    db = Database(await new_database(make_database), pool_size=2)
+    try:
+        rows = await asyncio.gather(
+            *(db.fetchrow("SELECT pg_backend_pid() AS pid FROM pg_sleep(0.05)") for _ in range(6))
+        )
+        pids = {row["pid"] for row in rows if row is not None}
+        assert 1 <= len(pids) <= 2, "six statements at once on a pool of two use at most two connections"
+    finally:
+        await db.dispose()
+
+
+async def test_a_statement_survives_its_pooled_connection_being_closed_by_the_server(make_database) -> None:
+    db = Database(await new_database(make_database), pool_size=1)
+    try:
+        first = await db.fetchrow("SELECT pg_backend_pid() AS pid")
+        assert first is not None
+        # What a database restart or an idle-session timeout does to the pool's only connection.
+        async with db.read() as session:
+            await session.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": first["pid"]})
+        second = await db.fetchrow("SELECT pg_backend_pid() AS pid")
+        assert second is not None and second["pid"] != first["pid"]
+    finally:
+        await db.dispose()
