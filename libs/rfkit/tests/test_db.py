@@ -50,3 +50,19 @@ async def test_a_statement_survives_its_pooled_connection_being_closed_by_the_se
         assert second is not None and second["pid"] != first["pid"]
     finally:
         await db.dispose()
+
+
+async def test_a_statement_whose_connection_is_lost_under_it_is_sent_once_more(make_database) -> None:
+    db = Database(await new_database(make_database), pool_size=1)
+    try:
+        async with db.unit_of_work() as uow:
+            await uow.session.execute(sa.text("CREATE SEQUENCE attempts"))
+        # The first attempt ends its own backend mid-statement; the sequence (not transactional) tells attempts apart.
+        row = await db.fetchrow(
+            "SELECT CASE WHEN nextval('attempts') = 1 THEN pg_terminate_backend(pg_backend_pid())::int ELSE 42 END AS n"
+        )
+        assert row is not None and row["n"] == 42
+        attempts = await db.fetchrow("SELECT last_value FROM attempts")
+        assert attempts is not None and attempts["last_value"] == 2
+    finally:
+        await db.dispose()
