@@ -8,6 +8,7 @@ import uuid
 import jwt
 import pytest
 
+from gateway import repository as repo
 from gateway.testing import API, PASSWORD, Gateway
 
 
@@ -35,6 +36,24 @@ async def test_registering_a_taken_email_in_another_case_gives_409(gateway: Gate
     assert r.status_code == 409
     assert r.json() == {"detail": "a user with this email already exists"}
     assert await gateway.scalar("SELECT count(*) FROM accounts WHERE name = 'Other'") == 0
+
+
+async def test_a_registration_that_loses_the_race_for_an_email_gets_409_and_leaves_no_account(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two registrations of one email at once both pass the early check; the unique index decides at insert.
+    await gateway.register(email="raced@example.com")
+
+    async def not_taken(session: object, *, email: str) -> bool:
+        return False
+
+    monkeypatch.setattr(repo, "email_taken", not_taken)
+    r = await gateway.client.post(f"{API}/auth/register", json={
+        "email": "raced@example.com", "password": PASSWORD, "full_name": "Late", "account_name": "Late",
+    })
+    assert r.status_code == 409, r.text
+    assert r.json() == {"detail": "a user with this email already exists"}
+    assert await gateway.scalar("SELECT count(*) FROM accounts WHERE name = 'Late'") == 0
 
 
 @pytest.mark.parametrize("body", [

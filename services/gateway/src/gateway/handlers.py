@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +20,7 @@ from gateway.security import Passwords, TokenIssuer, new_refresh_token, refresh_
 from gateway.settings import Settings
 from rf_contracts.api.identity import RegisterRequest, TokenPair, UserCreate, UserUpdate
 from rfkit.auth import Principal
-from rfkit.db import Database
+from rfkit.db import Database, UnitOfWork
 from rfkit.errors import Conflict, NotFound
 
 
@@ -107,6 +109,29 @@ async def _principal_state(ctx: Identity, principal: Principal) -> tuple[bool, s
         return await repo.principal_state(session, user_id=principal.user_id, token_id=principal.token_id)
 
 
+# ---- new users (registration, and admins adding users) -----------------------------------------------
+
+EMAIL_TAKEN = "a user with this email already exists"
+
+
+async def _hash_for_new_user(ctx: Identity, *, email: str, password: str) -> str:
+    """The new user's password hash, after a cheap early 409 for a taken email (spares the hash's CPU)."""
+    async with ctx.db.read() as session:
+        if await repo.email_taken(session, email=email):
+            raise Conflict(EMAIL_TAKEN)
+    return await ctx.passwords.hash(password)
+
+
+@asynccontextmanager
+async def _new_user(ctx: Identity) -> AsyncIterator[UnitOfWork]:
+    """The transaction that inserts a user: the unique index on email decides a race the early check lost."""
+    try:
+        async with ctx.db.unit_of_work() as uow:
+            yield uow
+    except IntegrityError as exc:
+        raise Conflict(EMAIL_TAKEN) from exc
+
+
 # ---- accounts and sessions ---------------------------------------------------------------------------
 
 async def register(ctx: Identity, cmd: RegisterRequest, *, address: str) -> dict[str, Any]:
@@ -123,20 +148,13 @@ async def register(ctx: Identity, cmd: RegisterRequest, *, address: str) -> dict
         async with ctx.db.unit_of_work() as uow:
             await repo.delete_attempts(uow.session, ids=mine)
         raise RateLimited(wait, "too many registrations from this address; try again later")
-    async with ctx.db.read() as session:
-        # Cheap early answer; the unique index is what really guarantees it.
-        if await repo.email_taken(session, email=cmd.email):
-            raise Conflict("a user with this email already exists")
-    password_hash = await ctx.passwords.hash(cmd.password)
-    try:
-        async with ctx.db.unit_of_work() as uow:
-            account = await repo.insert_account(uow.session, account_id=uuid.uuid4(), name=cmd.account_name, now=now)
-            user = await repo.insert_user(
-                uow.session, user_id=uuid.uuid4(), account_id=account["id"], email=cmd.email,
-                full_name=cmd.full_name, password_hash=password_hash, role="admin", now=now,
-            )
-    except IntegrityError as exc:
-        raise Conflict("a user with this email already exists") from exc
+    password_hash = await _hash_for_new_user(ctx, email=cmd.email, password=cmd.password)
+    async with _new_user(ctx) as uow:
+        account = await repo.insert_account(uow.session, account_id=uuid.uuid4(), name=cmd.account_name, now=now)
+        user = await repo.insert_user(
+            uow.session, user_id=uuid.uuid4(), account_id=account["id"], email=cmd.email,
+            full_name=cmd.full_name, password_hash=password_hash, role="admin", now=now,
+        )
     return {"user": user.public(), "account": account}
 
 
@@ -250,18 +268,12 @@ async def list_users(ctx: Identity, principal: Principal, *, limit: int, offset:
 
 
 async def create_user(ctx: Identity, principal: Principal, cmd: UserCreate) -> dict[str, Any]:
-    async with ctx.db.read() as session:
-        if await repo.email_taken(session, email=cmd.email):
-            raise Conflict("a user with this email already exists")
-    password_hash = await ctx.passwords.hash(cmd.password)
-    try:
-        async with ctx.db.unit_of_work() as uow:
-            user = await repo.insert_user(
-                uow.session, user_id=uuid.uuid4(), account_id=principal.account_id, email=cmd.email,
-                full_name=cmd.full_name, password_hash=password_hash, role=cmd.role, now=_now(),
-            )
-    except IntegrityError as exc:
-        raise Conflict("a user with this email already exists") from exc
+    password_hash = await _hash_for_new_user(ctx, email=cmd.email, password=cmd.password)
+    async with _new_user(ctx) as uow:
+        user = await repo.insert_user(
+            uow.session, user_id=uuid.uuid4(), account_id=principal.account_id, email=cmd.email,
+            full_name=cmd.full_name, password_hash=password_hash, role=cmd.role, now=_now(),
+        )
     return user.public()
 
 
