@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,26 @@ def _records(msg: Any) -> tuple[ConsumerRecord[Any, Any], ...]:
     return raw if isinstance(raw, tuple) else (raw,)
 
 
+def sort_records(
+    records: Iterable[ConsumerRecord[Any, Any]], *, prefix: str = "", screen: EventScreen | None = None
+) -> tuple[list[Event], list[DeadLetter]]:
+    """Each record validated against its topic's contract, then `screen`ed: the events, and the dead letters."""
+    events: list[Event] = []
+    dead: list[DeadLetter] = []
+    for record in records:
+        try:
+            event = parse_event(_unprefixed(record.topic, prefix), record.value, record.key)
+        except ContractViolation as exc:
+            dead.append(DeadLetter(record, str(exc)))
+            continue
+        problem = screen(event) if screen is not None else None
+        if problem is not None:
+            dead.append(DeadLetter(record, problem))
+        else:
+            events.append(event)
+    return events, dead
+
+
 def _unprefixed(topic: str, prefix: str) -> str:
     return topic[len(prefix) :] if prefix and topic.startswith(prefix) else topic
 
@@ -144,19 +164,7 @@ class EventConsumer:
 
     async def process(self, records: Sequence[ConsumerRecord[Any, Any]]) -> list[Event]:
         """Validate, dead-letter the bad, apply the good once; returns the events applied now."""
-        events: list[Event] = []
-        dead: list[DeadLetter] = []
-        for record in records:
-            try:
-                event = parse_event(_unprefixed(record.topic, self.prefix), record.value, record.key)
-            except ContractViolation as exc:
-                dead.append(DeadLetter(record, str(exc)))
-                continue
-            problem = self.screen(event) if self.screen is not None else None
-            if problem is not None:
-                dead.append(DeadLetter(record, problem))
-            else:
-                events.append(event)
+        events, dead = sort_records(records, prefix=self.prefix, screen=self.screen)
         applied: list[Event] = []
         if events:
             async with self.db.unit_of_work() as uow:

@@ -25,9 +25,8 @@ from analytics.domain import CONSUMER_NAME, unstorable
 from analytics.handlers import apply_events
 from analytics.progress import OffsetProbe
 from analytics.settings import Settings
-from rf_contracts import Event
-from rf_contracts.events import ContractViolation, parse_event
 from rfkit import migrate
+from rfkit.consumer import sort_records
 from rfkit.db import Database
 from rfkit.logs import configure_logging
 
@@ -78,21 +77,12 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
             remaining = dict(targets)
             while remaining:
                 batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=batch_size)
-                events: list[Event] = []
-                for tp, records in batch.items():
-                    for record in records:
-                        if record.offset >= targets[tp]:
-                            continue  # arrived after the start: the live consumer's business
-                        messages += 1
-                        try:
-                            event = parse_event(record.topic[len(prefix) :], record.value, record.key)
-                        except ContractViolation:
-                            invalid += 1  # already dead-lettered by the live consumer
-                            continue
-                        if unstorable(event) is not None:
-                            invalid += 1  # so was this one
-                        else:
-                            events.append(event)
+                # Records that arrived after the start are the live consumer's business.
+                records = [r for tp, part in batch.items() for r in part if r.offset < targets[tp]]
+                messages += len(records)
+                # Validated and screened as the live consumer does; what it rejects it has already dead-lettered.
+                events, rejected = sort_records(records, prefix=prefix, screen=unstorable)
+                invalid += len(rejected)
                 if events:
                     async with db.unit_of_work() as uow:
                         await apply_events(uow, events)
