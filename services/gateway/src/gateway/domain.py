@@ -15,6 +15,7 @@ class AuthenticationFailed(DomainError):
     """401: bad credentials, or a refresh token that is unknown, used, revoked or expired."""
 
     status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}
 
 
 class RateLimited(DomainError):
@@ -25,6 +26,7 @@ class RateLimited(DomainError):
     def __init__(self, retry_after_s: int, detail: str = "too many failed login attempts; try again later") -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 def retry_after(attempts: list[datetime], *, limit: int, window: timedelta, now: datetime) -> int | None:

@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 
 from gateway import api, handlers, public
-from gateway.domain import AuthenticationFailed, RateLimited
 from gateway.handlers import Identity
 from gateway.middleware import BodyLimit
 from gateway.proxy import Upstreams
@@ -50,16 +49,6 @@ class GatewayRuntime(ServiceRuntime):
         await super().stop()
 
 
-async def _authentication_failed(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AuthenticationFailed)
-    return JSONResponse({"detail": exc.detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-
-
-async def _rate_limited(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RateLimited)
-    return JSONResponse({"detail": exc.detail}, status_code=429, headers={"Retry-After": str(exc.retry_after_s)})
-
-
 async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
     # The identity database is down or saturated: a condition to retry, not a bug (503, never 500).
     log.warning("identity store unavailable: %r", exc)
@@ -94,8 +83,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await handlers.check_principal(identity, principal)
 
     app.state.principal_check = principal_check
-    app.add_exception_handler(AuthenticationFailed, _authentication_failed)
-    app.add_exception_handler(RateLimited, _rate_limited)
     for unavailable in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError):
         app.add_exception_handler(unavailable, _store_unavailable)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
