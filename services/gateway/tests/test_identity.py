@@ -270,6 +270,21 @@ async def test_a_deactivated_user_is_locked_out_at_once(gateway: Gateway) -> Non
             ).status_code == 200
 
 
+async def test_deactivating_a_user_denies_the_access_token_of_every_live_session(gateway: Gateway) -> None:
+    admin, _ = await gateway.register()
+    user = await gateway.add_user(admin, "engineer")
+    second = await gateway.client.post(f"{API}/auth/login/json", json={"email": user.email, "password": PASSWORD})
+    assert second.status_code == 200
+    r = await gateway.client.patch(f"{API}/users/{user.id}", headers=admin.headers, json={"is_active": False})
+    assert r.status_code == 200
+    # Two logins, two refresh families: both access tokens are on the deny list, each once.
+    denied = "SELECT count(*) FROM revoked_access_tokens WHERE user_id = CAST(:u AS uuid)"
+    assert await gateway.scalar(denied, u=str(user.id)) == 2
+    r = await gateway.client.patch(f"{API}/users/{user.id}", headers=admin.headers, json={"is_active": False})
+    assert r.status_code == 200
+    assert await gateway.scalar(denied, u=str(user.id)) == 2
+
+
 @pytest.mark.parametrize("change", [{"role": "engineer"}, {"role": "viewer"}, {"is_active": False}])
 async def test_the_last_active_admin_cannot_demote_or_deactivate_themselves(gateway: Gateway, change: dict) -> None:
     admin, _ = await gateway.register()

@@ -216,26 +216,23 @@ async def family_of_access_token(session: AsyncSession, *, user_id: UUID, access
 
 async def revoke_families(
     session: AsyncSession, *, now: datetime, family_ids: list[UUID] | None = None, user_id: UUID | None = None
-) -> list[str]:
-    """Revoke the refresh tokens of some families (or of all a user's families) and deny their access tokens.
-
-    Returns the access-token ids newly denied.
-    """
+) -> None:
+    """Revoke the refresh tokens of some families (or of all a user's families) and deny their live access tokens."""
     where = (
         refresh_tokens.c.family_id.in_(family_ids) if family_ids is not None else refresh_tokens.c.user_id == user_id
     )
     await session.execute(
         sa.update(refresh_tokens).where(where, refresh_tokens.c.revoked_at.is_(None)).values(revoked_at=now)
     )
-    live = (
-        await session.execute(
-            sa.select(refresh_tokens.c.access_jti, refresh_tokens.c.user_id, refresh_tokens.c.access_expires_at)
-            .where(where, refresh_tokens.c.access_expires_at > now)
-        )
-    ).all()
-    for jti, uid, expires_at in live:
-        await deny_access_token(session, jti=jti, user_id=uid, expires_at=expires_at)
-    return [jti for jti, _, _ in live]
+    live = sa.select(refresh_tokens.c.access_jti, refresh_tokens.c.user_id, refresh_tokens.c.access_expires_at).where(
+        where, refresh_tokens.c.access_expires_at > now
+    )
+    # One statement for all of them (a user being deactivated may hold many).
+    await session.execute(
+        pg_insert(revoked_access_tokens)
+        .from_select(["jti", "user_id", "expires_at"], live)
+        .on_conflict_do_nothing(index_elements=["jti"])
+    )
 
 
 async def deny_access_token(session: AsyncSession, *, jti: str, user_id: UUID, expires_at: datetime) -> None:
