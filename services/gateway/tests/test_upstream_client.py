@@ -80,6 +80,26 @@ async def test_the_request_is_written_as_given() -> None:
     assert server.requests[0].endswith(b'\r\n\r\n{"k": 1}')
 
 
+@pytest.mark.parametrize(("method", "target", "headers"), [
+    (b"GET", b"/a b", []),
+    (b"GET", b"/a\r\nx-evil: 1", []),
+    (b"GET", b"/a\x7f", []),
+    (b"GET", b"/a\x00", []),
+    (b"GET /x HTTP/1.1\r\n", b"/a", []),
+    (b"GET", b"/a", [(b"x-request-id", b"r\r\nx-evil: 1")]),
+    (b"GET", b"/a", [(b"authorization", b"Bearer t\n")]),
+    (b"GET", b"/a", [(b"accept", b"a\x00b")]),
+])
+async def test_a_request_that_could_smuggle_another_is_refused_before_anything_is_sent(
+    method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    async with scripted(_ok) as (server, pool):
+        with pytest.raises(ValueError, match="not forwardable"):
+            await pool.request(method, target, headers, None)
+        assert (await pool.request(b"GET", b"/ok?q=%20", [(b"accept", b"text/plain; q=0.5")], None)).status == 200
+    assert len(server.requests) == 1 and server.requests[0].startswith(b"GET /ok?q=%20 HTTP/1.1\r\n")
+
+
 async def test_a_chunked_answer_is_reassembled() -> None:
     async def chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         writer.write(b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n")

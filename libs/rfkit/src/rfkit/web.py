@@ -31,8 +31,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or ())
-        rid = (headers.get(b"x-request-id") or b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        given = next((value for name, value in scope.get("headers") or () if name == b"x-request-id"), b"")
+        rid = given.decode("latin-1")[:128] or uuid.uuid4().hex
         token = request_id_var.set(rid)
         status_code = 500
         started = time.perf_counter()

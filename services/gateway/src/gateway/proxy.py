@@ -65,11 +65,17 @@ class Upstreams:
         target = prefix + (scope.get("raw_path") or scope["path"].encode())
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
-        incoming = request.headers
-        headers = [(k, v) for k, v in scope["headers"] if k in _FORWARDED_REQUEST_HEADERS]
+        headers: list[tuple[bytes, bytes]] = []
+        traceparent = None
+        for name, value in scope["headers"]:  # one pass over the caller's headers (names arrive lower-cased)
+            if name in _FORWARDED_REQUEST_HEADERS:
+                headers.append((name, value))
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
         headers += [
-            (b"x-request-id", (request_id_var.get() or incoming.get("x-request-id") or "").encode("latin-1")),
-            (b"traceparent", traceparent_of(incoming.get("traceparent")).encode("latin-1")),
+            # Set by the kit's request-context middleware: the caller's X-Request-ID, or a new one.
+            (b"x-request-id", (request_id_var.get() or "").encode("latin-1")),
+            (b"traceparent", traceparent_of(traceparent).encode("latin-1")),
             # The body is passed through untouched: the service must not compress what the client did not ask for.
             (b"accept-encoding", b"identity"),
         ]
@@ -93,11 +99,9 @@ class Upstreams:
         if answer.status == 500:
             # Whatever went wrong over there is the service's failure, not the gateway's.
             return _error(502, f"the {service} service failed")
-        response = Response(status_code=answer.status)
-        response.body = b"" if answer.status in _BODYLESS else answer.body
-        response.raw_headers = [(k, v) for k, v in answer.headers if k.lower() not in _DROPPED_RESPONSE_HEADERS]
-        if answer.status not in _BODYLESS:
-            response.raw_headers.append((b"content-length", str(len(response.body)).encode()))
+        # Starlette sets content-length (none for 204 and 304); the service's own headers follow, filtered.
+        response = Response(b"" if answer.status in _BODYLESS else answer.body, status_code=answer.status)
+        response.raw_headers += [(k, v) for k, v in answer.headers if k.lower() not in _DROPPED_RESPONSE_HEADERS]
         return response
 
 

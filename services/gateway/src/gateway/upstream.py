@@ -11,6 +11,7 @@ parser, not here.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 # Only safe methods are ever sent twice: a PUT here records a step or a tree version, so even it must not be
 # repeated on the chance that the service did process it before its connection broke.
 _SAFE = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+# What must not reach the wire inside a request target (controls, space, DEL) or a header value (CR, LF, NUL).
+_NOT_IN_TARGET = re.compile(rb"[\x00-\x20\x7f]")
+_NOT_IN_VALUE = re.compile(rb"[\r\n\x00]")
 
 
 class UpstreamError(Exception):
@@ -221,11 +225,11 @@ class UpstreamPool:
     def _encode(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes | None) -> bytes:
         # Everything here came through the gateway's own HTTP parser already; checked again because a CR or LF
         # reaching this point would let one request smuggle another.
-        if not method.isalpha() or any(b <= 0x20 or b == 0x7F for b in target):
+        if not method.isalpha() or _NOT_IN_TARGET.search(target):
             raise ValueError("request line not forwardable")
         lines = [method + b" " + target + b" HTTP/1.1", b"host: " + self._host_header]
         for name, value in headers:
-            if b"\r" in value or b"\n" in value or b"\x00" in value:
+            if _NOT_IN_VALUE.search(value):
                 raise ValueError("header value not forwardable")
             lines.append(name + b": " + value)
         if body is not None:
