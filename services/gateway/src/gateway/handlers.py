@@ -109,6 +109,32 @@ async def _principal_state(ctx: Identity, principal: Principal) -> tuple[bool, s
         return await repo.principal_state(session, user_id=principal.user_id, token_id=principal.token_id)
 
 
+# ---- throttling (registrations per address, login failures per email and per address) ----------------
+
+async def _admit(
+    ctx: Identity, limits: list[tuple[str, str, int]], *, window: timedelta, now: datetime, detail: str | None = None
+) -> list[int]:
+    """Record this attempt under each (scope, key, limit), committed before anything is checked so that
+    concurrent attempts count against each other; 429 when a key has had `limit` attempts in the window.
+
+    Returns the attempt's ids. A refused attempt is withdrawn: it must not push the lockout further out.
+    """
+    async with ctx.db.unit_of_work() as uow:
+        mine = await repo.record_attempts(uow.session, keys=[(scope, key) for scope, key, _ in limits], now=now)
+    waits = []
+    async with ctx.db.read() as session:
+        for scope, key, limit in limits:
+            earlier = await repo.attempts_since(session, scope=scope, key=key, since=now - window, exclude=mine)
+            wait = retry_after(earlier, limit=limit, window=window, now=now)
+            if wait is not None:
+                waits.append(wait)
+    if waits:
+        async with ctx.db.unit_of_work() as uow:
+            await repo.delete_attempts(uow.session, ids=mine)
+        raise RateLimited(max(waits)) if detail is None else RateLimited(max(waits), detail)
+    return mine
+
+
 # ---- new users (registration, and admins adding users) -----------------------------------------------
 
 EMAIL_TAKEN = "a user with this email already exists"
@@ -136,18 +162,12 @@ async def _new_user(ctx: Identity) -> AsyncIterator[UnitOfWork]:
 
 async def register(ctx: Identity, cmd: RegisterRequest, *, address: str) -> dict[str, Any]:
     """A new account and its first user, an admin. Throttled per client address (each costs a password hash)."""
-    s = ctx.settings
-    window = timedelta(seconds=s.register_window_s)
     now = _now()
-    async with ctx.db.unit_of_work() as uow:
-        mine = await repo.record_attempts(uow.session, keys=[("register", address)], now=now)
-    async with ctx.db.read() as session:
-        earlier = await repo.attempts_since(session, scope="register", key=address, since=now - window, exclude=mine)
-    wait = retry_after(earlier, limit=s.register_max_per_address, window=window, now=now)
-    if wait is not None:
-        async with ctx.db.unit_of_work() as uow:
-            await repo.delete_attempts(uow.session, ids=mine)
-        raise RateLimited(wait, "too many registrations from this address; try again later")
+    await _admit(
+        ctx, [("register", address, ctx.settings.register_max_per_address)],
+        window=timedelta(seconds=ctx.settings.register_window_s), now=now,
+        detail="too many registrations from this address; try again later",
+    )
     password_hash = await _hash_for_new_user(ctx, email=cmd.email, password=cmd.password)
     async with _new_user(ctx) as uow:
         account = await repo.insert_account(uow.session, account_id=uuid.uuid4(), name=cmd.account_name, now=now)
@@ -163,26 +183,14 @@ async def login(ctx: Identity, *, email: str, password: str, address: str) -> To
     s = ctx.settings
     window = timedelta(seconds=s.login_failure_window_s)
     now = _now()
-    keys = [("email", email), ("address", address)]
-    # The attempt is recorded (and committed) before the password is checked, so that concurrent guesses
-    # count against each other; a successful login removes it again.
-    async with ctx.db.unit_of_work() as uow:
-        mine = await repo.record_attempts(uow.session, keys=keys, now=now)
+    # Recorded before the password is checked (concurrent guesses count against each other); a successful
+    # login removes it again.
+    mine = await _admit(
+        ctx, [("email", email, s.login_max_failures_per_email), ("address", address, s.login_max_failures_per_address)],
+        window=window, now=now,
+    )
     async with ctx.db.read() as session:
-        waits = []
-        for (scope, key), limit in zip(keys, (s.login_max_failures_per_email, s.login_max_failures_per_address),
-                                       strict=True):
-            earlier = await repo.attempts_since(session, scope=scope, key=key, since=now - window, exclude=mine)
-            wait = retry_after(earlier, limit=limit, window=window, now=now)
-            if wait is not None:
-                waits.append(wait)
         user = await repo.user_by_email(session, email=email)
-    if waits:
-        async with ctx.db.unit_of_work() as uow:
-            # A refused attempt is not a failure: it must not push the lockout further out.
-            await repo.delete_attempts(uow.session, ids=mine)
-        raise RateLimited(max(waits))
-
     valid, new_hash = await ctx.passwords.verify(password, user.password_hash if user else None)
     if user is None or not valid or not user.is_active:
         raise AuthenticationFailed(BAD_CREDENTIALS)
