@@ -19,7 +19,7 @@ OVERLAYS = ("dev", "prod")
 SERVICE_PORTS = {"gateway": 8000, "sessions": 8001, "handoffs": 8002, "analytics": 8003}
 CONSUMER_GROUPS = {"sessions": "sessions", "handoffs": "handoffs", "analytics": "analytics"}
 
-# The settings contract every service reads (SPEC section 6, libs/rfkit/src/rfkit/settings.py).
+# The settings contract every service reads (docs/contract.md#operating-notes, libs/rfkit/src/rfkit/settings.py).
 COMMON_ENV = frozenset(
     {
         "RF_ENV",

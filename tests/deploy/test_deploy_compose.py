@@ -90,7 +90,7 @@ def test_only_the_gateway_is_published_and_on_loopback(services: dict[str, Any])
     published = {name for name, service in services.items() if service.get("ports")}
     assert published == {"gateway"}
     (port,) = services["gateway"]["ports"]
-    # host address : host port (RF_GATEWAY_PORT, SPEC section 6) : container port
+    # host address : host port (RF_GATEWAY_PORT, docs/contract.md#operating-notes) : container port
     assert re.fullmatch(r"127\.0\.0\.1:(\$\{RF_GATEWAY_PORT:-8000\}|8000):8000", str(port)), port
 
 

@@ -209,7 +209,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def reference_metric(events: Sequence[Event], account_id: uuid.UUID, start: datetime, end: datetime) -> dict[str, Any]:
-    """SPEC section 5 computed naively from the whole history, whatever order or duplicates it holds."""
+    """docs/contract.md#the-escalation-metric computed naively from the whole history, any order, duplicates and all."""
     mine = list({e.event_id: e for e in events if e.account_id == account_id}.values())
     claims: dict[uuid.UUID, HandoffClaimed] = {}
     releases: dict[uuid.UUID, int] = {}
@@ -259,7 +259,7 @@ def window_of(answer: dict[str, Any]) -> tuple[datetime, datetime]:
 
 
 class Spec:
-    """The test's own reading of SPEC section 5, handed to test modules as a fixture."""
+    """The test's own reading of docs/contract.md#the-escalation-metric, handed to test modules as a fixture."""
 
     percentile = staticmethod(percentile)
     reference = staticmethod(reference_metric)

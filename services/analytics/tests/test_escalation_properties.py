@@ -1,4 +1,4 @@
-"""Property: random histories, delivered through real Kafka in random order with duplicates, give SPEC's numbers."""
+"""Property: random histories, delivered through real Kafka shuffled and duplicated, give the documented numbers."""
 
 from __future__ import annotations
 

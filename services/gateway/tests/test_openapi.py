@@ -1,4 +1,4 @@
-"""The gateway's /openapi.json describes the whole public API (SPEC section 3) with the contract models."""
+"""The gateway's /openapi.json describes the whole public API (docs/contract.md#the-public-rest-api) with its models."""
 
 from __future__ import annotations
 

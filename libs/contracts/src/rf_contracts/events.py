@@ -1,4 +1,4 @@
-"""The pydantic models of every event on Kafka (SPEC section 4): frozen, strict, one per event type."""
+"""Pydantic models of every event on Kafka (docs/contract.md#events-on-kafka): frozen, strict, one per event type."""
 
 from __future__ import annotations
 

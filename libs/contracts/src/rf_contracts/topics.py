@@ -21,7 +21,7 @@ ALL_TOPICS: Final = (
 )
 
 # Every topic has the same partition count so that one session_id lands on the same partition number
-# everywhere (SPEC section 4). It also caps how many replicas of one consumer can share the work.
+# everywhere (docs/contract.md#topics-and-keys). It also caps how many replicas of one consumer can share the work.
 PARTITIONS: Final = 6
 
 # Contract topics keep their events forever: the analytics read model is rebuilt from them.

@@ -36,7 +36,7 @@ def upgrade() -> None:
         # Earliest step of the session at or after claimed_at (kept for the current claim).
         sa.Column("first_action_at", sa.DateTime(timezone=True)),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        # SPEC 5: claimed unless a release has a higher version than the latest claim.
+        # docs/contract.md#the-escalation-metric: claimed unless a release has a higher version than the latest claim.
         sa.Column(
             "effective_claimed_at",
             sa.DateTime(timezone=True),

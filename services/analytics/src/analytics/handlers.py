@@ -35,7 +35,7 @@ class GetEscalationMetric:
 
 
 async def get_escalation_metric(query: GetEscalationMetric, db: Database) -> EscalationMetricRead:
-    """The metric of SPEC section 5 for one account and period, read from the read model."""
+    """The metric of docs/contract.md#the-escalation-metric for one account and period, read from the read model."""
     start, end = window(query.period, query.now)
     stats = await repository.escalation_stats(db, account_id=query.account_id, start=start, end=end)
     return EscalationMetricRead(

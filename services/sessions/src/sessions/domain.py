@@ -24,7 +24,7 @@ class InvalidTree(Invalid):
 
 
 def tree_violations(root_node_id: str, nodes: Sequence[TreeNode]) -> list[TreeViolation]:
-    """Every way in which the tree breaks the rules of SPEC section 3 (empty when it is valid)."""
+    """Every way the tree breaks the rules of docs/contract.md#what-makes-a-tree-valid (empty when it is valid)."""
     found: list[TreeViolation] = []
 
     def violation(rule: str, node_id: str, message: str) -> None:

@@ -1,4 +1,4 @@
-"""Public API models of analytics: the escalation time-to-first-action metric (SPEC section 5)."""
+"""Public API models of the escalation time-to-first-action metric (docs/contract.md#the-escalation-metric)."""
 
 from __future__ import annotations
 
