@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from faststream.kafka import KafkaBroker
+from prometheus_client import REGISTRY
 
 from rf_contracts import Event, topics
 from rfkit.consumer import DLQ_REASON_HEADER, DLQ_STUB_HEAD_BYTES, DLQ_STUB_HEADER, EventConsumer, RepeatedFailure
 from rfkit.db import Database, UnitOfWork
 from rfkit.outbox import OutboxRelay
 from rfkit.tables import kit_metadata, processed_events
-from rfkit.testing import group_lag, make_topics, produce, read_topic, step_event, unique_prefix, wait_until
+from rfkit.testing import free_port, group_lag, make_topics, produce, read_topic, step_event, unique_prefix, wait_until
 
 widgets_md = sa.MetaData()
 widgets = sa.Table("widgets", widgets_md, sa.Column("id", sa.Uuid, primary_key=True))
@@ -395,3 +396,28 @@ def test_a_repeating_failure_is_logged_once_with_its_traceback_then_counted(capl
     assert len(records) == 2
     assert records[0].exc_info is not None
     assert "recovered after 50 failed attempt(s)" in records[1].getMessage()
+
+
+async def test_an_unreachable_database_dead_letters_nothing_and_is_logged_once(env, caplog) -> None:
+    bootstrap, prefix, _ = env
+    topic = prefix + topics.STEP_CREATED
+    events = [step_event() for _ in range(5)]
+    await produce(bootstrap, topic, [(e.key(), e.to_json()) for e in events])
+    down = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/postgres", pool_size=1)
+    broker = KafkaBroker(bootstrap)
+    consumer = _consumer(broker, down, prefix, batch=True, retry_delay_s=0.05)
+    with caplog.at_level(logging.WARNING, logger="rfkit.consumer"):
+        await broker.start()
+        try:
+            async def retried_a_few_times() -> bool:
+                return consumer.failures.count >= 5
+
+            await wait_until(retried_a_few_times, timeout_s=60)
+        finally:
+            await broker.stop()
+            await down.dispose()
+    # Nothing was blamed on a record: every dead letter is published before the failure is counted.
+    assert REGISTRY.get_sample_value("rf_events_dead_lettered_total", {"service": "test", "topic": topic}) in (None, 0)
+    assert await group_lag(bootstrap, f"{prefix}group", [topic]) == len(events)
+    logged = [r for r in caplog.records if r.name == "rfkit.consumer"]
+    assert len(logged) == 1 and logged[0].exc_info is not None, [r.getMessage() for r in logged]
