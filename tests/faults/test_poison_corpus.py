@@ -125,8 +125,9 @@ def bad_records(topic: str, session_id: uuid.UUID, account_id: uuid.UUID, max_by
         ("naive time", (key, raw(valid(**{time_field: "2026-11-26T10:00:00"})))),
         (f"{time_field} past year 9999 in UTC", (key, raw(valid(**{time_field: "9999-12-31T23:59:59-14:00"})))),
         ("occurred_at before year 1 in UTC", (key, raw(valid(occurred_at="0001-01-01T00:00:00+00:01")))),
-        # At the broker's limit: the broker takes it, its dead letter with headers cannot be a copy.
-        ("junk at the broker's limit", (key, bytes(range(256)) * ((max_bytes - 300) // 256))),
+        # Exactly at the broker's limit (a one-record batch adds 72 bytes to key and value; one byte more is
+        # refused): the broker takes it, and its dead letter with headers cannot be a copy.
+        ("junk at the broker's limit", (key, (bytes(range(256)) * 4200)[: max_bytes - 72 - len(key)])),
     ]
     if topic in HANDOFF_TOPICS:
         records += [
