@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY
 
-from rf_contracts import Event, topics
+from rf_contracts import Event, StepCreated, topics
 from rfkit.consumer import DLQ_REASON_HEADER, DLQ_STUB_HEAD_BYTES, DLQ_STUB_HEADER, EventConsumer, RepeatedFailure
 from rfkit.db import Database, UnitOfWork
 from rfkit.outbox import OutboxRelay
@@ -188,7 +188,7 @@ async def test_bad_messages_go_to_the_dlq_and_consumption_goes_on(env, batch: bo
     await broker.start()
     try:
         await wait_until(lambda: _has(db, 1))
-        dead = await read_topic(bootstrap, topics.dlq(topic), expect=2)
+        dead = await read_topic(bootstrap, topics.dlq(topic), expect=3)
     finally:
         await broker.stop()
     assert await _count(db, applied) == 1
@@ -291,17 +291,24 @@ epochs_md = sa.MetaData()
 epochs = sa.Table(
     "epochs", epochs_md, sa.Column("event_id", sa.Uuid, primary_key=True), sa.Column("epoch", sa.Integer)
 )
-# Data-dependent, as real poison is: a created_at past 2038 has an epoch beyond int4 and PostgreSQL refuses it.
-_STORE_EPOCH = sa.text(
+# Data-dependent, as real poison is: a created_at past 2038 has an epoch beyond int4. Computed by PostgreSQL
+# (an "action" step: the server refuses it) or by Python (the driver refuses the parameter, as asyncpg did with
+# a version of 2**31: "value out of int32 range").
+_STORE_EPOCH_SQL = sa.text(
     "INSERT INTO epochs (event_id, epoch) VALUES (:id, CAST(EXTRACT(EPOCH FROM CAST(:at AS timestamptz)) AS integer))"
     " ON CONFLICT DO NOTHING"
 )
+_STORE_EPOCH = sa.text("INSERT INTO epochs (event_id, epoch) VALUES (:id, :epoch) ON CONFLICT DO NOTHING")
 
 
 def _epoch_consumer(broker: KafkaBroker, db: Database, prefix: str, **options: Any) -> EventConsumer:
     async def handler(uow: UnitOfWork, events: list[Event]) -> None:
         for e in events:
-            await uow.session.execute(_STORE_EPOCH, {"id": e.event_id, "at": e.created_at})  # type: ignore[attr-defined]
+            assert isinstance(e, StepCreated)
+            if e.kind == "action":
+                await uow.session.execute(_STORE_EPOCH_SQL, {"id": e.event_id, "at": e.created_at})
+            else:
+                await uow.session.execute(_STORE_EPOCH, {"id": e.event_id, "epoch": int(e.created_at.timestamp())})
 
     return EventConsumer(
         broker=broker, db=db, service="test", name="epoch-consumer", topics=[topics.STEP_CREATED],
@@ -320,14 +327,16 @@ async def test_a_record_the_database_refuses_is_dead_lettered_and_the_rest_appli
     bootstrap, prefix, db = env
     await _stored_epochs(db)
     topic = prefix + topics.STEP_CREATED
-    poison = step_event(created_at=datetime(2100, 1, 1, tzinfo=UTC))
+    in_2100 = datetime(2100, 1, 1, tzinfo=UTC)
+    poison = step_event(created_at=in_2100)
+    server_refused = step_event(session_id=poison.session_id, kind="action", created_at=in_2100)
     before = [step_event() for _ in range(12)]  # spread over the partitions, the poison's among them
     after = [step_event(session_id=poison.session_id) for _ in range(3)] + [step_event() for _ in range(6)]
     null_key = step_event()
     placed = await produce(
         bootstrap, topic,
         [(e.key(), e.to_json()) for e in before]
-        + [(poison.key(), poison.to_json()), (None, null_key.to_json())]
+        + [(poison.key(), poison.to_json()), (None, null_key.to_json()), (poison.key(), server_refused.to_json())]
         + [(e.key(), e.to_json()) for e in after],
     )
     broker = KafkaBroker(bootstrap)
@@ -351,10 +360,12 @@ async def test_a_record_the_database_refuses_is_dead_lettered_and_the_rest_appli
     assert await _stored_epochs(db) == wanted
     letters = {(int(dict(r.headers)["x-original-partition"]), int(dict(r.headers)["x-original-offset"])):
                dict(r.headers)[DLQ_REASON_HEADER].decode() for r in dead}
-    assert set(letters) == {placed[len(before)], placed[len(before) + 1]}
+    assert set(letters) == set(placed[len(before) : len(before) + 3])
     reason = letters[placed[len(before)]]
-    assert reason.startswith("database error:") and "integer out of range" in reason, reason
+    assert reason.startswith("database error:") and "value out of int32 range" in reason, reason
     assert "null key" in letters[placed[len(before) + 1]]
+    reason = letters[placed[len(before) + 2]]
+    assert reason.startswith("database error:") and "integer out of range" in reason, reason
 
 
 async def test_a_dead_letter_too_large_to_copy_becomes_a_stub_and_consumption_goes_on(env) -> None:
@@ -398,12 +409,19 @@ def test_a_repeating_failure_is_logged_once_with_its_traceback_then_counted(capl
     assert "recovered after 50 failed attempt(s)" in records[1].getMessage()
 
 
-async def test_an_unreachable_database_dead_letters_nothing_and_is_logged_once(env, caplog) -> None:
-    bootstrap, prefix, _ = env
+@pytest.mark.parametrize("fault", ["unreachable database", "table missing"])
+async def test_a_failure_no_record_causes_dead_letters_nothing_and_is_logged_once(env, caplog, fault: str) -> None:
+    """An outage, or a deploy whose tables are not there yet: every record fails, none is to blame."""
+    bootstrap, prefix, db = env
     topic = prefix + topics.STEP_CREATED
     events = [step_event() for _ in range(5)]
     await produce(bootstrap, topic, [(e.key(), e.to_json()) for e in events])
-    down = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/postgres", pool_size=1)
+    if fault == "unreachable database":
+        down = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/postgres", pool_size=1)
+    else:
+        down = db
+        async with db.engine.begin() as conn:
+            await conn.run_sync(applied_md.drop_all)
     broker = KafkaBroker(bootstrap)
     consumer = _consumer(broker, down, prefix, batch=True, retry_delay_s=0.05)
     with caplog.at_level(logging.WARNING, logger="rfkit.consumer"):

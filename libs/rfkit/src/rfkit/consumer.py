@@ -121,24 +121,28 @@ def _sort(
     return valid, dead
 
 
-# SQLSTATE classes of a database that is unavailable or busy rather than of a record it refuses: connection
-# exception, transaction rollback (serialization failure, deadlock), insufficient resources, operator
-# intervention (shutdown), system error; and lock_not_available.
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57", "58")
-_TRANSIENT_SQLSTATES = ("55P03",)
+# SQLSTATE classes a record causes: data exception (a value out of range, bad encoding...) and integrity
+# constraint violation. Any other error of the database (unreachable, shutting down, a deadlock, a missing table
+# or privilege after a botched deploy) is no record's fault: dead-lettering on it would empty the topic.
+_RECORD_SQLSTATE_CLASSES = ("22", "23")
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for a failure of the database or the network (retry everything later), False for one a record causes."""
+    """True for a failure of the database, the network or the deployment (retry everything later), False for
+    one a record causes (a value the database or the driver refuses, a handler error on its data)."""
     if isinstance(exc, (OSError, TimeoutError, sa_exc.TimeoutError)):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, sa_exc.InterfaceError):
+        if exc.connection_invalidated:
             return True
+        if isinstance(getattr(exc.orig, "__cause__", None), ValueError):
+            return False  # the driver refused a parameter (asyncpg's DataError: "value out of int32 range")
         state = _sqlstate(exc)
-        if state is None:
-            return isinstance(exc, sa_exc.OperationalError)
-        return state[:2] in _TRANSIENT_SQLSTATE_CLASSES or state in _TRANSIENT_SQLSTATES
+        return state is None or state[:2] not in _RECORD_SQLSTATE_CLASSES
+    if isinstance(exc, sa_exc.StatementError) and isinstance(exc.orig, Exception):
+        return is_transient(exc.orig)  # a parameter's type processor failed on the record's value, or not
+    if isinstance(exc, sa_exc.SQLAlchemyError):
+        return True  # the engine's own trouble (pool, connection state), not a record's
     cause = exc.__cause__
     return cause is not None and cause is not exc and is_transient(cause)
 
