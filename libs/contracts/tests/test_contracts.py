@@ -122,3 +122,52 @@ def test_events_serialize_round_trip() -> None:
         created_at=now, kind="note", actor_type="ai", actor_id=None,
     )
     assert parse_event(topics.STEP_CREATED, e.to_json(), e.key()) == e
+
+
+@pytest.mark.parametrize("version", [1, 2**31, 2**63 - 1])
+def test_versions_up_to_the_signed_64_bit_maximum_are_valid(version: int) -> None:
+    body = _claimed(version=version)
+    assert parse_event(topics.HANDOFF_CLAIMED, json.dumps(body).encode()).version == version  # type: ignore[attr-defined]
+
+
+def test_a_version_past_bigint_is_a_violation() -> None:
+    with pytest.raises(ContractViolation, match="less than or equal"):
+        parse_event(topics.HANDOFF_CLAIMED, json.dumps(_claimed(version=2**63)).encode())
+
+
+@pytest.mark.parametrize(
+    "at",
+    ["0001-01-01T00:00:00Z", "0001-01-01T14:00:00+14:00", "9999-12-31T23:59:59.999999Z",
+     "9999-12-31T09:59:59.999999-14:00", "0001-01-01T00:00:00-14:00"],
+)
+def test_times_whose_utc_instant_is_within_years_1_to_9999_are_valid(at: str) -> None:
+    event = parse_event(topics.HANDOFF_CLAIMED, json.dumps(_claimed(claimed_at=at, occurred_at=at)).encode())
+    assert event.occurred_at == datetime.fromisoformat(at)
+
+
+@pytest.mark.parametrize(
+    "at", ["9999-12-31T23:59:59-14:00", "9999-12-31T10:00:00-14:00", "0001-01-01T00:00:00+00:01",
+           "0001-01-01T13:59:59+14:00"],
+)
+@pytest.mark.parametrize("field", ["claimed_at", "occurred_at"])
+def test_a_time_outside_storage_range_in_utc_is_a_violation(at: str, field: str) -> None:
+    with pytest.raises(ContractViolation, match="out of range"):
+        parse_event(topics.HANDOFF_CLAIMED, json.dumps(_claimed(**{field: at})).encode())
+
+
+def test_a_null_key_is_a_violation() -> None:
+    body = _claimed()
+    with pytest.raises(ContractViolation, match="null key"):
+        parse_event(topics.HANDOFF_CLAIMED, json.dumps(body).encode(), key=None)
+
+
+def test_a_non_canonical_uuid_key_is_a_violation() -> None:
+    body = _claimed()
+    with pytest.raises(ContractViolation, match="key"):
+        parse_event(topics.HANDOFF_CLAIMED, json.dumps(body).encode(), key=body["session_id"].upper().encode())
+
+
+@pytest.mark.parametrize("raw", [None, b"", b"[]", b"null", b'"text"', b"42"])
+def test_a_null_or_non_object_value_is_a_violation(raw: bytes | None) -> None:
+    with pytest.raises(ContractViolation):
+        parse_event(topics.HANDOFF_CLAIMED, raw, key=str(uuid4()).encode())

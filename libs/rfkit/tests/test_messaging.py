@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from faststream.kafka import KafkaBroker
+from prometheus_client import REGISTRY
 
-from rf_contracts import Event, topics
-from rfkit.consumer import DLQ_REASON_HEADER, EventConsumer
+from rf_contracts import Event, StepCreated, topics
+from rfkit.consumer import DLQ_REASON_HEADER, DLQ_STUB_HEAD_BYTES, DLQ_STUB_HEADER, EventConsumer, RepeatedFailure
 from rfkit.db import Database, UnitOfWork
 from rfkit.outbox import OutboxRelay
 from rfkit.tables import kit_metadata, processed_events
-from rfkit.testing import make_topics, produce, read_topic, step_event, unique_prefix, wait_until
+from rfkit.testing import free_port, group_lag, make_topics, produce, read_topic, step_event, unique_prefix, wait_until
 
 widgets_md = sa.MetaData()
 widgets = sa.Table("widgets", widgets_md, sa.Column("id", sa.Uuid, primary_key=True))
@@ -184,7 +188,7 @@ async def test_bad_messages_go_to_the_dlq_and_consumption_goes_on(env, batch: bo
     await broker.start()
     try:
         await wait_until(lambda: _has(db, 1))
-        dead = await read_topic(bootstrap, topics.dlq(topic), expect=2)
+        dead = await read_topic(bootstrap, topics.dlq(topic), expect=3)
     finally:
         await broker.stop()
     assert await _count(db, applied) == 1
@@ -281,3 +285,157 @@ async def test_workers_are_consumers_of_one_group_that_split_the_partitions(env)
     async with db.read() as session:
         ids = (await session.scalars(sa.select(applied.c.event_id))).all()
     assert sorted(map(str, ids)) == sorted(str(e.event_id) for e in events)
+
+
+epochs_md = sa.MetaData()
+epochs = sa.Table(
+    "epochs", epochs_md, sa.Column("event_id", sa.Uuid, primary_key=True), sa.Column("epoch", sa.Integer)
+)
+# Data-dependent, as real poison is: a created_at past 2038 has an epoch beyond int4. Computed by PostgreSQL
+# (an "action" step: the server refuses it) or by Python (the driver refuses the parameter, as asyncpg did with
+# a version of 2**31: "value out of int32 range").
+_STORE_EPOCH_SQL = sa.text(
+    "INSERT INTO epochs (event_id, epoch) VALUES (:id, CAST(EXTRACT(EPOCH FROM CAST(:at AS timestamptz)) AS integer))"
+    " ON CONFLICT DO NOTHING"
+)
+_STORE_EPOCH = sa.text("INSERT INTO epochs (event_id, epoch) VALUES (:id, :epoch) ON CONFLICT DO NOTHING")
+
+
+def _epoch_consumer(broker: KafkaBroker, db: Database, prefix: str, **options: Any) -> EventConsumer:
+    async def handler(uow: UnitOfWork, events: list[Event]) -> None:
+        for e in events:
+            assert isinstance(e, StepCreated)
+            if e.kind == "action":
+                await uow.session.execute(_STORE_EPOCH_SQL, {"id": e.event_id, "at": e.created_at})
+            else:
+                await uow.session.execute(_STORE_EPOCH, {"id": e.event_id, "epoch": int(e.created_at.timestamp())})
+
+    return EventConsumer(
+        broker=broker, db=db, service="test", name="epoch-consumer", topics=[topics.STEP_CREATED],
+        group=f"{prefix}epochs", handler=handler, topic_prefix=prefix, attempt_wait_s=0.01, **options,
+    )
+
+
+async def _stored_epochs(db: Database) -> set[uuid.UUID]:
+    async with db.engine.begin() as conn:
+        await conn.run_sync(epochs_md.create_all)
+        return set((await conn.execute(sa.select(epochs.c.event_id))).scalars().all())
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_a_record_the_database_refuses_is_dead_lettered_and_the_rest_applied(env, batch: bool) -> None:
+    bootstrap, prefix, db = env
+    await _stored_epochs(db)
+    topic = prefix + topics.STEP_CREATED
+    in_2100 = datetime(2100, 1, 1, tzinfo=UTC)
+    poison = step_event(created_at=in_2100)
+    server_refused = step_event(session_id=poison.session_id, kind="action", created_at=in_2100)
+    before = [step_event() for _ in range(12)]  # spread over the partitions, the poison's among them
+    after = [step_event(session_id=poison.session_id) for _ in range(3)] + [step_event() for _ in range(6)]
+    null_key = step_event()
+    placed = await produce(
+        bootstrap, topic,
+        [(e.key(), e.to_json()) for e in before]
+        + [(poison.key(), poison.to_json()), (None, null_key.to_json()), (poison.key(), server_refused.to_json())]
+        + [(e.key(), e.to_json()) for e in after],
+    )
+    broker = KafkaBroker(bootstrap)
+    _epoch_consumer(broker, db, prefix, batch=batch)
+    await broker.start()
+    try:
+        wanted = {e.event_id for e in before + after}
+
+        async def all_good_applied() -> bool:
+            return wanted <= await _stored_epochs(db)
+
+        await wait_until(all_good_applied, timeout_s=60)
+        dead = await read_topic(bootstrap, topics.dlq(topic), expect=2)
+
+        async def caught_up() -> bool:
+            return await group_lag(bootstrap, f"{prefix}epochs", [topic]) == 0
+
+        await wait_until(caught_up, timeout_s=60)
+    finally:
+        await broker.stop()
+    assert await _stored_epochs(db) == wanted
+    letters = {(int(dict(r.headers)["x-original-partition"]), int(dict(r.headers)["x-original-offset"])):
+               dict(r.headers)[DLQ_REASON_HEADER].decode() for r in dead}
+    assert set(letters) == set(placed[len(before) : len(before) + 3])
+    reason = letters[placed[len(before)]]
+    assert reason.startswith("database error:") and "value out of int32 range" in reason, reason
+    assert "null key" in letters[placed[len(before) + 1]]
+    reason = letters[placed[len(before) + 2]]
+    assert reason.startswith("database error:") and "integer out of range" in reason, reason
+
+
+async def test_a_dead_letter_too_large_to_copy_becomes_a_stub_and_consumption_goes_on(env) -> None:
+    bootstrap, prefix, db = env
+    topic = prefix + topics.STEP_CREATED
+    junk = bytes(range(256)) * 4095  # 1,048,320 bytes: the broker takes it, its copy with headers is too large
+    good = step_event()
+    placed = await produce(
+        bootstrap, topic, [(good.key(), junk), (good.key(), good.to_json())], max_request_size=2 * 1024 * 1024
+    )
+    broker = KafkaBroker(bootstrap)
+    _consumer(broker, db, prefix, batch=True)
+    await broker.start()
+    try:
+        await wait_until(lambda: _has(db, 1), timeout_s=60)
+        dead = await read_topic(bootstrap, topics.dlq(topic), expect=1)
+    finally:
+        await broker.stop()
+    assert len(dead) == 1
+    headers = {k: v.decode() for k, v in dead[0].headers}
+    assert headers[DLQ_STUB_HEADER] == "true" and headers[DLQ_REASON_HEADER]
+    assert (int(headers["x-original-partition"]), int(headers["x-original-offset"])) == placed[0]
+    stub = json.loads(dead[0].value)
+    assert (stub["original_topic"], stub["original_size"]) == (topic, len(junk))
+    assert base64.b64decode(stub["head_base64"]) == junk[:DLQ_STUB_HEAD_BYTES]
+    assert dead[0].key == good.key()
+
+
+def test_a_repeating_failure_is_logged_once_with_its_traceback_then_counted(caplog) -> None:
+    failures = RepeatedFailure("test-consumer")
+    with caplog.at_level(logging.WARNING, logger="rfkit.consumer"):
+        for _ in range(50):
+            try:
+                raise ConnectionRefusedError("database down")
+            except ConnectionRefusedError as exc:
+                failures.failed(exc, 10)
+        failures.succeeded()
+    records = [r for r in caplog.records if r.name == "rfkit.consumer"]
+    assert len(records) == 2
+    assert records[0].exc_info is not None
+    assert "recovered after 50 failed attempt(s)" in records[1].getMessage()
+
+
+@pytest.mark.parametrize("fault", ["unreachable database", "table missing"])
+async def test_a_failure_no_record_causes_dead_letters_nothing_and_is_logged_once(env, caplog, fault: str) -> None:
+    """An outage, or a deploy whose tables are not there yet: every record fails, none is to blame."""
+    bootstrap, prefix, db = env
+    topic = prefix + topics.STEP_CREATED
+    events = [step_event() for _ in range(5)]
+    await produce(bootstrap, topic, [(e.key(), e.to_json()) for e in events])
+    if fault == "unreachable database":
+        down = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/postgres", pool_size=1)
+    else:
+        down = db
+        async with db.engine.begin() as conn:
+            await conn.run_sync(applied_md.drop_all)
+    broker = KafkaBroker(bootstrap)
+    consumer = _consumer(broker, down, prefix, batch=True, retry_delay_s=0.05)
+    with caplog.at_level(logging.WARNING, logger="rfkit.consumer"):
+        await broker.start()
+        try:
+            async def retried_a_few_times() -> bool:
+                return consumer.failures.count >= 5
+
+            await wait_until(retried_a_few_times, timeout_s=60)
+        finally:
+            await broker.stop()
+            await down.dispose()
+    # Nothing was blamed on a record: every dead letter is published before the failure is counted.
+    assert REGISTRY.get_sample_value("rf_events_dead_lettered_total", {"service": "test", "topic": topic}) in (None, 0)
+    assert await group_lag(bootstrap, f"{prefix}group", [topic]) == len(events)
+    logged = [r for r in caplog.records if r.name == "rfkit.consumer"]
+    assert len(logged) == 1 and logged[0].exc_info is not None, [r.getMessage() for r in logged]

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from rf_contracts import topics
 
-Timestamp: TypeAlias = AwareDatetime
-Version: TypeAlias = Annotated[int, Field(ge=1, strict=True)]
+# What storage can hold bounds what the contract accepts (a validation tightening, no field changes type):
+# versions are PostgreSQL bigints, times are timestamptz read back as Python datetimes.
+MAX_VERSION = 2**63 - 1
+
+
+def _storable_time(value: datetime) -> datetime:
+    """A time whose UTC instant lies in years 1..9999 (e.g. 9999-12-31T23:59:59-14:00 does not)."""
+    if 1 < value.year < 9999:  # only the first and last year can leave the range once converted to UTC
+        return value
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time out of range: its UTC instant must lie in years 1 to 9999") from None
+    return value
+
+
+Timestamp: TypeAlias = Annotated[
+    AwareDatetime,
+    AfterValidator(_storable_time),
+    Field(description="RFC 3339 with an offset; its UTC instant lies in years 1 to 9999 (what storage holds)."),
+]
+Version: TypeAlias = Annotated[
+    int,
+    Field(ge=1, le=MAX_VERSION, strict=True, description="1 to 2**63-1: a signed 64-bit integer (storage is bigint)."),
+]
 
 
 class Event(BaseModel):
@@ -128,15 +152,28 @@ class ContractViolation(ValueError):
     """A message that is not a valid event of its topic; the reason goes into the DLQ header."""
 
 
-def parse_event(topic: str, raw: bytes, key: bytes | None = None) -> Event:
-    """Parse and validate one message of a contract topic, or raise ContractViolation with the reason."""
+_UNCHECKED: Any = object()
+
+
+def parse_event(topic: str, raw: bytes | None, key: bytes | None = _UNCHECKED) -> Event:
+    """Parse and validate one message of a contract topic, or raise ContractViolation with the reason.
+
+    `key` is the message's Kafka key: it must be the event's session_id as a canonical UUID string, so a
+    null key is a violation too. Without the argument the key is not checked (a body checked on its own).
+    """
     model = EVENT_BY_TOPIC.get(topic.rsplit("/", 1)[-1]) or _by_suffix(topic)
+    if raw is None:
+        raise ContractViolation("null value: an event is a JSON object")
     try:
         event = model.model_validate_json(raw)
     except ValueError as exc:
         raise ContractViolation(_short(str(exc))) from exc
-    if key is not None and key != event.key():
-        raise ContractViolation(f"key {key!r} is not the event's session_id {str(event.session_id)!r}")
+    if key is _UNCHECKED:
+        return event
+    if key is None:
+        raise ContractViolation(f"null key: the key is the event's session_id {str(event.session_id)!r}")
+    if key != event.key():
+        raise ContractViolation(f"key {key[:100]!r} is not the event's session_id {str(event.session_id)!r}")
     return event
 
 

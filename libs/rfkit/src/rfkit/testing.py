@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import uvicorn
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
-from aiokafka.admin import NewTopic
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from rf_contracts import StepCreated, topics
 from rfkit.topics import ensure_topics
@@ -57,15 +57,42 @@ async def wait_until(
         await asyncio.sleep(interval_s)
 
 
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
-    """Send raw (key, value) messages, as any producer (or a broken one) could."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+async def produce(
+    bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes | None]], *, max_request_size: int = 1048576
+) -> list[tuple[int, int]]:
+    """Send raw (key, value) messages, as any producer (or a broken one) could; returns (partition, offset) each."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=max_request_size)
     await producer.start()
+    placed: list[tuple[int, int]] = []
     try:
         for key, value in messages:
-            await producer.send_and_wait(topic, value=value, key=key)
+            meta = await producer.send_and_wait(topic, value=value, key=key)
+            placed.append((meta.partition, meta.offset))
     finally:
         await producer.stop()
+    return placed
+
+
+async def group_lag(bootstrap: str, group: str, topic_names: list[str]) -> int:
+    """Records of `topic_names` that consumer group `group` has not committed yet (partitions never committed
+    count from 0, so a group that never consumed a non-empty topic has lag)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        # Every contract topic has the same partition count (SPEC section 4).
+        partitions = [TopicPartition(name, p) for name in topic_names for p in range(topics.PARTITIONS)]
+        ends = await consumer.end_offsets(partitions)
+        lag = 0
+        for tp, end in ends.items():
+            meta = committed.get(tp)
+            lag += end - (meta.offset if meta is not None and meta.offset >= 0 else 0)
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 async def make_topics(bootstrap: str, prefix: str, names: list[str]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analytics.domain import CONSUMER_NAME, unstorable
+from analytics.domain import CONSUMER_NAME
 from analytics.handlers import apply_events
 from analytics.settings import Settings
 from rf_contracts import topics
@@ -30,7 +30,4 @@ def register(runtime: ServiceRuntime, settings: Settings) -> EventConsumer:
         # actions and watermarks only move one way): a redelivered event changes nothing, so no ledger.
         deduplicate=False,
         workers=settings.consumer_workers,
-        # Valid by the contract but beyond what PostgreSQL stores (a version past bigint, a time past year
-        # 9999 in UTC): dead-lettered with the reason, since such an event would fail every batch it is in.
-        screen=unstorable,
     )

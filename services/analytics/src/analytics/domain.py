@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import cast
 from uuid import UUID
 
@@ -16,9 +16,6 @@ log = logging.getLogger(__name__)
 
 # The consumer's name in logs and metrics (and in the kit's ledger, which this idempotent consumer does not use).
 CONSUMER_NAME = "analytics-escalations"
-# The contract bounds versions below only. Past PostgreSQL's bigint no real handoff goes, and such an event
-# would fail every batch it is in (consumption would stall on it), so the consumer dead-letters it.
-MAX_VERSION = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -65,32 +62,8 @@ class Changes:
         return {s.session_id for s in self.steps} | {h.session_id for h in self.handoffs.values()}
 
 
-def unstorable(event: Event) -> str | None:
-    """Why a valid event cannot be stored (it would fail every batch it is in), or None."""
-    # `type(...) is` rather than isinstance: pydantic models' metaclass makes isinstance an ABC check, and
-    # this runs for every event consumed.
-    kind = type(event)
-    if kind is HandoffClaimed or kind is HandoffReleased:
-        version = cast(HandoffClaimed | HandoffReleased, event).version
-        if version > MAX_VERSION:
-            return f"version {version} out of range"
-    times = [("occurred_at", event.occurred_at)]
-    if kind is StepCreated:
-        times.append(("created_at", cast(StepCreated, event).created_at))
-    elif kind is HandoffClaimed:
-        times.append(("claimed_at", cast(HandoffClaimed, event).claimed_at))
-    for name, value in times:
-        if 1 < value.year < 9999:  # only the first and last year can leave datetime's range in UTC
-            continue
-        try:
-            value.astimezone(UTC)  # e.g. 9999-12-31T23:00:00-14:00 has no UTC datetime
-        except OverflowError:
-            return f"{name} {value.isoformat()} out of range"
-    return None
-
-
 def fold(events: Iterable[Event]) -> Changes:
-    """Reduce events of any type, in any order, to the read model's changes (events `unstorable` has passed)."""
+    """Reduce events of any type, in any order, to the read model's changes (the contract bounds what they hold)."""
     changes = Changes()
     for event in events:
         newest = changes.watermarks.get(event.account_id)

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 from analytics import repository
 from analytics.consumers import TOPICS
-from analytics.domain import CONSUMER_NAME, unstorable
+from analytics.domain import CONSUMER_NAME
 from analytics.handlers import apply_events
 from analytics.progress import OffsetProbe
 from analytics.settings import Settings
@@ -80,8 +80,8 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
                 # Records that arrived after the start are the live consumer's business.
                 records = [r for tp, part in batch.items() for r in part if r.offset < targets[tp]]
                 messages += len(records)
-                # Validated and screened as the live consumer does; what it rejects it has already dead-lettered.
-                events, rejected = sort_records(records, prefix=prefix, screen=unstorable)
+                # Validated as the live consumer does; what it rejects it has already dead-lettered.
+                events, rejected = sort_records(records, prefix=prefix)
                 invalid += len(rejected)
                 if events:
                     async with db.unit_of_work() as uow:
