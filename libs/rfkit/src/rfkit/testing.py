@@ -82,7 +82,7 @@ async def group_lag(bootstrap: str, group: str, topic_names: list[str]) -> int:
     await consumer.start()
     try:
         committed = await admin.list_consumer_group_offsets(group)
-        # Every contract topic has the same partition count (SPEC section 4).
+        # Every contract topic has the same partition count (docs/contract.md#topics-and-keys).
         partitions = [TopicPartition(name, p) for name in topic_names for p in range(topics.PARTITIONS)]
         ends = await consumer.end_offsets(partitions)
         lag = 0
