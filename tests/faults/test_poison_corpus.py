@@ -1,4 +1,4 @@
-"""Poison corpus: every bad or extreme record on every topic a service consumes; no consumer stalls (SPEC 4)."""
+"""Poison corpus: every bad or extreme record on every topic a service consumes; no consumer stalls (docs/contract.md#dead-letters)."""
 
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ async def test_poison_on_every_consumed_topic_is_dead_lettered_and_nothing_stall
     engineer = Caller(system.private_pem, role="engineer")
     p = system.prefix
     max_bytes = await broker_max_message_bytes(system.bootstrap, p + topics.STEP_CREATED)
-    # Every topic is created alike (SPEC 4): one figure for all.
+    # Every topic is created alike (docs/contract.md#topics-and-keys): one figure for all.
     async with httpx.AsyncClient(timeout=30) as http:
 
         async def call(service: str, method: str, path: str, expect: int, **kw: Any) -> Any:
