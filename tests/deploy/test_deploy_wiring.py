@@ -4,18 +4,16 @@ makes: no fewer (each required call passes the caller's egress and the callee's 
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
 from urllib.parse import urlsplit
 
 import pytest
 
 from rfkit.settings import ServiceSettings
 
-from .conftest import OVERLAYS, REPO
+from .conftest import OVERLAYS, settings_classes
 from .manifests import FROM_SECRET, Obj, container_env, named, of_kind, workloads
 from .netpol import Cluster, Endpoint, External, Pod, Port, selector_matches
 
@@ -36,17 +34,6 @@ DNS = ((KUBE_DNS, 53, "UDP"), (KUBE_DNS, 53, "TCP"))
 
 Target = tuple[Endpoint, int, str]  # where a connection lands: endpoint, port, protocol
 Call = tuple[str, str, int, str]  # source name, destination name, port, protocol
-
-
-@cache
-def settings_classes() -> dict[str, type[ServiceSettings]]:
-    """Every service under services/ and the Settings class it reads."""
-    found = {}
-    for path in sorted(REPO.glob("services/*/src/*/settings.py")):
-        service = path.parent.name
-        found[service] = importlib.import_module(f"{service}.settings").Settings
-    assert found, "no services found"
-    return found
 
 
 def peer_addresses(settings: type[ServiceSettings]) -> list[str]:
@@ -122,7 +109,9 @@ class Deployed:
         target, protocol = entries[0].get("targetPort", port), entries[0].get("protocol", "TCP")
         selector = {"matchLabels": service[0]["spec"]["selector"]}
         backends = [
-            pod for pod in self.pods.values() if pod.namespace == self.namespace and selector_matches(selector, pod.labels)
+            pod
+            for pod in self.pods.values()
+            if pod.namespace == self.namespace and selector_matches(selector, pod.labels)
         ]
         assert backends, f"{host}: Service {labels[0]} selects no pod"
         out: list[Target] = []

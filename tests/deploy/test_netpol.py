@@ -142,7 +142,8 @@ def test_a_policy_selects_only_pods_of_its_own_namespace() -> None:
 
 
 def ingress_from(*peers: dict[str, Any]) -> Cluster:
-    return cluster(policy("web-in", {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"from": list(peers)}]}))
+    web = {"matchLabels": {"app": "web"}}
+    return cluster(policy("web-in", {"podSelector": web, "ingress": [{"from": list(peers)}]}))
 
 
 def test_a_pod_selector_alone_means_the_policy_namespace() -> None:
