@@ -48,9 +48,10 @@ def read_settings(
     for name in [k for k in os.environ if k.startswith("RF_")]:
         monkeypatch.delenv(name)
     for name, value in env.items():
-        if name.endswith("_KEY_FILE"):
+        if name.endswith("_FILE"):
             key = tmp_path / name.lower()
-            key.write_text(private if "PRIVATE" in name else public)
+            # A file from a mounted Secret: a signing key, a verification key, or some other secret.
+            key.write_text(private if "PRIVATE_KEY" in name else public if "PUBLIC_KEY" in name else "stand-in")
             value = str(key)
         monkeypatch.setenv(name, value)
     return settings_classes()[service]()

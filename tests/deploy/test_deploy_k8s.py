@@ -364,9 +364,10 @@ def _read_settings(
     for name, value in env.items():
         if value == FROM_SECRET:
             value = "postgresql+asyncpg://stand-in:stand-in@db.invalid:5432/stand_in"
-        elif name.endswith("_KEY_FILE"):
+        elif name.endswith("_FILE"):
             key = tmp_path / name.lower()
-            key.write_text(private if "PRIVATE" in name else public)
+            # A file from a mounted Secret: a signing key, a verification key, or some other secret.
+            key.write_text(private if "PRIVATE_KEY" in name else public if "PUBLIC_KEY" in name else "stand-in")
             value = str(key)
         monkeypatch.setenv(name, value)
     return settings_class()
@@ -393,8 +394,8 @@ def test_each_container_is_a_valid_production_configuration(
             mounted = {m["mountPath"] for m in container.get("volumeMounts", [])}
             read = {reader.env_name(field) for field in reader.model_fields}
             for name, value in env.items():
-                # A key file this program reads must be mounted (the migration never reads the signing key).
-                if name.endswith("_KEY_FILE") and name in read:
+                # A file this program reads must be mounted (the migration never reads the signing key).
+                if name.endswith("_FILE") and name in read:
                     assert str(Path(value).parent) in mounted, f"{where}: {name} is not on a mounted volume"
             settings = _read_settings(reader, env, tmp_path, monkeypatch)
             assert settings.env == "prod", f"{where}: keys and peer addresses must be mandatory"
