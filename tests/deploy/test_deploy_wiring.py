@@ -185,13 +185,11 @@ def _inside(d: Deployed, endpoint: Endpoint) -> bool:
     return isinstance(endpoint, Pod) and endpoint.namespace == d.namespace
 
 
-def allowed_calls(d: Deployed, required: dict[Call, str]) -> set[Call]:
-    """Every connection the policies let through, probing each pod's ports and some addresses outside."""
+def allowed_calls(d: Deployed, required: dict[Call, str]) -> dict[str, set[Call]]:
+    """The connections the policies let through ("both"), and those each end alone admits ("egress" at the
+    caller, "ingress" at the callee), probing each pod's ports and some addresses outside."""
     endpoints: dict[str, Endpoint] = {p.name: p for p in (*d.pods.values(), *OUTSIDE_PODS)}
     externals = {INTERNET.name: INTERNET}
-    for target in d.kafka(d.env("Job/kafka-topics")["BOOTSTRAP"]):
-        if isinstance(target[0], External):
-            externals[target[0].name] = target[0]
     externals.update({name: External(name) for _, name, _, _ in required if name not in endpoints})
     pod_ports = [(pod, p.number, p.protocol) for pod in endpoints.values() if isinstance(pod, Pod) for p in pod.ports]
     probe_ports = {(port, protocol) for _, port, protocol in pod_ports} | {(p, pr) for _, _, p, pr in required}
@@ -200,14 +198,32 @@ def allowed_calls(d: Deployed, required: dict[Call, str]) -> set[Call]:
         *pod_ports,
         *((ext, port, protocol) for ext in externals.values() for port, protocol in probe_ports),
     ]
-    allowed = set()
+    allowed: dict[str, set[Call]] = {"both": set(), "egress": set(), "ingress": set()}
     for source in (*d.pods.values(), *OUTSIDE_PODS, CLIENT):
         for destination, port, protocol in destinations:
             if destination is source or not (_inside(d, source) or _inside(d, destination)):
                 continue  # a pod's calls to itself, and traffic between outsiders, are not ours to police
-            if d.cluster.allows(source, destination, port, protocol):
-                allowed.add((source.name, destination.name, port, protocol))
+            call = (source.name, destination.name, port, protocol)
+            egress = d.cluster.egress_allows(source, destination, port, protocol)
+            ingress = d.cluster.ingress_allows(source, destination, port, protocol)
+            if egress and ingress:
+                allowed["both"].add(call)
+            if egress and _inside(d, source):
+                allowed["egress"].add(call)
+            if ingress and _inside(d, destination):
+                allowed["ingress"].add(call)
     return allowed
+
+
+def unexpected(d: Deployed, allowed: set[Call], required: dict[Call, str]) -> list[str]:
+    """Allowed calls no code makes. Kafka and PostgreSQL may live anywhere outside (managed services), so
+    egress to them is by port: an address outside may be reached on a port the caller needs, never another."""
+    ports_needed = {(c[0], c[2], c[3]) for c in required}
+    return sorted(
+        f"{c[0]} -> {c[1]}:{c[2]}/{c[3]}"
+        for c in allowed - required.keys()
+        if isinstance(_endpoint(d, c[1]), Pod) or (c[0], c[2], c[3]) not in ports_needed
+    )
 
 
 @pytest.fixture(scope="module")
@@ -250,23 +266,29 @@ def test_every_peer_address_is_given_and_names_the_service_that_listens_there(
 def test_network_policies_admit_exactly_the_calls_the_code_makes(deployed: dict[str, Deployed], overlay: str) -> None:
     d = deployed[overlay]
     required = required_calls(d)
-    allowed = allowed_calls(d, required)
+    allowed = allowed_calls(d, required)["both"]
     in_scope = {c for c in required if _inside(d, _endpoint(d, c[0])) or _inside(d, _endpoint(d, c[1]))}
     denied = sorted(f"{c[0]} -> {c[1]}:{c[2]}/{c[3]} ({required[c]})" for c in in_scope - allowed)
-    # Kafka and PostgreSQL may live anywhere outside (managed services), so egress to them is by port: an
-    # address outside may be reached on a port the caller needs, never on another.
-    ports_needed = {(c[0], c[2], c[3]) for c in required}
-    extra = sorted(
-        f"{c[0]} -> {c[1]}:{c[2]}/{c[3]}"
-        for c in allowed - required.keys()
-        if isinstance(_endpoint(d, c[1]), Pod) or (c[0], c[2], c[3]) not in ports_needed
-    )
+    extra = unexpected(d, allowed, required)
     assert not denied and not extra, (
         f"{overlay}: calls the code makes but the policies deny:\n  "
         + "\n  ".join(denied)
         + "\ncalls no code makes but the policies allow:\n  "
         + "\n  ".join(extra)
     )
+
+
+@by_overlay()
+def test_each_end_alone_admits_only_the_calls_the_code_makes(deployed: dict[str, Deployed], overlay: str) -> None:
+    """Both ends are tight, so that one loose policy is not hidden by the other end's."""
+    d = deployed[overlay]
+    required = required_calls(d)
+    allowed = allowed_calls(d, required)
+    assert not unexpected(d, allowed["egress"], required), f"{overlay}: egress admits calls no code makes"
+    # The gateway's port is the public entry: it admits anyone (the ingress controller is not known here).
+    public = {(c[1], c[2], c[3]) for c in required if c[0] == CLIENT.name}
+    loose = {c for c in allowed["ingress"] if (c[1], c[2], c[3]) not in public}
+    assert not unexpected(d, loose, required), f"{overlay}: ingress admits calls no code makes"
 
 
 def _endpoint(d: Deployed, name: str) -> Endpoint:
