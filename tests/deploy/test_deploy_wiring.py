@@ -41,10 +41,11 @@ def peer_addresses(settings: type[ServiceSettings]) -> list[str]:
     return [settings.env_name(f) for f in settings.peer_url_fields()]
 
 
-def url_address(value: str, default_port: int) -> tuple[str, int]:
+def url_address(value: str, default_port: int | None = None) -> tuple[str, int]:
+    """host and port of a URL; without a port, the default given or the scheme's."""
     parts = urlsplit(value)
     assert parts.hostname, f"no host in {value!r}"
-    return parts.hostname, parts.port or default_port
+    return parts.hostname, parts.port or default_port or (443 if parts.scheme == "https" else 80)
 
 
 def bootstrap_addresses(value: str) -> list[tuple[str, int]]:
@@ -146,7 +147,7 @@ def required_calls(d: Deployed) -> dict[Call, str]:
         env = d.env(server.name)
         for variable in peer_addresses(settings):
             assert env.get(variable), f"{service} is not given {variable}: it would call its loopback default"
-            host, port = url_address(env[variable], 443 if env[variable].startswith("https:") else 80)
+            host, port = url_address(env[variable])
             need(server, d.resolve(host, port), f"{service} calls {variable}")
         # Every service's runtime opens the broker and the database (rfkit.service.ServiceRuntime.start): the
         # gateway too, for now (it connects to the broker at startup and /readyz reports it).
@@ -251,7 +252,7 @@ def test_every_peer_address_is_given_and_names_the_service_that_listens_there(
         env = d.env(f"Deployment/{service}")
         for variable in peer_addresses(settings):
             assert variable in env, f"{overlay}: {service} is not given {variable}"
-            host, port = url_address(env[variable], 80)
+            host, port = url_address(env[variable])
             targets = d.resolve(host, port)
             assert all(_inside(d, endpoint) for endpoint, _, _ in targets), f"{variable}={env[variable]} leaves"
             # The pods behind it are a service's server, and that service listens on the port the URL names.
