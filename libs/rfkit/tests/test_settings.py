@@ -50,6 +50,12 @@ def test_a_default_written_out_in_prod_still_counts_as_given() -> None:
     assert settings.billing_url == "http://127.0.0.1:9001"
 
 
+@pytest.mark.parametrize("value", ["", "sessions:8001", "ftp://sessions", "http://"])
+def test_an_address_that_is_not_an_http_url_is_refused(value: str) -> None:
+    with pytest.raises(ValidationError, match="RF_SEARCH_URL must be an http"):
+        TwoPeers(env="test", search_url=value)
+
+
 @pytest.mark.parametrize("env", ["local", "test"])
 def test_local_and_test_keep_loopback_defaults(env: str) -> None:
     settings = TwoPeers(env=env)

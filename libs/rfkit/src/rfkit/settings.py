@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +70,11 @@ class ServiceSettings(BaseSettings):
             if missing:
                 verb = "is" if len(missing) == 1 else "are"
                 raise ValueError(f"{', '.join(missing)} {verb} required when RF_ENV=prod")
+        for name in self.peer_url_fields():
+            value = getattr(self, name)
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError(f"{self.env_name(name)} must be an http(s) URL with a host, not {value!r}")
         return self
 
     @classmethod
