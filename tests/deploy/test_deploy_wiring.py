@@ -318,3 +318,9 @@ def test_calls_no_code_makes_are_denied(deployed: dict[str, Deployed], overlay: 
     assert not d.cluster.allows(INGRESS_CONTROLLER, pods["Deployment/sessions"], 8001), "only the gateway is public"
     assert not d.cluster.allows(pods["Deployment/sessions"], INTERNET, 443), "no way out but Kafka, PostgreSQL, DNS"
     assert allows("Deployment/handoffs", "sessions"), "escalation checks the session"
+    # Default deny: a pod no policy was written for can neither be reached nor reach anything.
+    newcomer = Pod("Deployment/newcomer", d.namespace, {"app.kubernetes.io/name": "newcomer"}, (Port(8080),))
+    assert not d.cluster.allows(INGRESS_CONTROLLER, newcomer, 8080)
+    assert not d.cluster.allows(pods["Deployment/gateway"], newcomer, 8080)
+    assert not d.cluster.allows(newcomer, KUBE_DNS, 53, "UDP")
+    assert not d.cluster.allows(newcomer, INTERNET, 443)
