@@ -2,48 +2,44 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from rfkit.settings import ServiceSettings
+
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 
-# The services, their HTTP ports and their Kafka consumer groups (None: the gateway consumes nothing).
-SERVICE_PORTS = {"gateway": 8000, "sessions": 8001, "handoffs": 8002, "analytics": 8003}
+
+@cache
+def settings_classes() -> dict[str, type[ServiceSettings]]:
+    """Every service under services/ and the Settings class it reads its environment with."""
+    found = {}
+    for path in sorted(REPO.glob("services/*/src/*/settings.py")):
+        service = path.parent.name
+        found[service] = importlib.import_module(f"{service}.settings").Settings
+    assert found, "no services found"
+    return found
+
+
+def settings_env(service: str) -> frozenset[str]:
+    """The RF_ names a service reads: one per field of its settings class (what else it is given is ignored)."""
+    settings = settings_classes()[service]
+    return frozenset(settings.env_name(name) for name in settings.model_fields)
+
+
+# The services and the HTTP port each listens on by default; their Kafka consumer groups (the gateway has none).
+SERVICE_PORTS = {service: int(s.model_fields["port"].default) for service, s in settings_classes().items()}
 CONSUMER_GROUPS = {"sessions": "sessions", "handoffs": "handoffs", "analytics": "analytics"}
-
-# The settings contract every service reads (docs/contract.md#operating-notes, libs/rfkit/src/rfkit/settings.py).
-COMMON_ENV = frozenset(
-    {
-        "RF_ENV",
-        "RF_SERVICE_NAME",
-        "RF_HOST",
-        "RF_PORT",
-        "RF_LOG_LEVEL",
-        "RF_DATABASE_URL",
-        "RF_MIGRATE_ON_START",
-        "RF_KAFKA_BOOTSTRAP",
-        "RF_TOPIC_PREFIX",
-        "RF_CREATE_TOPICS",
-        "RF_JWT_PUBLIC_KEY",
-        "RF_JWT_PUBLIC_KEY_FILE",
-        "RF_JWT_ISSUER",
-        "RF_JWT_AUDIENCE",
-    }
-)
-GATEWAY_ENV = frozenset({"RF_JWT_PRIVATE_KEY_FILE", "RF_SESSIONS_URL", "RF_HANDOFFS_URL", "RF_ANALYTICS_URL"})
-
-
-def allowed_env(service: str) -> frozenset[str]:
-    """The RF_ names a service may be given."""
-    return COMMON_ENV | GATEWAY_ENV if service == "gateway" else COMMON_ENV
 
 
 def kustomize_command() -> list[str]:

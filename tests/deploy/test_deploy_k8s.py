@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,11 @@ import pytest
 import yaml
 
 from rf_contracts import topics
+from rfkit.auth import generate_keypair
+from rfkit.settings import ServiceSettings
 
-from .conftest import COMMON_ENV, CONSUMER_GROUPS, GATEWAY_ENV, K8S, OVERLAYS, SERVICE_PORTS, allowed_env
+from .conftest import CONSUMER_GROUPS, K8S, OVERLAYS, SERVICE_PORTS, settings_classes, settings_env
+from .manifests import FROM_SECRET, Obj, config_maps, container_env, named, of_kind, workloads
 
 # The first test builds kustomize on a fresh machine (a few minutes from the Go module proxy).
 pytestmark = pytest.mark.timeout(900)
@@ -22,10 +26,6 @@ pytestmark = pytest.mark.timeout(900)
 # Validated against the oldest Kubernetes we support and the newest the schemas know.
 K8S_VERSIONS = ("1.31.0", "1.37.0")
 NAMESPACES = {"dev": "resolutionflow-dev", "prod": "resolutionflow"}
-WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
-
-Obj = dict[str, Any]
-FROM_SECRET = "<from a Secret>"
 
 # Custom resources are not in the Kubernetes schemas: these are the parts of their CRDs we use, closed
 # (additionalProperties: false) so that a misspelt field fails here rather than being ignored by the operator.
@@ -187,23 +187,6 @@ CUSTOM_SCHEMAS = {"ScaledObject": SCALED_OBJECT_SCHEMA, "ExternalSecret": EXTERN
 # ---- helpers ---------------------------------------------------------------------------------------------
 
 
-def of_kind(objs: list[Obj], kind: str) -> list[Obj]:
-    return [o for o in objs if o["kind"] == kind]
-
-
-def named(objs: list[Obj], kind: str, name: str) -> Obj:
-    found = [o for o in of_kind(objs, kind) if o["metadata"]["name"] == name]
-    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
-    return found[0]
-
-
-def workloads(objs: list[Obj]) -> Iterator[tuple[Obj, Obj]]:
-    """(object, pod template) of every Deployment, StatefulSet and Job."""
-    for o in objs:
-        if o["kind"] in WORKLOAD_KINDS:
-            yield o, o["spec"]["template"]
-
-
 def is_rf_workload(o: Obj) -> bool:
     """Ours (services, migrations, topics), as opposed to the dev overlay's Kafka and PostgreSQL."""
     labels = o["spec"]["template"]["metadata"].get("labels", {})
@@ -212,30 +195,6 @@ def is_rf_workload(o: Obj) -> bool:
 
 def server(objs: list[Obj], service: str) -> Obj:
     return named(objs, "Deployment", service)
-
-
-def config_maps(objs: list[Obj]) -> dict[str, dict[str, str]]:
-    return {o["metadata"]["name"]: o.get("data", {}) for o in of_kind(objs, "ConfigMap")}
-
-
-def container_env(objs: list[Obj], container: Obj) -> dict[str, str]:
-    """A container's environment as Kubernetes would assemble it (values from Secrets are FROM_SECRET)."""
-    cms = config_maps(objs)
-    env: dict[str, str] = {}
-    for source in container.get("envFrom", []):
-        ref = source.get("configMapRef")
-        assert ref, f"envFrom other than a ConfigMap in {container['name']}"
-        assert ref["name"] in cms, f"{container['name']} refers to a missing ConfigMap {ref['name']}"
-        env.update(cms[ref["name"]])
-    for var in container.get("env", []):
-        if "value" in var:
-            env[var["name"]] = var["value"]
-        elif "configMapKeyRef" in var["valueFrom"]:
-            ref = var["valueFrom"]["configMapKeyRef"]
-            env[var["name"]] = cms[ref["name"]][ref["key"]]
-        else:
-            env[var["name"]] = FROM_SECRET
-    return env
 
 
 def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -387,7 +346,6 @@ def test_ports_agree_with_each_service_port_and_rf_port(rendered: dict[str, list
         env = container_env(objs, container)
         assert env["RF_PORT"] == str(port), service
         assert env["RF_SERVICE_NAME"] == service
-        assert env["RF_HOST"] == "0.0.0.0"
         svc = named(objs, "Service", service)
         assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(port, "http")]
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
@@ -396,41 +354,58 @@ def test_ports_agree_with_each_service_port_and_rf_port(rendered: dict[str, list
         assert annotations["prometheus.io/path"] == "/metrics"
 
 
+def _read_settings(
+    settings_class: type[ServiceSettings], env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ServiceSettings:
+    """What a container's settings class makes of its environment: Secrets and mounted key files stood in for."""
+    private, public = generate_keypair()
+    for name in [k for k in os.environ if k.startswith("RF_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        if value == FROM_SECRET:
+            value = "postgresql+asyncpg://stand-in:stand-in@db.invalid:5432/stand_in"
+        elif name.endswith("_FILE"):
+            key = tmp_path / name.lower()
+            # A file from a mounted Secret: a signing key, a verification key, or some other secret.
+            key.write_text(private if "PRIVATE_KEY" in name else public if "PUBLIC_KEY" in name else "stand-in")
+            value = str(key)
+        monkeypatch.setenv(name, value)
+    return settings_class()
+
+
 @by_overlay()
-def test_services_get_only_contract_settings(rendered: dict[str, list[Obj]], overlay: str) -> None:
+def test_each_container_is_a_valid_production_configuration(
+    rendered: dict[str, list[Obj]], overlay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each server's environment passes its settings class's production checks (peer addresses, keys), every
+    name in it is one the class reads, and what the Jobs take over is switched off in the servers."""
     objs = rendered[overlay]
-    for service in SERVICE_PORTS:
-        for obj in (server(objs, service), named(objs, "Job", f"{service}-migrate")):
-            for container in obj["spec"]["template"]["spec"]["containers"]:
-                env = container_env(objs, container)
-                names = set(env)
-                assert names <= allowed_env(service), f"{service}: unknown settings {names - allowed_env(service)}"
-                assert env["RF_MIGRATE_ON_START"] == "false"
-                assert env["RF_CREATE_TOPICS"] == "false"
-                assert env["RF_ENV"] == "prod"
-                assert env["RF_JWT_ISSUER"] == "resolutionflow-gateway"
-                assert env["RF_JWT_AUDIENCE"] == "resolutionflow"
-                assert "RF_DATABASE_URL" in env and env["RF_DATABASE_URL"] == FROM_SECRET, (
-                    "the database URL is a Secret"
-                )
-                assert env["RF_JWT_PUBLIC_KEY_FILE"], service
-                mounted = {m["mountPath"] for m in container.get("volumeMounts", [])}
-                assert str(Path(env["RF_JWT_PUBLIC_KEY_FILE"]).parent) in mounted
-                if service == "gateway" and obj["kind"] == "Deployment":
-                    assert str(Path(env["RF_JWT_PRIVATE_KEY_FILE"]).parent) in mounted
-                    for other in CONSUMER_GROUPS:
-                        assert env[f"RF_{other.upper()}_URL"] == f"http://{other}:{SERVICE_PORTS[other]}"
-
-
-def test_contract_settings_are_read_by_the_settings_classes() -> None:
-    """Every RF_ name we set is a field of rfkit's ServiceSettings or the gateway's Settings."""
-    from gateway.settings import Settings as GatewaySettings
-    from rfkit.settings import ServiceSettings
-
-    fields = {f"RF_{name.upper()}" for name in ServiceSettings.model_fields}
-    assert fields >= COMMON_ENV, f"not read by ServiceSettings: {COMMON_ENV - fields}"
-    fields = {f"RF_{name.upper()}" for name in GatewaySettings.model_fields}
-    assert fields >= GATEWAY_ENV, f"not read by the gateway's Settings: {GATEWAY_ENV - fields}"
+    issuers = set()
+    for service, settings_class in settings_classes().items():
+        # The migration Job runs rfkit.migrate, which reads the kit's settings only.
+        migrate = named(objs, "Job", f"{service}-migrate")
+        for obj, reader in ((server(objs, service), settings_class), (migrate, ServiceSettings)):
+            where = f"{overlay} {obj['kind']}/{obj['metadata']['name']}"
+            (container,) = obj["spec"]["template"]["spec"]["containers"]
+            env = container_env(objs, container)
+            unknown = set(env) - settings_env(service)
+            assert not unknown, f"{where}: {sorted(unknown)} are read by no field of {service}'s settings"
+            assert env.get("RF_DATABASE_URL") == FROM_SECRET, f"{where}: the database URL (a credential) is a Secret"
+            mounted = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            read = {reader.env_name(field) for field in reader.model_fields}
+            for name, value in env.items():
+                # A file this program reads must be mounted (the migration never reads the signing key).
+                if name.endswith("_FILE") and name in read:
+                    assert str(Path(value).parent) in mounted, f"{where}: {name} is not on a mounted volume"
+            settings = _read_settings(reader, env, tmp_path, monkeypatch)
+            assert settings.env == "prod", f"{where}: keys and peer addresses must be mandatory"
+            assert not settings.migrate_on_start, f"{where}: the migration Job migrates"
+            assert not settings.create_topics, f"{where}: the topic Job creates the topics"
+            assert settings.service_name == service
+            issuers.add((settings.jwt_issuer, settings.jwt_audience))
+            if obj["kind"] == "Deployment":
+                assert ipaddress.ip_address(settings.host).is_unspecified, f"{where}: must listen beyond loopback"
+    assert len(issuers) == 1, f"{overlay}: the services would refuse the gateway's tokens: {issuers}"
 
 
 @by_overlay()
@@ -475,10 +450,7 @@ def test_topic_job_creates_every_contract_topic_and_its_dlq(rendered: dict[str, 
     assert env["RETENTION_MS"] == str(topics.RETENTION_MS)
     assert env["DLQ_RETENTION_MS"] == str(topics.DLQ_RETENTION_MS)
     assert env["BOOTSTRAP"] == config_maps(objs)[_common_name(objs)]["RF_KAFKA_BOOTSTRAP"]
-    (script_volume,) = [v for v in job["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
-    script = config_maps(objs)[script_volume["configMap"]["name"]]["create-topics.sh"]
-    assert f'"$topic{topics.DLQ_SUFFIX}" "$DLQ_RETENTION_MS"' in script
-    assert '"$topic" "$RETENTION_MS"' in script
+    # What the script does with these: tests/deploy/test_topic_script.py runs it.
     assert image_tag(container["image"]) == ("apache/kafka", _pom_kafka_version())
 
 
@@ -574,61 +546,3 @@ def test_dev_generates_every_secret_it_uses(rendered: dict[str, list[Obj]]) -> N
     objs = rendered["dev"]
     secrets = {s["metadata"]["name"] for s in of_kind(objs, "Secret")}
     assert _referenced_secrets(objs) <= secrets
-
-
-@by_overlay()
-def test_only_the_gateway_takes_traffic_from_outside(rendered: dict[str, list[Obj]], overlay: str) -> None:
-    objs = rendered[overlay]
-    policies = of_kind(objs, "NetworkPolicy")
-    deny = [p for p in policies if p["spec"]["podSelector"] == {}]
-    assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
-    assert "ingress" not in deny[0]["spec"] and "egress" not in deny[0]["spec"]
-    gateway_labels = server(objs, "gateway")["spec"]["template"]["metadata"]["labels"]
-
-    def ingress_rules(labels: dict[str, str]) -> list[Obj]:
-        return [
-            rule
-            for p in policies
-            if p["spec"]["podSelector"] and matches(p["spec"]["podSelector"].get("matchLabels", {}), labels)
-            for rule in p["spec"].get("ingress", [])
-        ]
-
-    gateway_rules = ingress_rules(gateway_labels)
-    assert any("from" not in rule for rule in gateway_rules), "the gateway must accept traffic from outside"
-    for service in CONSUMER_GROUPS:
-        labels = server(objs, service)["spec"]["template"]["metadata"]["labels"]
-        rules = ingress_rules(labels)
-        assert rules, f"{service} has no ingress rule"
-        for rule in rules:
-            assert rule.get("from"), f"{service} accepts traffic from anywhere"
-            for peer in rule["from"]:
-                if "namespaceSelector" in peer:  # Prometheus, from the monitoring namespace, scraping /metrics
-                    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
-                else:
-                    assert "ipBlock" not in peer
-                    assert peer["podSelector"]["matchLabels"] == {
-                        k: gateway_labels[k] for k in peer["podSelector"]["matchLabels"]
-                    }
-                    assert matches(peer["podSelector"]["matchLabels"], gateway_labels)
-        assert any(
-            "podSelector" in peer and "namespaceSelector" not in peer for rule in rules for peer in rule["from"]
-        ), f"{service} does not accept the gateway"
-
-
-@by_overlay()
-def test_every_pod_may_reach_dns_kafka_and_postgres(rendered: dict[str, list[Obj]], overlay: str) -> None:
-    objs = rendered[overlay]
-    policies = [p for p in of_kind(objs, "NetworkPolicy") if "Egress" in p["spec"]["policyTypes"]]
-    for obj, template in workloads(objs):
-        if not is_rf_workload(obj):
-            continue
-        labels = template["metadata"]["labels"]
-        open_ports = {
-            (port["port"], port.get("protocol", "TCP"))
-            for p in policies
-            if matches(p["spec"]["podSelector"].get("matchLabels", {}), labels) and p["spec"]["podSelector"]
-            for rule in p["spec"].get("egress", [])
-            for port in rule.get("ports", [])
-        }
-        for needed in ((53, "UDP"), (53, "TCP"), (9092, "TCP"), (5432, "TCP")):
-            assert needed in open_ports, f"{obj['kind']}/{obj['metadata']['name']} cannot reach {needed}"

@@ -214,6 +214,8 @@ def test_service_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gateway["RF_ANALYTICS_URL"] == "http://127.0.0.1:8003"
     assert sessions["RF_DATABASE_URL"].endswith("/rf_sessions") and sessions["RF_ENV"] == "local"
     assert "RF_JWT_PRIVATE_KEY_FILE" not in sessions and "RF_GATEWAY_URL" not in sessions
+    handoffs = service_env(specs[2], specs, **common)  # type: ignore[arg-type]
+    assert handoffs["RF_SESSIONS_URL"] == "http://127.0.0.1:8001", "escalation checks the session there"
     assert specs[0].command("py")[-6:] == [
         "gateway.main:create_app",
         "--factory",

@@ -75,9 +75,11 @@ def service_env(
     )
     if spec.name == "gateway":
         env["RF_JWT_PRIVATE_KEY_FILE"] = str(private_key)
-        for other in specs:
-            if other.name != "gateway":
-                env[f"RF_{other.name.upper()}_URL"] = other.url
+    # Every service's address to every other (the gateway forwards to them, handoffs checks sessions); a
+    # service reads only the ones its settings declare.
+    for other in specs:
+        if other.name not in ("gateway", spec.name):
+            env[f"RF_{other.name.upper()}_URL"] = other.url
     return env
 
 

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The json_schema_extra key that marks a field as the address of another service this one calls.
+_PEER = "rf_peer"
+
+
+def peer_url(default: str) -> Any:
+    """A field holding the base URL of another service this one calls over HTTP.
+
+    Its default (a loopback address) serves local runs and tests only: with RF_ENV=prod it must be given.
+    The deployment tests find these fields (ServiceSettings.peer_url_fields) to learn which service calls
+    which, and check that compose and the Kubernetes manifests give each one and let the call through.
+    """
+    return Field(default=default, json_schema_extra={_PEER: True})
 
 
 class ServiceSettings(BaseSettings):
@@ -47,6 +61,35 @@ class ServiceSettings(BaseSettings):
         if self.env == "prod" and not (self.jwt_public_key or self.jwt_public_key_file):
             raise ValueError("RF_JWT_PUBLIC_KEY or RF_JWT_PUBLIC_KEY_FILE is required when RF_ENV=prod")
         return self
+
+    @model_validator(mode="after")
+    def _peers_given_outside_local(self) -> Self:
+        # A missing address would silently mean 127.0.0.1 inside a container: refuse to start instead.
+        if self.env == "prod":
+            missing = [self.env_name(f) for f in self.peer_url_fields() if f not in self.model_fields_set]
+            if missing:
+                verb = "is" if len(missing) == 1 else "are"
+                raise ValueError(f"{', '.join(missing)} {verb} required when RF_ENV=prod")
+        for name in self.peer_url_fields():
+            value = getattr(self, name)
+            url = urlsplit(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise ValueError(f"{self.env_name(name)} must be an http(s) URL with a host, not {value!r}")
+        return self
+
+    @classmethod
+    def peer_url_fields(cls) -> tuple[str, ...]:
+        """The fields declared with peer_url: each names a service this one calls."""
+        return tuple(
+            name
+            for name, field in cls.model_fields.items()
+            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get(_PEER)
+        )
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        """The environment variable a field is read from (RF_ + its name, upper case)."""
+        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -8,7 +8,7 @@ from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
 from gateway.security import public_pem_of
 from rfkit.auth import generate_keypair
-from rfkit.settings import ServiceSettings
+from rfkit.settings import ServiceSettings, peer_url
 
 # OWASP's floor for argon2id (19 MiB, 2 passes); production must not go below it.
 _MIN_PROD_ARGON2_MEMORY_KIB = 19_456
@@ -31,10 +31,10 @@ class Settings(ServiceSettings):
     access_token_ttl_s: int = Field(default=900, ge=30, le=3600)
     refresh_token_ttl_s: int = Field(default=14 * 24 * 3600, ge=60)
 
-    # Where the public API's routes live.
-    sessions_url: str = "http://127.0.0.1:8001"
-    handoffs_url: str = "http://127.0.0.1:8002"
-    analytics_url: str = "http://127.0.0.1:8003"
+    # Where the public API's routes live (required when RF_ENV=prod).
+    sessions_url: str = peer_url("http://127.0.0.1:8001")
+    handoffs_url: str = peer_url("http://127.0.0.1:8002")
+    analytics_url: str = peer_url("http://127.0.0.1:8003")
     upstream_connect_timeout_s: float = Field(default=1.0, gt=0)
     upstream_timeout_s: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=200, ge=1)
