@@ -75,9 +75,10 @@ def service_env(
     )
     if spec.name == "gateway":
         env["RF_JWT_PRIVATE_KEY_FILE"] = str(private_key)
-        for other in specs:
-            if other.name != "gateway":
-                env[f"RF_{other.name.upper()}_URL"] = other.url
+    # Every peer's address (RF_GATEWAY_URL, RF_SESSIONS_URL, ...); a service reads the ones it calls.
+    for other in specs:
+        if other.name != spec.name:
+            env[f"RF_{other.name.upper()}_URL"] = other.url
     return env
 
 

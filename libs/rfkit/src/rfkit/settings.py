@@ -60,3 +60,19 @@ class ServiceSettings(BaseSettings):
         if self.jwt_public_key_file:
             return self.jwt_public_key_file.read_text()
         return None
+
+
+class DomainServiceSettings(ServiceSettings):
+    """Settings of a service behind the gateway (sessions, handoffs, analytics): where the gateway's token-denial
+    feed is (rfkit.denials)."""
+
+    # The gateway's internal address (e.g. http://gateway:8000). Unset outside prod: revocations then reach this
+    # service only through the gateway's own check, not for direct calls.
+    gateway_url: str | None = None
+    denials_poll_interval_s: float = Field(default=1.0, gt=0, le=30)
+
+    @model_validator(mode="after")
+    def _gateway_url_in_prod(self) -> DomainServiceSettings:
+        if self.env == "prod" and not self.gateway_url:
+            raise ValueError("RF_GATEWAY_URL is required when RF_ENV=prod (to follow the gateway's token denials)")
+        return self
