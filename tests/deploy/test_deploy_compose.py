@@ -126,7 +126,8 @@ def test_migrations_and_topics_come_before_each_server(services: dict[str, Any])
 
 def test_every_peer_address_names_the_compose_service_that_listens_there(services: dict[str, Any]) -> None:
     """Each peer URL a service's settings declare is given, names a compose service running the service that
-    listens on that port, and that service is healthy before its caller starts."""
+    listens on that port, and that service is healthy before its caller starts (unless the caller follows it
+    in the background: then it must not wait, since the gateway waits for the services that follow it)."""
     for caller, settings in settings_classes().items():
         env = env_of(services[caller])
         for field in settings.peer_url_fields():
@@ -137,9 +138,12 @@ def test_every_peer_address_names_the_compose_service_that_listens_there(service
             assert callee in services, f"{caller}: {variable}={env[variable]} names no compose service"
             assert callee in settings_classes() and callee != caller, f"{variable} reaches {callee}"
             assert env_of(services[callee])["RF_PORT"] == str(url.port), f"{callee} does not listen on {url.port}"
-            assert services[caller]["depends_on"].get(callee) == {"condition": "service_healthy"}, (
-                f"{caller} starts before {callee}, which it calls"
-            )
+            if field in settings.background_peer_fields():
+                assert callee not in services[caller]["depends_on"], f"{caller} waits for {callee} it follows"
+            else:
+                assert services[caller]["depends_on"].get(callee) == {"condition": "service_healthy"}, (
+                    f"{caller} starts before {callee}, which it calls"
+                )
 
 
 def test_only_the_gateway_is_published_and_on_loopback(services: dict[str, Any]) -> None:

@@ -239,8 +239,10 @@ def by_overlay() -> pytest.MarkDecorator:
 def test_some_service_calls_another() -> None:
     """The peer declarations exist (else the tests below would have nothing to check)."""
     callers = {s: peer_addresses(settings) for s, settings in settings_classes().items()}
-    assert callers["handoffs"] == ["RF_SESSIONS_URL"]
+    assert sorted(callers["handoffs"]) == ["RF_GATEWAY_URL", "RF_SESSIONS_URL"]
     assert {"RF_SESSIONS_URL", "RF_HANDOFFS_URL", "RF_ANALYTICS_URL"} <= set(callers["gateway"])
+    # Every service behind the gateway follows its token denials.
+    assert all("RF_GATEWAY_URL" in callers[s] for s in ("sessions", "handoffs", "analytics"))
 
 
 @by_overlay()
@@ -313,11 +315,12 @@ def test_calls_no_code_makes_are_denied(deployed: dict[str, Deployed], overlay: 
     assert not allows("Deployment/analytics", "sessions")
     assert not allows("Deployment/sessions", "handoffs")
     assert not allows("Deployment/handoffs", "analytics")
-    assert not allows("Deployment/sessions", "gateway"), "nothing inside calls the gateway"
     assert not allows("Job/sessions-migrate", "sessions")
+    assert not allows("Job/sessions-migrate", "gateway"), "only the servers follow the token denials"
     assert not d.cluster.allows(INGRESS_CONTROLLER, pods["Deployment/sessions"], 8001), "only the gateway is public"
     assert not d.cluster.allows(pods["Deployment/sessions"], INTERNET, 443), "no way out but Kafka, PostgreSQL, DNS"
     assert allows("Deployment/handoffs", "sessions"), "escalation checks the session"
+    assert allows("Deployment/analytics", "gateway"), "services follow the gateway's token denials"
     # Default deny: a pod no policy was written for can neither be reached nor reach anything.
     newcomer = Pod("Deployment/newcomer", d.namespace, {"app.kubernetes.io/name": "newcomer"}, (Port(8080),))
     assert not d.cluster.allows(INGRESS_CONTROLLER, newcomer, 8080)

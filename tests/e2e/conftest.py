@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +27,7 @@ from gateway.testing import PASSWORD, User, gateway_settings, login
 from handoffs.main import create_app as handoffs_app
 from handoffs.settings import Settings as HandoffsSettings
 from rfkit.auth import generate_keypair
-from rfkit.testing import Served, unique_prefix
+from rfkit.testing import Served, loopback_socket, unique_prefix
 from sessions.main import create_app as sessions_app
 from sessions.settings import Settings as SessionsSettings
 
@@ -42,6 +43,7 @@ class Stack:
         self.prefix = unique_prefix()
         self.private_pem, self.public_pem = generate_keypair()
         self.urls: dict[str, str] = {}
+        self.gateway_url = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="e2e-stack", daemon=True)
         self._exit = contextlib.AsyncExitStack()
@@ -58,8 +60,8 @@ class Stack:
             self._thread.join(timeout=30)
             self._loop.close()
 
-    async def _serve(self, name: str, app: Any) -> str:
-        served = await self._exit.enter_async_context(Served(app))
+    async def _serve(self, name: str, app: Any, sock: socket.socket | None = None) -> str:
+        served = await self._exit.enter_async_context(Served(app, sock=sock))
         self.urls[name] = served.url
         return served.url
 
@@ -67,9 +69,13 @@ class Stack:
         return {
             "env": "test", "database_url": self.make_database(name), "kafka_bootstrap": self.kafka_bootstrap,
             "topic_prefix": self.prefix, "jwt_public_key": self.public_pem, "outbox_poll_interval_s": 0.05,
+            # The gateway starts last but its address is known first: the services follow its token denials.
+            "gateway_url": self.gateway_url, "denials_poll_interval_s": 0.2,
         }
 
     async def _start(self) -> None:
+        gateway_sock = loopback_socket()
+        self.gateway_url = f"http://127.0.0.1:{gateway_sock.getsockname()[1]}"
         sessions = await self._serve("sessions", sessions_app(SessionsSettings(**self._common("sessions"))))
         handoffs = await self._serve(
             "handoffs", handoffs_app(HandoffsSettings(**self._common("handoffs"), sessions_url=sessions))
@@ -81,7 +87,7 @@ class Stack:
             # Every e2e request comes from 127.0.0.1: the per-address login limit is tested elsewhere.
             login_max_failures_per_address=100_000,
         )
-        await self._serve("gateway", gateway_app(settings))
+        await self._serve("gateway", gateway_app(settings), gateway_sock)
 
 
 @pytest.fixture(scope="package")

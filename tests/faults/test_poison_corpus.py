@@ -1,4 +1,4 @@
-"""Poison corpus: every bad or extreme record on every topic a service consumes; no consumer stalls (docs/contract.md#dead-letters)."""
+"""Poison corpus: every bad or extreme record on every topic a service consumes; no consumer stalls."""
 
 from __future__ import annotations
 

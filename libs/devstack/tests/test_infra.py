@@ -213,7 +213,9 @@ def test_service_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gateway["RF_SESSIONS_URL"] == "http://127.0.0.1:8001"
     assert gateway["RF_ANALYTICS_URL"] == "http://127.0.0.1:8003"
     assert sessions["RF_DATABASE_URL"].endswith("/rf_sessions") and sessions["RF_ENV"] == "local"
-    assert "RF_JWT_PRIVATE_KEY_FILE" not in sessions and "RF_GATEWAY_URL" not in sessions
+    assert "RF_JWT_PRIVATE_KEY_FILE" not in sessions
+    # The services follow the gateway's token denials; handoffs calls sessions.
+    assert sessions["RF_GATEWAY_URL"] == "http://127.0.0.1:18000"
     handoffs = service_env(specs[2], specs, **common)  # type: ignore[arg-type]
     assert handoffs["RF_SESSIONS_URL"] == "http://127.0.0.1:8001", "escalation checks the session there"
     assert specs[0].command("py")[-6:] == [

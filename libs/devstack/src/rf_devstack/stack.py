@@ -75,10 +75,9 @@ def service_env(
     )
     if spec.name == "gateway":
         env["RF_JWT_PRIVATE_KEY_FILE"] = str(private_key)
-    # Every service's address to every other (the gateway forwards to them, handoffs checks sessions); a
-    # service reads only the ones its settings declare.
+    # Every peer's address (RF_GATEWAY_URL, RF_SESSIONS_URL, ...); a service reads the ones it calls.
     for other in specs:
-        if other.name not in ("gateway", spec.name):
+        if other.name != spec.name:
             env[f"RF_{other.name.upper()}_URL"] = other.url
     return env
 

@@ -19,6 +19,7 @@ from rfkit import migrate
 from rfkit.auth import RememberingVerifier, TokenVerifier
 from rfkit.consumer import EventConsumer, EventHandler, EventScreen
 from rfkit.db import Database
+from rfkit.denials import TokenDenials
 from rfkit.logs import configure_logging
 from rfkit.outbox import OutboxRelay
 from rfkit.settings import ServiceSettings
@@ -49,6 +50,12 @@ class ServiceRuntime:
                 batch_size=settings.outbox_batch_size,
             )
             if produces
+            else None
+        )
+        gateway_url = getattr(settings, "gateway_url", None)
+        self.denials = (
+            TokenDenials(gateway_url, poll_interval_s=settings.denials_poll_interval_s)  # type: ignore[attr-defined]
+            if gateway_url
             else None
         )
         self.consumers: list[EventConsumer] = []
@@ -123,11 +130,15 @@ class ServiceRuntime:
                     await self.broker.connect()
         if self.relay:
             await self.relay.start()
+        if self.denials:
+            await self.denials.start()
         tune_gc(s.gc_gen0_threshold)
         self.started = True
         log.info("%s started", s.service_name)
 
     async def stop(self) -> None:
+        if self.denials:
+            await self.denials.stop()
         if self.relay:
             await self.relay.stop()
         await self.broker.stop()
@@ -138,6 +149,7 @@ class ServiceRuntime:
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = self
         app.state.verifier = self.verifier
+        app.state.denials = self.denials
         await self.start()
         try:
             yield

@@ -9,18 +9,23 @@ from urllib.parse import urlsplit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The json_schema_extra key that marks a field as the address of another service this one calls.
+# The json_schema_extra key that marks a field as the address of another service this one calls, and the one
+# that says the calls are made in the background (the service starts and serves without the peer).
 _PEER = "rf_peer"
+_BACKGROUND = "rf_peer_background"
 
 
-def peer_url(default: str) -> Any:
+def peer_url(default: str | None, *, background: bool = False) -> Any:
     """A field holding the base URL of another service this one calls over HTTP.
 
-    Its default (a loopback address) serves local runs and tests only: with RF_ENV=prod it must be given.
+    Its default (a loopback address, or None: the call is not made) serves local runs and tests only: with
+    RF_ENV=prod it must be given.
     The deployment tests find these fields (ServiceSettings.peer_url_fields) to learn which service calls
     which, and check that compose and the Kubernetes manifests give each one and let the call through.
+    `background`: the peer is followed in the background, so the service need not wait for it to start (and
+    must not: the gateway, followed by every service for its token denials, waits for them).
     """
-    return Field(default=default, json_schema_extra={_PEER: True})
+    return Field(default=default, json_schema_extra={_PEER: True, _BACKGROUND: background})
 
 
 class ServiceSettings(BaseSettings):
@@ -72,7 +77,9 @@ class ServiceSettings(BaseSettings):
                 raise ValueError(f"{', '.join(missing)} {verb} required when RF_ENV=prod")
         for name in self.peer_url_fields():
             value = getattr(self, name)
-            url = urlsplit(value)
+            if value is None and self.env != "prod":
+                continue
+            url = urlsplit(value or "")
             if url.scheme not in ("http", "https") or not url.hostname:
                 raise ValueError(f"{self.env_name(name)} must be an http(s) URL with a host, not {value!r}")
         return self
@@ -84,6 +91,14 @@ class ServiceSettings(BaseSettings):
             name
             for name, field in cls.model_fields.items()
             if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get(_PEER)
+        )
+
+    @classmethod
+    def background_peer_fields(cls) -> tuple[str, ...]:
+        """The peer_url fields whose calls are made in the background (the service starts without the peer)."""
+        return tuple(
+            name for name in cls.peer_url_fields()
+            if cls.model_fields[name].json_schema_extra.get(_BACKGROUND)  # type: ignore[union-attr]
         )
 
     @classmethod
@@ -103,3 +118,13 @@ class ServiceSettings(BaseSettings):
         if self.jwt_public_key_file:
             return self.jwt_public_key_file.read_text()
         return None
+
+
+class DomainServiceSettings(ServiceSettings):
+    """Settings of a service behind the gateway (sessions, handoffs, analytics): where the gateway's token-denial
+    feed is (rfkit.denials)."""
+
+    # The gateway's internal address (e.g. http://gateway:8000). Unset outside prod: revocations then reach this
+    # service only through the gateway's own check, not for direct calls.
+    gateway_url: str | None = peer_url(None, background=True)
+    denials_poll_interval_s: float = Field(default=1.0, gt=0, le=30)

@@ -184,6 +184,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free loopback port, for Served (bind first when peers must know the URL early)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class Served:
     """An ASGI app served by uvicorn on a free loopback port, in a task of the current event loop.
 
@@ -191,17 +199,18 @@ class Served:
     (headers, bodies, refused connections, timeouts) travels over real sockets in tests too.
     """
 
-    def __init__(self, app: Any, *, lifespan: Literal["auto", "on", "off"] = "on") -> None:
+    def __init__(
+        self, app: Any, *, lifespan: Literal["auto", "on", "off"] = "on", sock: socket.socket | None = None
+    ) -> None:
         self.app = app
         self.lifespan = lifespan
         self.url = ""
+        self._sock = sock
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Served:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = self._sock or loopback_socket()
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         config = uvicorn.Config(self.app, log_level="warning", lifespan=self.lifespan, access_log=False)
         self._server = server = uvicorn.Server(config)

@@ -99,6 +99,7 @@ def build_app(
     app = FastAPI(title=title, version=version, lifespan=runtime.lifespan)
     app.state.runtime = runtime
     app.state.verifier = runtime.verifier
+    app.state.denials = getattr(runtime, "denials", None)
     app.add_middleware(RequestContextMiddleware, service=runtime.settings.service_name)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -2,10 +2,10 @@
 
 from pydantic import Field
 
-from rfkit.settings import ServiceSettings
+from rfkit.settings import DomainServiceSettings
 
 
-class Settings(ServiceSettings):
+class Settings(DomainServiceSettings):
     service_name: str = "analytics"
     port: int = 8003
     # Consumer group of the read model (prefixed by topic_prefix); another name gives a side-by-side copy.

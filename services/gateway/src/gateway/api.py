@@ -126,3 +126,21 @@ async def create_user(body: UserCreate, principal: Admin, ctx: IdentityCtx) -> d
 async def update_user(user_id: UUID, body: UserUpdate, principal: Admin, ctx: IdentityCtx) -> dict[str, object]:
     """Change a user's role, deactivate or reactivate them, or rename them."""
     return await handlers.update_user(ctx, principal, user_id=user_id, cmd=body)
+
+
+internal = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
+
+
+@internal.get("/token-denials")
+async def token_denials(
+    ctx: IdentityCtx,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> dict[str, object]:
+    """The feed of denied, unexpired access tokens that every service follows (rfkit.denials).
+
+    It holds token ids and expiry times only: a token id cannot be turned into a token, so the feed reveals
+    nothing usable. It is not part of the public API (not in the OpenAPI document); an ingress needs to publish
+    only /api.
+    """
+    return await handlers.token_denials(ctx, after=after, limit=limit)

@@ -21,6 +21,7 @@ from gateway.settings import Settings
 from rf_contracts.api.identity import RegisterRequest, TokenPair, UserCreate, UserUpdate
 from rfkit.auth import Principal
 from rfkit.db import Database, UnitOfWork
+from rfkit.denials import DENIAL_DETAIL
 from rfkit.errors import Conflict, NotFound
 
 
@@ -64,7 +65,7 @@ class Identity:
     tokens: TokenIssuer
     settings: Settings
     cache: PrincipalCache = field(init=False)
-    inflight: dict[tuple[str, int], asyncio.Future[tuple[bool, str, UUID, bool] | None]] = field(
+    inflight: dict[tuple[str, int], asyncio.Future[tuple[bool, str, UUID, str | None] | None]] = field(
         init=False, default_factory=dict
     )
 
@@ -91,9 +92,9 @@ async def check_principal(ctx: Identity, principal: Principal) -> None:
     state = await asyncio.shield(query)
     if state is None:
         raise AuthenticationFailed("invalid token: unknown user")
-    is_active, role, account_id, revoked = state
-    if revoked:
-        raise AuthenticationFailed("invalid token: revoked")
+    is_active, role, account_id, denied = state
+    if denied is not None:
+        raise AuthenticationFailed(f"invalid token: {DENIAL_DETAIL[denied]}")
     if not is_active:
         raise AuthenticationFailed("invalid token: user deactivated")
     if account_id != principal.account_id:
@@ -104,7 +105,7 @@ async def check_principal(ctx: Identity, principal: Principal) -> None:
     ctx.cache.remember(principal.token_id, generation)
 
 
-async def _principal_state(ctx: Identity, principal: Principal) -> tuple[bool, str, UUID, bool] | None:
+async def _principal_state(ctx: Identity, principal: Principal) -> tuple[bool, str, UUID, str | None] | None:
     async with ctx.db.read() as session:
         return await repo.principal_state(session, user_id=principal.user_id, token_id=principal.token_id)
 
@@ -307,11 +308,22 @@ async def update_user(ctx: Identity, principal: Principal, *, user_id: UUID, cmd
             await repo.update_user(uow.session, account_id=principal.account_id, user_id=user_id,
                                    changes=changes, now=now)
         if target.is_active and not new_active:
-            await repo.revoke_families(uow.session, user_id=user_id, now=now)
+            await repo.revoke_families(uow.session, user_id=user_id, now=now, reason="user_deactivated")
+        elif new_role != target.role:
+            # The other services learn of it from the denial feed: the user's live tokens carry the old role.
+            await repo.deny_live_access_tokens(uow.session, user_id=user_id, now=now, reason="role_changed")
         updated = await repo.get_user(uow.session, account_id=principal.account_id, user_id=user_id)
     ctx.cache.clear()
     assert updated is not None
     return updated.public()
+
+
+# ---- the token-denial feed the other services follow ---------------------------------------------------
+
+async def token_denials(ctx: Identity, *, after: int, limit: int) -> dict[str, Any]:
+    async with ctx.db.read() as session:
+        rows = await repo.denials_after(session, after=after, now=_now(), limit=limit)
+    return {"denials": [{**row, "expires_at": row["expires_at"].isoformat()} for row in rows]}
 
 
 # ---- helpers -----------------------------------------------------------------------------------------

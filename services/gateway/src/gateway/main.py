@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="ResolutionFlow API",
         routers=[api.router, *public.routers()],
     )
+    app.include_router(api.internal)
     app.description = (
         "The public API of ResolutionFlow. Identity is answered by the gateway; every other route is "
         "authenticated and authorized here, then forwarded to the service that owns it, which checks again."

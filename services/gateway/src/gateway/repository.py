@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -12,6 +12,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 metadata = sa.MetaData()
+
+
+class Xid8(sa.types.UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id (written by the column's default, compared in SQL only)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: Any) -> str:
+        return "xid8"
 
 accounts = sa.Table(
     "accounts",
@@ -58,7 +67,13 @@ revoked_access_tokens = sa.Table(
     sa.Column("jti", sa.Text, primary_key=True),
     sa.Column("user_id", sa.Uuid, nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    # The feed the other services follow (GET /internal/v1/token-denials): seq orders it, reason explains it.
+    sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
+    sa.Column("reason", sa.Text, nullable=False, server_default="revoked"),
+    sa.Column("txid", Xid8, nullable=False, server_default=sa.text("pg_current_xact_id()")),
 )
+
+DenialReason = Literal["revoked", "user_deactivated", "role_changed"]
 
 login_attempts = sa.Table(
     "login_attempts",
@@ -166,16 +181,18 @@ async def update_user(
 
 async def principal_state(
     session: AsyncSession, *, user_id: UUID, token_id: str
-) -> tuple[bool, str, UUID, bool] | None:
-    """(is_active, role, account_id, token revoked) of a token's user, or None when the user does not exist."""
-    revoked = sa.exists().where(revoked_access_tokens.c.jti == token_id)
+) -> tuple[bool, str, UUID, str | None] | None:
+    """(is_active, role, account_id, why the token is denied or None) of a token's user; None: no such user."""
+    denied = (
+        sa.select(revoked_access_tokens.c.reason).where(revoked_access_tokens.c.jti == token_id).scalar_subquery()
+    )
     row = (
         await session.execute(
-            sa.select(users.c.is_active, users.c.role, users.c.account_id, revoked.label("revoked"))
+            sa.select(users.c.is_active, users.c.role, users.c.account_id, denied.label("denied"))
             .where(users.c.id == user_id)
         )
     ).first()
-    return None if row is None else (row.is_active, row.role, row.account_id, row.revoked)
+    return None if row is None else (row.is_active, row.role, row.account_id, row.denied)
 
 
 # ---- refresh tokens and revoked access tokens --------------------------------------------------------
@@ -215,7 +232,8 @@ async def family_of_access_token(session: AsyncSession, *, user_id: UUID, access
 
 
 async def revoke_families(
-    session: AsyncSession, *, now: datetime, family_ids: list[UUID] | None = None, user_id: UUID | None = None
+    session: AsyncSession, *, now: datetime, family_ids: list[UUID] | None = None, user_id: UUID | None = None,
+    reason: DenialReason = "revoked",
 ) -> None:
     """Revoke the refresh tokens of some families (or of all a user's families) and deny their live access tokens."""
     where = (
@@ -224,13 +242,24 @@ async def revoke_families(
     await session.execute(
         sa.update(refresh_tokens).where(where, refresh_tokens.c.revoked_at.is_(None)).values(revoked_at=now)
     )
-    live = sa.select(refresh_tokens.c.access_jti, refresh_tokens.c.user_id, refresh_tokens.c.access_expires_at).where(
-        where, refresh_tokens.c.access_expires_at > now
-    )
+    await _deny_live_access_tokens(session, where=where, now=now, reason=reason)
+
+
+async def deny_live_access_tokens(session: AsyncSession, *, user_id: UUID, now: datetime, reason: DenialReason) -> None:
+    """Deny every access token of a user that has not expired yet (its refresh families stay usable)."""
+    await _deny_live_access_tokens(session, where=refresh_tokens.c.user_id == user_id, now=now, reason=reason)
+
+
+async def _deny_live_access_tokens(
+    session: AsyncSession, *, where: sa.ColumnElement[bool], now: datetime, reason: DenialReason
+) -> None:
+    live = sa.select(
+        refresh_tokens.c.access_jti, refresh_tokens.c.user_id, refresh_tokens.c.access_expires_at, sa.literal(reason)
+    ).where(where, refresh_tokens.c.access_expires_at > now)
     # One statement for all of them (a user being deactivated may hold many).
     await session.execute(
         pg_insert(revoked_access_tokens)
-        .from_select(["jti", "user_id", "expires_at"], live)
+        .from_select(["jti", "user_id", "expires_at", "reason"], live)
         .on_conflict_do_nothing(index_elements=["jti"])
     )
 
@@ -238,6 +267,25 @@ async def revoke_families(
 async def deny_access_token(session: AsyncSession, *, jti: str, user_id: UUID, expires_at: datetime) -> None:
     stmt = pg_insert(revoked_access_tokens).values(jti=jti, user_id=user_id, expires_at=expires_at)
     await session.execute(stmt.on_conflict_do_nothing(index_elements=["jti"]))
+
+
+async def denials_after(session: AsyncSession, *, after: int, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Denied access tokens still unexpired, in feed order from `after` (exclusive)."""
+    rows = await session.execute(
+        sa.select(
+            revoked_access_tokens.c.seq, revoked_access_tokens.c.jti, revoked_access_tokens.c.expires_at,
+            revoked_access_tokens.c.reason,
+        )
+        .where(
+            revoked_access_tokens.c.seq > after,
+            revoked_access_tokens.c.expires_at > now,
+            # Only rows of transactions older than every running one: none of those can still commit a smaller seq.
+            revoked_access_tokens.c.txid < sa.func.pg_snapshot_xmin(sa.func.pg_current_snapshot()),
+        )
+        .order_by(revoked_access_tokens.c.seq)
+        .limit(limit)
+    )
+    return [dict(row._mapping) for row in rows]
 
 
 async def purge_expired(session: AsyncSession, *, now: datetime, attempts_before: datetime) -> None:

@@ -2,10 +2,10 @@
 
 from pydantic import Field
 
-from rfkit.settings import ServiceSettings, peer_url
+from rfkit.settings import DomainServiceSettings, peer_url
 
 
-class Settings(ServiceSettings):
+class Settings(DomainServiceSettings):
     service_name: str = "handoffs"
     port: int = 8002
     # Escalation checks the session there synchronously (RF_SESSIONS_URL; required when RF_ENV=prod).

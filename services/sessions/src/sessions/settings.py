@@ -1,8 +1,8 @@
 """Settings of the sessions service (environment variables with prefix RF_)."""
 
-from rfkit.settings import ServiceSettings
+from rfkit.settings import DomainServiceSettings
 
 
-class Settings(ServiceSettings):
+class Settings(DomainServiceSettings):
     service_name: str = "sessions"
     port: int = 8001
