@@ -6,8 +6,12 @@ for 127.0.0.1/localhost, a client certificate, and a second CA that signed nothi
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
+import os
+import re
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +24,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rf_contracts import Event, topics
-from rf_devstack.kafka import LocalKafka
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from rf_devstack._paths import default_pom
+from rf_devstack.kafka import LocalKafka, resolve_classpath
+from rf_devstack.prereqs import find_maven
 from rfkit.db import UnitOfWork
 from rfkit.kafka import KafkaAccessError
 from rfkit.service import ServiceRuntime
-from rfkit.settings import ServiceSettings
+from rfkit.settings import KafkaSettings, ServiceSettings
 from rfkit.testing import free_port, step_event, unique_prefix, wait_until
 
 USER, PASSWORD = "rf-service", "correct horse battery staple"
@@ -310,3 +319,67 @@ def test_settings_refuse_incomplete_security(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="uses no SASL"):
         ServiceSettings(kafka_security_protocol="SSL", kafka_sasl_username="u")
     assert ServiceSettings().kafka().faststream_security() is None
+
+
+def _kafka_bin(directory: Path) -> Path:
+    """kafka-topics.sh and kafka-configs.sh as in the Kafka image, over the broker's jars plus kafka-tools."""
+    pom = default_pom()
+    version = re.search(r"<kafka\.version>([^<]+)<", pom.read_text())
+    assert version, pom
+    tools = Path.home() / f".m2/repository/org/apache/kafka/kafka-tools/{version[1]}/kafka-tools-{version[1]}.jar"
+    if not tools.is_file():  # cached after the first run, like the broker's jars
+        mvn = find_maven(os.environ)
+        assert mvn, "Maven is needed to fetch kafka-tools"
+        subprocess.run(
+            [mvn, "-B", "-q", "dependency:get", f"-Dartifact=org.apache.kafka:kafka-tools:{version[1]}"],
+            check=True, capture_output=True, timeout=900,
+        )
+    classpath = f"{resolve_classpath(pom)}:{tools}"
+    directory.mkdir()
+    for script, main in (("kafka-topics.sh", "org.apache.kafka.tools.TopicCommand"),
+                         ("kafka-configs.sh", "kafka.admin.ConfigCommand")):
+        # Short-lived tools: the quick compiler tier and the simplest collector start fastest.
+        (directory / script).write_text(f'#!/bin/sh\nexec java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "{classpath}" {main} "$@"\n')
+        (directory / script).chmod(0o755)
+    return directory
+
+
+async def test_the_topic_job_script_creates_topics_over_sasl_ssl(secured_kafka, tmp_path: Path) -> None:
+    """deploy/k8s/base/kafka-topics/create-topics.sh with the RF_KAFKA_* settings of the kafka-sasl-ssl component."""
+    script = Path(__file__).resolve().parents[3] / "deploy/k8s/base/kafka-topics/create-topics.sh"
+    topic = f"{unique_prefix()}{topics.STEP_CREATED}"
+    env = {
+        "PATH": os.environ["PATH"],
+        "KAFKA_BIN": str(await asyncio.to_thread(_kafka_bin, tmp_path / "bin")),
+        "TMPDIR": str(tmp_path),
+        "BOOTSTRAP": secured_kafka.sasl_ssl,
+        "TOPICS": topic,
+        "PARTITIONS": "2",
+        "RETENTION_MS": "-1",
+        "DLQ_RETENTION_MS": "86400000",
+        "RF_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "RF_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "RF_KAFKA_SASL_USERNAME": USER,
+        "RF_KAFKA_SASL_PASSWORD_FILE": str(secured_kafka.secrets / "password"),
+        "RF_KAFKA_SSL_CA_FILE": str(secured_kafka.pki.ca),
+    }
+    result = await asyncio.to_thread(
+        subprocess.run, ["sh", str(script)], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all topics ready" in result.stdout
+    assert (tmp_path / "rf-kafka-client.properties").stat().st_mode & 0o077 == 0, "the password file is private"
+
+    # Checked through the kit, with the very settings the script was given.
+    settings = {k[3:].lower(): v for k, v in env.items() if k.startswith("RF_KAFKA_")}
+    kafka = KafkaSettings.model_validate({**settings, "kafka_bootstrap": secured_kafka.sasl_ssl}).kafka()
+    admin = AIOKafkaAdminClient(**kafka.client_kwargs())
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic, f"{topic}.dlq"])
+        configs = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, f"{topic}.dlq")])
+    finally:
+        await admin.close()
+    assert [len(d["partitions"]) for d in described] == [2, 2]
+    dlq_config = {entry[0]: entry[1] for entry in configs[0].resources[0][4]}
+    assert dlq_config["retention.ms"] == "86400000"
