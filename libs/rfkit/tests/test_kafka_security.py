@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rf_contracts import Event, topics
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
 from rf_devstack._paths import default_pom
 from rf_devstack.kafka import LocalKafka, resolve_classpath
 from rf_devstack.prereqs import find_maven
@@ -37,6 +36,7 @@ from rfkit.settings import KafkaSettings, ServiceSettings
 from rfkit.testing import free_port, step_event, unique_prefix, wait_until
 
 USER, PASSWORD = "rf-service", "correct horse battery staple"
+TOPIC_SCRIPT = Path(__file__).resolve().parents[3] / "deploy/k8s/base/kafka-topics/create-topics.sh"
 
 
 @dataclass(frozen=True)
@@ -339,14 +339,14 @@ def _kafka_bin(directory: Path) -> Path:
     for script, main in (("kafka-topics.sh", "org.apache.kafka.tools.TopicCommand"),
                          ("kafka-configs.sh", "kafka.admin.ConfigCommand")):
         # Short-lived tools: the quick compiler tier and the simplest collector start fastest.
-        (directory / script).write_text(f'#!/bin/sh\nexec java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "{classpath}" {main} "$@"\n')
+        java = "java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+        (directory / script).write_text(f'#!/bin/sh\nexec {java} -cp "{classpath}" {main} "$@"\n')
         (directory / script).chmod(0o755)
     return directory
 
 
 async def test_the_topic_job_script_creates_topics_over_sasl_ssl(secured_kafka, tmp_path: Path) -> None:
     """deploy/k8s/base/kafka-topics/create-topics.sh with the RF_KAFKA_* settings of the kafka-sasl-ssl component."""
-    script = Path(__file__).resolve().parents[3] / "deploy/k8s/base/kafka-topics/create-topics.sh"
     topic = f"{unique_prefix()}{topics.STEP_CREATED}"
     env = {
         "PATH": os.environ["PATH"],
@@ -364,7 +364,7 @@ async def test_the_topic_job_script_creates_topics_over_sasl_ssl(secured_kafka, 
         "RF_KAFKA_SSL_CA_FILE": str(secured_kafka.pki.ca),
     }
     result = await asyncio.to_thread(
-        subprocess.run, ["sh", str(script)], env=env, capture_output=True, text=True, timeout=600
+        subprocess.run, ["sh", str(TOPIC_SCRIPT)], env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all topics ready" in result.stdout
