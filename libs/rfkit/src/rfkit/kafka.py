@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.conn import create_conn
@@ -25,9 +26,9 @@ class KafkaAccessError(RuntimeError):
     """Kafka answered but refused this client (TLS trust, SASL credentials): retrying cannot help."""
 
 
-def _secret(path: Any) -> str:
+def _secret(path: Path) -> str:
     # A mounted Secret or `echo` adds a trailing newline that is not part of the password.
-    return str(path.read_text()).rstrip("\r\n")
+    return path.read_text().rstrip("\r\n")
 
 
 def _tls_refusal(exc: BaseException) -> ssl.SSLError | None:
@@ -81,8 +82,9 @@ class KafkaConnection:
             if settings.kafka_ssl_cert_file:
                 origin["client certificate"] = f"RF_KAFKA_SSL_CERT_FILE={settings.kafka_ssl_cert_file}"
         password = None
-        if protocol.startswith("SASL_"):
-            password = _secret(settings.kafka_sasl_password_file)
+        password_file = settings.kafka_sasl_password_file
+        if protocol.startswith("SASL_") and password_file:  # the settings' validation made sure it is set
+            password = _secret(password_file)
             if not password:
                 raise ValueError(f"RF_KAFKA_SASL_PASSWORD_FILE={settings.kafka_sasl_password_file} is empty")
             origin["sasl"] = (
