@@ -61,6 +61,8 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
     messages = applied = invalid = 0
     started_consumer = False
     try:
+        # Before the read model is emptied: a refused certificate or password must not leave it empty.
+        await kafka.check_access()
         async with db.unit_of_work() as uow:
             await repository.clear_read_model(uow.session, consumer=CONSUMER_NAME)
         # After the clear (TRUNCATE waits for the live consumer's open transaction): every event applied
