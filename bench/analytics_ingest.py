@@ -35,6 +35,7 @@ from rf_contracts import Event, HandoffClaimed, HandoffReleased, StepCreated
 from rf_contracts.events import parse_event
 from rf_devstack.postgres import asyncpg_dsn, ensure_databases, url_with_database
 from rfkit import migrate
+from rfkit.kafka import KafkaConnection
 from rfkit.testing import RunningApp
 from rfkit.topics import ensure_topics
 
@@ -70,8 +71,8 @@ def generate(n_events: int, accounts: int, rng: random.Random) -> list[Event]:
     return events
 
 
-async def produce_all(bootstrap: str, prefix: str, events: list[Event]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024)
+async def produce_all(kafka: KafkaConnection, prefix: str, events: list[Event]) -> None:
+    producer = AIOKafkaProducer(**kafka.client_kwargs(), acks="all", linger_ms=20, max_batch_size=256 * 1024)
     await producer.start()
     try:
         pending = []
@@ -86,14 +87,14 @@ async def produce_all(bootstrap: str, prefix: str, events: list[Event]) -> None:
 
 
 async def raw_consume(
-    bootstrap: str, topics: list[str], expected: int, *, prefix: str = "", validate: bool = False
+    kafka: KafkaConnection, topics: list[str], expected: int, *, prefix: str = "", validate: bool = False
 ) -> float:
     """Seconds for a bare aiokafka consumer (fresh group, from the earliest offset) to read every record.
 
     With `validate`, each record is also parsed against its contract (what every kit consumer does first).
     """
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
+        *topics, **kafka.client_kwargs(), group_id=f"bench-raw-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest", enable_auto_commit=False,
     )
     started = time.perf_counter()
@@ -114,7 +115,7 @@ async def raw_consume(
 
 
 async def store_only_consume(
-    bootstrap: str, topics: list[str], expected: int, dsn: str, *, parse: bool, workers: int = 2
+    kafka: KafkaConnection, topics: list[str], expected: int, dsn: str, *, parse: bool, workers: int = 2
 ) -> float:
     """Seconds for `workers` bare consumers of one fresh group to read every record and keep it durably.
 
@@ -137,7 +138,7 @@ async def store_only_consume(
         nonlocal seen
         conn = await asyncpg.connect(dsn)
         consumer = AIOKafkaConsumer(
-            *topics, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+            *topics, **kafka.client_kwargs(), group_id=group, auto_offset_reset="earliest",
             enable_auto_commit=False,
         )
         await consumer.start()
@@ -179,7 +180,7 @@ async def store_only_consume(
 
 async def service_consume(settings: Settings, topics: list[str]) -> float:
     """Seconds for the analytics service (fresh group) to apply and commit every record."""
-    async with OffsetProbe(settings.kafka_bootstrap, topics) as probe:
+    async with OffsetProbe(settings.kafka(), topics) as probe:
         group = settings.group(settings.consumer_group)
         started = time.perf_counter()
         async with RunningApp(create_app(settings)):
@@ -199,12 +200,13 @@ async def run(n_events: int, accounts: int) -> dict[str, object]:
             topic_prefix=prefix, env="test", log_level="WARNING",
         )
         await asyncio.to_thread(migrate.upgrade, "analytics", settings.database_url)
-        await ensure_topics(settings.kafka_bootstrap, prefix)
+        kafka = settings.kafka()
+        await ensure_topics(kafka, prefix)
         topics = [prefix + t for t in TOPICS]
 
         began = time.perf_counter()
         events = generate(n_events, accounts, random.Random(6))
-        await produce_all(settings.kafka_bootstrap, prefix, events)
+        await produce_all(kafka, prefix, events)
         n_events = len(events)
         print(f"produced {n_events} events over {accounts} accounts in {time.perf_counter() - began:.1f}s")
         # The generated events are not the consumers' business: they would only make every garbage collection
@@ -212,15 +214,15 @@ async def run(n_events: int, accounts: int) -> dict[str, object]:
         del events
         gc.collect()
 
-        raw_s = await raw_consume(settings.kafka_bootstrap, topics, n_events)
+        raw_s = await raw_consume(kafka, topics, n_events)
         print(f"bare aiokafka consumer: {raw_s:.2f}s, {n_events / raw_s:,.0f} records/s")
-        parsed_s = await raw_consume(settings.kafka_bootstrap, topics, n_events, prefix=prefix, validate=True)
+        parsed_s = await raw_consume(kafka, topics, n_events, prefix=prefix, validate=True)
         print(f"bare consumer + contract validation only: {parsed_s:.2f}s, {n_events / parsed_s:,.0f} records/s")
         dsn = asyncpg_dsn(settings.database_url)
-        bytes_s = await store_only_consume(settings.kafka_bootstrap, topics, n_events, dsn, parse=False)
+        bytes_s = await store_only_consume(kafka, topics, n_events, dsn, parse=False)
         print(f"floor, 2 bare consumers keeping each record's bytes: {bytes_s:.2f}s, {n_events / bytes_s:,.0f}"
               f" records/s (ratio {raw_s / bytes_s:.3f})")
-        fields_s = await store_only_consume(settings.kafka_bootstrap, topics, n_events, dsn, parse=True)
+        fields_s = await store_only_consume(kafka, topics, n_events, dsn, parse=True)
         print(f"floor, 2 bare consumers keeping two fields of each record: {fields_s:.2f}s,"
               f" {n_events / fields_s:,.0f} records/s (ratio {raw_s / fields_s:.3f})")
         service_s = await service_consume(settings, topics)

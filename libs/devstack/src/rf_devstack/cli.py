@@ -63,12 +63,15 @@ class Paths:
 def _ensure_topics(bootstrap: str) -> bool:
     """Creates the contract topics with rfkit when it is importable (services also do it on startup)."""
     try:
+        from rfkit.settings import KafkaSettings
         from rfkit.topics import ensure_topics
     except ImportError:
         say("topics: rfkit.topics not importable, leaving topic creation to the services")
         return False
     try:
-        result = run_sync(lambda: ensure_topics(bootstrap))
+        # TLS and SASL come from the same RF_KAFKA_* variables the services read.
+        kafka = KafkaSettings(kafka_bootstrap=bootstrap).kafka()
+        result = run_sync(lambda: ensure_topics(kafka))
     except Exception as exc:
         say(f"topics: rfkit.topics.ensure_topics failed ({exc!r}); the services will retry on startup")
         return False

@@ -11,7 +11,7 @@ import struct
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rf_devstack._paths import default_pom
@@ -146,6 +146,9 @@ class LocalKafka:
         heap_min: str = "256m",
         heap_max: str = "512m",
         fresh: bool = False,
+        extra_listeners: Mapping[str, tuple[str, int]] | None = None,
+        extra_properties: Mapping[str, str] | None = None,
+        format_args: Sequence[str] = (),
     ) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.port = port
@@ -154,6 +157,12 @@ class LocalKafka:
         self.pom = pom
         self.heap = (heap_min, heap_max)
         self.fresh = fresh
+        # More listeners beside PLAINTEXT (which stays: readiness checks and the broker's own traffic use it),
+        # as name -> (security protocol, port), with their settings in extra_properties (e.g. a SASL_SSL one).
+        self.extra_listeners = dict(extra_listeners or {})
+        self.extra_properties = dict(extra_properties or {})
+        # Extra `StorageTool format` arguments, e.g. `--add-scram` to create SCRAM users before the first start.
+        self.format_args = list(format_args)
         self.data_dir = self.run_dir / "data"
         self.properties_path = self.run_dir / "server.properties"
         self.log4j_path = self.run_dir / "log4j2.properties"
@@ -176,17 +185,23 @@ class LocalKafka:
         return self.pid() is not None and kafka_answers(self.host, self.port)
 
     def server_properties(self) -> dict[str, str]:
+        listeners = [f"PLAINTEXT://{self.host}:{self.port}"]
+        protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+        for name, (protocol, port) in self.extra_listeners.items():
+            listeners.append(f"{name}://{self.host}:{port}")
+            protocols.append(f"{name}:{protocol}")
+        advertised = ",".join(listeners)
         return {
             "process.roles": "broker,controller",
             "node.id": "1",
             # Static voters: the storage is then formatted without --standalone (that flag is for a
             # dynamic quorum, configured with controller.quorum.bootstrap.servers instead).
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "listeners": f"{advertised},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(protocols),
             "log.dirs": str(self.data_dir),
             "num.partitions": "6",
             "default.replication.factor": "1",
@@ -204,6 +219,7 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms": "0",
             # The cleaner allocates this on the heap at startup; the 128 MB default is a quarter of ours.
             "log.cleaner.dedupe.buffer.size": str(32 * 1024 * 1024),
+            **self.extra_properties,
         }
 
     def _log4j_config(self) -> str:
@@ -283,6 +299,7 @@ class LocalKafka:
         if (self.data_dir / "meta.properties").is_file():
             return
         args = ["format", "-t", new_cluster_id(), "-c", str(self.properties_path), "--ignore-formatted"]
+        args += self.format_args
         if "controller.quorum.bootstrap.servers" in self.server_properties():
             args.append("--standalone")
         proc = subprocess.run(

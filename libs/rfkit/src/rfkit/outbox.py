@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select, text, update
 
 from rfkit import metrics
 from rfkit.db import Database
+from rfkit.kafka import KafkaConnection
 from rfkit.tables import outbox
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class OutboxRelay:
     def __init__(
         self,
         db: Database,
-        bootstrap: str,
+        kafka: str | KafkaConnection,
         *,
         service: str,
         poll_interval_s: float = 0.1,
@@ -43,7 +44,7 @@ class OutboxRelay:
         retention: timedelta = timedelta(days=7),
     ) -> None:
         self.db = db
-        self.bootstrap = bootstrap
+        self.kafka = KafkaConnection.of(kafka)
         self.service = service
         self.poll_interval_s = poll_interval_s
         self.batch_size = batch_size
@@ -72,7 +73,7 @@ class OutboxRelay:
     async def _producer_ready(self) -> AIOKafkaProducer:
         if self._producer is None:
             producer = AIOKafkaProducer(
-                bootstrap_servers=self.bootstrap,
+                **self.kafka.client_kwargs(),
                 acks="all",
                 enable_idempotence=True,
                 linger_ms=0,

@@ -13,13 +13,20 @@ from typing import Any
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from sqlalchemy import text
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from rfkit import migrate
 from rfkit.auth import RememberingVerifier, TokenVerifier
 from rfkit.consumer import EventConsumer, EventHandler, EventScreen
 from rfkit.db import Database
 from rfkit.denials import TokenDenials
+from rfkit.kafka import KafkaAccessError
 from rfkit.logs import configure_logging
 from rfkit.outbox import OutboxRelay
 from rfkit.settings import ServiceSettings
@@ -35,8 +42,10 @@ class ServiceRuntime:
         self.settings = settings
         self.package = package
         self.db = Database(settings.database_url, pool_size=settings.db_pool_size, topic_prefix=settings.topic_prefix)
+        self.kafka = settings.kafka()
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
+            security=self.kafka.faststream_security(),
             client_id=settings.service_name,
             # Per-message framework logs would dominate the output; consumers log what matters themselves.
             log_level=logging.DEBUG,
@@ -44,7 +53,7 @@ class ServiceRuntime:
         self.relay = (
             OutboxRelay(
                 self.db,
-                settings.kafka_bootstrap,
+                self.kafka,
                 service=settings.service_name,
                 poll_interval_s=settings.outbox_poll_interval_s,
                 batch_size=settings.outbox_batch_size,
@@ -118,12 +127,14 @@ class ServiceRuntime:
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(60),
             wait=wait_exponential(min=0.2, max=5),
-            retry=retry_if_exception_type(Exception),
+            # A refused certificate or password is reported at once: waiting does not change it.
+            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(KafkaAccessError),
             reraise=True,
         ):
             with attempt:
+                await self.kafka.check_access()
                 if s.create_topics:
-                    await ensure_topics(s.kafka_bootstrap, s.topic_prefix)
+                    await ensure_topics(self.kafka, s.topic_prefix)
                 if s.consume and self.consumers:
                     await self.broker.start()
                 else:

@@ -9,6 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from rf_contracts import topics as t
+from rfkit.kafka import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +24,11 @@ def topic_specs(prefix: str = "") -> list[NewTopic]:
     return specs
 
 
-async def ensure_topics(bootstrap: str, prefix: str = "", specs: Iterable[NewTopic] | None = None) -> list[str]:
+async def ensure_topics(
+    kafka: str | KafkaConnection, prefix: str = "", specs: Iterable[NewTopic] | None = None
+) -> list[str]:
     """Create what is missing (idempotent); returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(**KafkaConnection.of(kafka).client_kwargs(), request_timeout_ms=10_000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -8,14 +8,17 @@ from types import TracebackType
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from rfkit.kafka import KafkaConnection
+
 
 class OffsetProbe:
     """Reads end offsets of topics and committed offsets of groups over one pair of connections."""
 
-    def __init__(self, bootstrap: str, topics: Sequence[str]) -> None:
+    def __init__(self, kafka: str | KafkaConnection, topics: Sequence[str]) -> None:
         self.topics = list(topics)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        client = KafkaConnection.of(kafka).client_kwargs()
+        self._consumer = AIOKafkaConsumer(**client, group_id=None, enable_auto_commit=False)
+        self._admin = AIOKafkaAdminClient(**client)
         self._partitions: list[TopicPartition] = []
 
     async def __aenter__(self) -> OffsetProbe:

@@ -50,8 +50,9 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
     await asyncio.to_thread(migrate.upgrade, "analytics", settings.database_url)
     full_topics = [f"{prefix}{t}" for t in TOPICS]
     db = Database(settings.database_url, pool_size=2, topic_prefix=prefix)
+    kafka = settings.kafka()
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka.client_kwargs(),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -60,11 +61,13 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
     messages = applied = invalid = 0
     started_consumer = False
     try:
+        # Before the read model is emptied: a refused certificate or password must not leave it empty.
+        await kafka.check_access()
         async with db.unit_of_work() as uow:
             await repository.clear_read_model(uow.session, consumer=CONSUMER_NAME)
         # After the clear (TRUNCATE waits for the live consumer's open transaction): every event applied
         # before it lies below these offsets and is replayed.
-        async with OffsetProbe(settings.kafka_bootstrap, full_topics) as probe:
+        async with OffsetProbe(kafka, full_topics) as probe:
             partitions = probe.partitions
             targets = {tp: end for tp, end in (await probe.end_offsets()).items() if end > 0}
         log.info("read model cleared; replaying %d partitions into group %s", len(targets), group)
