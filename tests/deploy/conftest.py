@@ -39,11 +39,13 @@ COMMON_ENV = frozenset(
     }
 )
 GATEWAY_ENV = frozenset({"RF_JWT_PRIVATE_KEY_FILE", "RF_SESSIONS_URL", "RF_HANDOFFS_URL", "RF_ANALYTICS_URL"})
+# Besides the common ones: the gateway signs and forwards; handoffs checks each escalated session in sessions.
+SERVICE_ENV = {"gateway": GATEWAY_ENV, "handoffs": frozenset({"RF_SESSIONS_URL"})}
 
 
 def allowed_env(service: str) -> frozenset[str]:
     """The RF_ names a service may be given."""
-    return COMMON_ENV | GATEWAY_ENV if service == "gateway" else COMMON_ENV
+    return COMMON_ENV | SERVICE_ENV.get(service, frozenset())
 
 
 def kustomize_command() -> list[str]:
