@@ -304,18 +304,28 @@ class Stack:
         pending = dependency_order(self.services)
         met: set[tuple[str, str]] = set()
 
+        def ready(name: str) -> bool:
+            for dep, condition in depends_on(self.services[name]).items():
+                if dep in pending:
+                    return False
+                # Checked once, as compose does when it starts the dependent (and a healthcheck costs a JVM).
+                if (dep, condition) not in met:
+                    if not self.holds(dep, condition):
+                        return False
+                    met.add((dep, condition))
+            return True
+
         def start_ready() -> bool:
             # Each pass starts every service whose conditions hold now, so independent ones start together.
             for name in list(pending):
-                conditions = depends_on(self.services[name]).items()
-                if all(dep not in pending and ((dep, c) in met or self.holds(dep, c)) for dep, c in conditions):
-                    met.update(conditions)
+                if ready(name):
                     say(f"starting {name}")
                     self.engine.run("start", self.container(name))
                     pending.remove(name)
             return not pending
 
-        poll(start_ready, timeout, "every service to start", interval=0.5,
+        # A chain of waits (infrastructure, then one-shots, then servers): each link gets the timeout.
+        poll(start_ready, 4 * timeout, "every service to start", interval=0.5,
              on_timeout=lambda: "still waiting: " + ", ".join(pending))
 
     def container(self, service: str) -> str:
@@ -556,18 +566,24 @@ def phase(name: str, timings: dict[str, float]) -> Iterator[None]:
         timings[name] = round(time.monotonic() - started, 1)
 
 
-def compose_test(images: str, timeout: float) -> dict[str, float]:
+def prepare(images: str, timings: dict[str, float]) -> tuple[Engine, dict[str, str]]:
+    """The engine, the images built, and the environment compose.yaml needs to use them."""
     root = repo_root()
-    timings: dict[str, float] = {}
     engine = find_engine(root)
     say(f"engine: {engine.name}")
     with phase("images", timings):
         local = images == "local" or (images == "auto" and not public_images_available(engine))
         say(f"images: {'built locally (no registry)' if local else 'public'}")
         env = build_images(engine, root, local=local)
+    return engine, env
+
+
+def compose_test(images: str, timeout: float) -> dict[str, float]:
+    timings: dict[str, float] = {}
+    engine, env = prepare(images, timings)
     port = free_port()
     env["RF_GATEWAY_PORT"] = str(port)
-    stack = Stack(engine, root, env)
+    stack = Stack(engine, repo_root(), env)
     if stack.leftovers():
         say("removing what an earlier run left behind")
         stack.down()
@@ -597,17 +613,35 @@ def compose_test(images: str, timeout: float) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rf_devstack.compose", description=__doc__)
+    parser.add_argument("command", nargs="?", choices=["test", "up", "down"], default="test",
+                        help="test (default): the whole check; up: build and start project resolutionflow and leave "
+                        "it running (gateway on RF_GATEWAY_PORT, default 8000); down: remove it with its volumes")
     parser.add_argument("--images", choices=["auto", "public", "local"], default=os.environ.get(
         "RF_COMPOSE_IMAGES", "auto"), help="public images, local stand-ins, or public when they can be pulled")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for any one thing")
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        timings = compose_test(args.images, args.timeout)
+        if args.command == "test":
+            timings = compose_test(args.images, args.timeout)
+            say(f"passed in {time.monotonic() - started:.0f}s "
+                f"({', '.join(f'{k} {v}s' for k, v in timings.items())})")
+        elif args.command == "up":
+            engine, env = prepare(args.images, {})
+            env["RF_GATEWAY_PORT"] = port = os.environ.get("RF_GATEWAY_PORT", "8000")
+            stack = Stack(engine, repo_root(), env, project="resolutionflow")
+            stack.up(args.timeout)
+            stack.wait_for("gateway", "service_healthy", args.timeout)
+            say(f"up: gateway on http://127.0.0.1:{port}; `python -m rf_devstack.compose down` removes it")
+        else:
+            stack = Stack(find_engine(repo_root()), repo_root(), {}, project="resolutionflow")
+            left = stack.down()
+            if left:
+                raise ComposeTestError("still there: " + ", ".join(left))
+            say("down: no containers, networks or volumes of resolutionflow remain")
     except ComposeTestError as exc:
         print(f"compose-test: FAILED: {exc}", file=sys.stderr, flush=True)
         return 1
-    say(f"passed in {time.monotonic() - started:.0f}s ({', '.join(f'{k} {v}s' for k, v in timings.items())})")
     return 0
 
 
