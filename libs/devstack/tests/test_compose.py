@@ -53,3 +53,10 @@ def test_a_dependency_cycle_is_an_error_not_a_hang() -> None:
     services = {"a": {"depends_on": {"b": {"condition": "service_healthy"}}}, "b": {"depends_on": ["a"]}}
     with pytest.raises(compose.ComposeTestError, match="cycle"):
         compose.dependency_order(services)
+
+
+def test_without_an_engine_it_fails_and_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setattr(compose, "docker_engine_available", lambda: False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no podman (nor docker) to find
+    with pytest.raises(compose.ComposeTestError, match=r"apt-get install -y podman runc debootstrap"):
+        compose.find_engine(repo_root())
