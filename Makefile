@@ -9,7 +9,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 RUN := uv run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help uv install kafka-jars up start stop status test lint bench
+.PHONY: help uv install kafka-jars up start stop status test compose-test lint bench
 
 help:
 	@echo "ResolutionFlow"
@@ -19,6 +19,7 @@ help:
 	@echo "  make stop        stop what start (or infra-up) runs"
 	@echo "  make status      KEY=VALUE addresses and the state of each component"
 	@echo "  make test        every test (PYTEST_ARGS='-k name -x' to narrow)"
+	@echo "  make compose-test  compose.yaml in a real container engine (Docker, else Podman): build, run, check, remove"
 	@echo "  make lint        ruff and mypy"
 	@echo "  make bench       every benchmark"
 	@echo "  make kafka-jars  resolve the local Kafka broker's jars with Maven"
@@ -54,6 +55,11 @@ status: uv
 
 test: install
 	$(RUN) pytest $(PYTEST_ARGS)
+
+# Builds the images (locally when no registry answers), runs compose.yaml, drives it through the gateway, kills a
+# service and checks it comes back with nothing lost, then removes every container, network and volume it made.
+compose-test: install
+	$(RUN) python -m rf_devstack.compose
 
 lint: uv
 	$(RUN) ruff check . && $(RUN) mypy $(wildcard libs/*/src services/*/src) bench

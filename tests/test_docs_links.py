@@ -118,6 +118,9 @@ def markdown_problems(root: Path, path: Path) -> list[str]:
         for pattern, what in OUTSIDE:
             if pattern.search(line):
                 problems.append(f"{rel}:{number}: refers to {what}: {line.strip()}")
+    # In running text a relative path is read from the file's folder; in a code block it is relative to
+    # wherever the example runs (a kustomize overlay, a shell's cwd), so only the patterns above apply there.
+    for number, line in _prose_lines(text):
         for mention in _RELATIVE_MENTION.findall(line):
             if not _inside(root, path.parent / mention):
                 problems.append(f"{rel}:{number}: {mention} is outside the repository")
