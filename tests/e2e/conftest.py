@@ -36,9 +36,12 @@ API = "/api/v1"
 class Stack:
     """Starts sessions, handoffs, analytics and the gateway (in that order) on a loop in a background thread."""
 
-    def __init__(self, kafka_bootstrap: str, make_database: Any) -> None:
+    def __init__(self, kafka_bootstrap: str, make_database: Any, *, name_suffix: str = "", **settings: Any) -> None:
+        """`settings`: more settings of the three services; `name_suffix` tells their metrics from another stack's."""
         self.kafka_bootstrap = kafka_bootstrap
         self.make_database = make_database
+        self.name_suffix = name_suffix
+        self.settings = settings
         self.prefix = unique_prefix()
         self.private_pem, self.public_pem = generate_keypair()
         self.urls: dict[str, str] = {}
@@ -67,6 +70,7 @@ class Stack:
         return {
             "env": "test", "database_url": self.make_database(name), "kafka_bootstrap": self.kafka_bootstrap,
             "topic_prefix": self.prefix, "jwt_public_key": self.public_pem, "outbox_poll_interval_s": 0.05,
+            **({"service_name": f"{name}{self.name_suffix}"} if self.name_suffix else {}), **self.settings,
         }
 
     async def _start(self) -> None:

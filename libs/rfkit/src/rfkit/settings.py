@@ -29,6 +29,10 @@ class ServiceSettings(BaseSettings):
     topic_prefix: str = ""
     create_topics: bool = True
     consume: bool = True
+    # Startup waits this long for Kafka, then serves the API and keeps connecting in the background.
+    kafka_startup_wait_s: float = Field(default=10.0, ge=0)
+    # How often each service probes Kafka for the rf_kafka_up metric and the outage log lines.
+    kafka_probe_interval_s: float = Field(default=5.0, gt=0)
 
     jwt_public_key: str | None = None
     jwt_public_key_file: Path | None = None

@@ -25,7 +25,8 @@ class GatewayRuntime(ServiceRuntime):
     """The kit's runtime plus the pooled HTTP client to the services, opened and closed with the app."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, package="gateway", produces=False)
+        # The gateway publishes and consumes nothing: no Kafka connection, so a Kafka outage cannot touch it.
+        super().__init__(settings, package="gateway", produces=False, kafka=False)
         self.gateway_settings = settings
         self.upstreams: Upstreams | None = None
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic import Field, IPvAnyNetwork, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from gateway.security import public_pem_of
 from rfkit.auth import generate_keypair

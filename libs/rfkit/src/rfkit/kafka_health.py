@@ -1,0 +1,93 @@
+"""Kafka health as a service sees it: probed in the background, a metric and an outage count, one log line per change.
+
+Readiness deliberately ignores it (docs/operations.md, "Kafka outages"): the outbox keeps what services publish
+and the consumers resume where they stopped, so an outage is something to alert on, not to route around.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from rfkit import metrics
+
+log = logging.getLogger(__name__)
+
+
+async def kafka_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
+    """True when a bootstrap address accepts a TCP connection (whatever protocol, TLS or not, it then speaks)."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False
+
+
+class KafkaHealth:
+    """Probes the bootstrap addresses every `interval_s`; reports outages as metrics and two log lines each."""
+
+    def __init__(self, bootstrap: str, *, service: str, interval_s: float = 5.0, timeout_s: float = 2.0) -> None:
+        self.bootstrap = bootstrap
+        self.service = service
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        # None until the first probe: the first answer is not a change to log unless it is an outage.
+        self.up: bool | None = None
+        self.down_since: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        metrics.KAFKA_UP.labels(service)  # exported (as 0) before the first probe answers
+        metrics.KAFKA_OUTAGES.labels(service)
+
+    async def start(self) -> None:
+        await self.check()
+        self._task = asyncio.create_task(self._run(), name=f"{self.service}-kafka-health")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def check(self) -> bool:
+        """Probe once and record the answer."""
+        reachable = await kafka_reachable(self.bootstrap, self.timeout_s)
+        self.record(reachable)
+        return reachable
+
+    def record(self, reachable: bool) -> None:
+        metrics.KAFKA_UP.labels(self.service).set(1 if reachable else 0)
+        if reachable and self.up is not True:
+            if self.down_since is not None:
+                lasted = time.monotonic() - self.down_since
+                metrics.KAFKA_OUTAGE_SECONDS.labels(self.service).inc(lasted)
+                log.warning(
+                    "Kafka reachable again at %s after an outage of %.1f s",
+                    self.bootstrap, lasted, extra={"kafka_outage_s": round(lasted, 3)},
+                )
+            self.down_since = None
+        elif not reachable and self.up is not False:
+            self.down_since = time.monotonic()
+            metrics.KAFKA_OUTAGES.labels(self.service).inc()
+            log.warning(
+                "Kafka unreachable at %s: outage began (the API keeps serving; events wait in the outbox)",
+                self.bootstrap,
+            )
+        self.up = reachable
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a probe must never end the task: the metric would freeze at its last value
+                log.debug("kafka probe failed", exc_info=True)
