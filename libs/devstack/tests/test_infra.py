@@ -214,13 +214,14 @@ def test_service_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gateway["RF_ANALYTICS_URL"] == "http://127.0.0.1:8003"
     assert sessions["RF_DATABASE_URL"].endswith("/rf_sessions") and sessions["RF_ENV"] == "local"
     assert "RF_JWT_PRIVATE_KEY_FILE" not in sessions and "RF_GATEWAY_URL" not in sessions
-    assert specs[0].command("py")[-6:] == [
+    assert specs[0].command("py")[-7:] == [
         "gateway.main:create_app",
         "--factory",
         "--host",
         "127.0.0.1",
         "--port",
         "18000",
+        "--no-proxy-headers",
     ]
 
 

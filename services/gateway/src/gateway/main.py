@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway import api, handlers, public
 from gateway.handlers import Identity
@@ -87,4 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for unavailable in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError):
         app.add_exception_handler(unavailable, _store_unavailable)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    if settings.trusted_proxies:
+        # Outermost, so that everything after it (throttles, logs) sees the client rather than the proxy.
+        # Servers run uvicorn with --no-proxy-headers: this setting alone decides whom to believe.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(net) for net in settings.trusted_proxies])
     return app
