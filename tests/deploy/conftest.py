@@ -38,7 +38,9 @@ COMMON_ENV = frozenset(
         "RF_JWT_AUDIENCE",
     }
 )
-GATEWAY_ENV = frozenset({"RF_JWT_PRIVATE_KEY_FILE", "RF_SESSIONS_URL", "RF_HANDOFFS_URL", "RF_ANALYTICS_URL"})
+GATEWAY_ENV = frozenset(
+    {"RF_JWT_PRIVATE_KEY_FILE", "RF_SESSIONS_URL", "RF_HANDOFFS_URL", "RF_ANALYTICS_URL", "RF_TRUSTED_PROXIES"}
+)
 
 
 def allowed_env(service: str) -> frozenset[str]:
