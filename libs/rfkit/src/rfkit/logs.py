@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
@@ -30,15 +31,16 @@ class RepeatFilter(logging.Filter):
     one-line text: the hundredth identical traceback tells nothing the first did not.
     """
 
-    def __init__(self, quiet_s: float = 300.0) -> None:
+    def __init__(self, quiet_s: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.quiet_s = quiet_s
+        self.clock = clock
         self._shown: dict[str, tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        now = time.monotonic()
+        now = self.clock()
         key = str(record.msg)
         last, dropped = self._shown.get(key, (float("-inf"), 0))
         if now - last < self.quiet_s:
