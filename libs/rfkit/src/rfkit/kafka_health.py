@@ -9,30 +9,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
+
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
 
 from rfkit import metrics
 
 log = logging.getLogger(__name__)
 
 
-async def kafka_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
-    """True when a bootstrap address accepts a TCP connection (whatever protocol, TLS or not, it then speaks)."""
-    for address in bootstrap.split(","):
-        host, _, port = address.strip().rpartition(":")
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
-        except (OSError, TimeoutError, ValueError):
-            continue
-        writer.close()
-        return True
-    return False
+async def kafka_answers(bootstrap: str, timeout: float = 2.0, **connection: Any) -> bool:
+    """True when a bootstrap broker answers a metadata request (`connection`: the clients' TLS and SASL options).
+
+    A Kafka request, not merely a TCP connection: a service-mesh sidecar or a proxy on the way accepts
+    connections whether or not a broker is behind it.
+    """
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), client_id="rf-kafka-health",
+        **connection,
+    )
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        await client.close()
+    return True
 
 
 class KafkaHealth:
-    """Probes the bootstrap addresses every `interval_s`; reports outages as metrics and two log lines each."""
+    """Asks Kafka every `interval_s` whether it answers; reports outages as metrics and two log lines each."""
 
-    def __init__(self, bootstrap: str, *, service: str, interval_s: float = 5.0, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, bootstrap: str, *, service: str, interval_s: float = 5.0, timeout_s: float = 2.0, **connection: Any
+    ) -> None:
         self.bootstrap = bootstrap
+        self.connection = connection
         self.service = service
         self.interval_s = interval_s
         self.timeout_s = timeout_s
@@ -58,7 +71,7 @@ class KafkaHealth:
 
     async def check(self) -> bool:
         """Probe once and record the answer."""
-        reachable = await kafka_reachable(self.bootstrap, self.timeout_s)
+        reachable = await kafka_answers(self.bootstrap, self.timeout_s, **self.connection)
         self.record(reachable)
         return reachable
 

@@ -68,7 +68,6 @@ class ServiceRuntime:
             else None
         )
         self._kafka_task: asyncio.Task[None] | None = None
-        self.kafka_connected = False
         self.consumers: list[EventConsumer] = []
         self.migrated = False
         self.started = False
@@ -137,11 +136,15 @@ class ServiceRuntime:
             await self.kafka_health.start()
         if self.broker is not None:
             try:
-                await self._connect_kafka(stop=stop_after_delay(s.kafka_startup_wait_s))
+                # Bounded as a whole too: against a silent (firewalled) address one attempt alone can take 40 s.
+                async with asyncio.timeout(s.kafka_startup_wait_s + 5):
+                    await self._connect_kafka(stop=stop_after_delay(s.kafka_startup_wait_s))
             except Exception as exc:
                 log.warning(
-                    "Kafka not reachable at startup (%s): serving the API, connecting to Kafka in the background", exc,
+                    "Kafka not reachable at startup (%s): serving the API, connecting to Kafka in the background",
+                    str(exc) or type(exc).__name__,
                 )
+                await self._reset_broker()
                 self._kafka_task = asyncio.create_task(
                     self._connect_kafka(stop=None), name=f"{s.service_name}-kafka-connect"
                 )
@@ -156,11 +159,7 @@ class ServiceRuntime:
         assert broker is not None
 
         async def reset(state: RetryCallState) -> None:
-            # A half-started broker is stopped before the next attempt, or its started subscribers would double.
-            try:
-                await broker.stop()
-            except Exception:
-                log.debug("stopping a half-started broker failed", exc_info=True)
+            await self._reset_broker()
 
         retrying = AsyncRetrying(
             wait=wait_exponential(min=0.2, max=5),
@@ -177,11 +176,19 @@ class ServiceRuntime:
                     await broker.start()
                 else:
                     await broker.connect()
-        self.kafka_connected = True
         if self._kafka_task is not None:
             log.info("%s connected to Kafka", s.service_name)
         if self.relay:
             await self.relay.start()
+
+    async def _reset_broker(self) -> None:
+        """Stop a half-started broker before the next attempt, or the subscribers it started would double."""
+        if self.broker is None:
+            return
+        try:
+            await self.broker.stop()
+        except Exception:
+            log.debug("stopping a half-started broker failed", exc_info=True)
 
     async def stop(self) -> None:
         if self._kafka_task is not None:
