@@ -30,7 +30,7 @@ class ServiceSettings(BaseSettings):
     create_topics: bool = True
     consume: bool = True
     # Startup waits this long for Kafka, then serves the API and keeps connecting in the background.
-    kafka_startup_wait_s: float = Field(default=10.0, ge=0)
+    kafka_startup_wait_s: float = Field(default=30.0, ge=0)
     # How often each service probes Kafka for the rf_kafka_up metric and the outage log lines.
     kafka_probe_interval_s: float = Field(default=5.0, gt=0)
 
