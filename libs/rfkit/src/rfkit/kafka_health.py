@@ -39,19 +39,26 @@ async def kafka_answers(bootstrap: str, timeout: float = 2.0, **connection: Any)
 
 
 class KafkaHealth:
-    """Asks Kafka every `interval_s` whether it answers; reports outages as metrics and two log lines each."""
+    """Asks Kafka every `interval_s` whether it answers; reports outages as metrics and two log lines each.
+
+    An outage begins at the first of `misses` unanswered probes in a row: one slow answer on a loaded machine is
+    not an outage (and would page somebody for nothing).
+    """
 
     def __init__(
-        self, bootstrap: str, *, service: str, interval_s: float = 5.0, timeout_s: float = 2.0, **connection: Any
+        self, bootstrap: str, *, service: str, interval_s: float = 5.0, timeout_s: float = 5.0, misses: int = 2,
+        **connection: Any,
     ) -> None:
         self.bootstrap = bootstrap
         self.connection = connection
         self.service = service
         self.interval_s = interval_s
         self.timeout_s = timeout_s
+        self.misses = misses
         # None until the first probe: the first answer is not a change to log unless it is an outage.
         self.up: bool | None = None
         self.down_since: float | None = None
+        self._missed: list[float] = []
         self._task: asyncio.Task[None] | None = None
         metrics.KAFKA_UP.labels(service)  # exported (as 0) before the first probe answers
         metrics.KAFKA_OUTAGES.labels(service)
@@ -76,9 +83,9 @@ class KafkaHealth:
         return reachable
 
     def record(self, reachable: bool) -> None:
-        metrics.KAFKA_UP.labels(self.service).set(1 if reachable else 0)
-        if reachable and self.up is not True:
-            if self.down_since is not None:
+        if reachable:
+            self._missed.clear()
+            if self.up is not True and self.down_since is not None:
                 lasted = time.monotonic() - self.down_since
                 metrics.KAFKA_OUTAGE_SECONDS.labels(self.service).inc(lasted)
                 log.warning(
@@ -86,14 +93,19 @@ class KafkaHealth:
                     self.bootstrap, lasted, extra={"kafka_outage_s": round(lasted, 3)},
                 )
             self.down_since = None
-        elif not reachable and self.up is not False:
-            self.down_since = time.monotonic()
+            self.up = True
+            metrics.KAFKA_UP.labels(self.service).set(1)
+            return
+        self._missed.append(time.monotonic())
+        if len(self._missed) >= self.misses and self.up is not False:
+            self.down_since = self._missed[0]
+            self.up = False
+            metrics.KAFKA_UP.labels(self.service).set(0)
             metrics.KAFKA_OUTAGES.labels(self.service).inc()
             log.warning(
                 "Kafka unreachable at %s: outage began (the API keeps serving; events wait in the outbox)",
                 self.bootstrap,
             )
-        self.up = reachable
 
     async def _run(self) -> None:
         while True:
