@@ -109,8 +109,8 @@ async def test_the_api_rides_out_a_kafka_outage_and_publishes_afterwards(
     for service in SERVICES:
         assert await metric(urls["gateway"], "rf_kafka_up", service) == 1
 
+    outage_began = len(caplog.records)  # before the stop: the services notice while the broker shuts down
     await asyncio.to_thread(own_kafka.stop)
-    outage_began = len(caplog.records)
 
     async def every_service_saw_it() -> bool:
         return all([await metric(urls["gateway"], "rf_kafka_up", s) == 0 for s in SERVICES])
