@@ -36,9 +36,10 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
 
 
 def env_of(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as compose gives it when no override is set (`${NAME:-default}` is the default)."""
     env = service.get("environment", {})
     assert isinstance(env, dict), "write environment as a mapping"
-    return {k: str(v) for k, v in env.items()}
+    return {k: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
 
 
 def read_settings(

@@ -149,9 +149,10 @@ def required_calls(d: Deployed) -> dict[Call, str]:
             assert env.get(variable), f"{service} is not given {variable}: it would call its loopback default"
             host, port = url_address(env[variable])
             need(server, d.resolve(host, port), f"{service} calls {variable}")
-        # Every service's runtime opens the broker and the database (rfkit.service.ServiceRuntime.start): the
-        # gateway too, for now (it connects to the broker at startup and /readyz reports it).
-        need(server, d.kafka(env["RF_KAFKA_BOOTSTRAP"]), f"{service}: RF_KAFKA_BOOTSTRAP")
+        # Every service's runtime opens the database, and the broker when its settings say it uses Kafka (the
+        # gateway does not: rfkit.service.ServiceRuntime builds no Kafka client for it).
+        if settings.uses_kafka:
+            need(server, d.kafka(env["RF_KAFKA_BOOTSTRAP"]), f"{service}: RF_KAFKA_BOOTSTRAP")
         need(server, d.database(env, settings), f"{service}: RF_DATABASE_URL")
         need(server, DNS, "name resolution")
         # The migration Job runs `python -m rfkit.migrate`, which reads only RF_DATABASE_URL.
@@ -317,6 +318,8 @@ def test_calls_no_code_makes_are_denied(deployed: dict[str, Deployed], overlay: 
     assert not allows("Deployment/handoffs", "analytics")
     assert not allows("Job/sessions-migrate", "sessions")
     assert not allows("Job/sessions-migrate", "gateway"), "only the servers follow the token denials"
+    for endpoint, port, _ in d.kafka(d.env("Deployment/gateway")["RF_KAFKA_BOOTSTRAP"]):
+        assert not d.cluster.allows(pods["Deployment/gateway"], endpoint, port), "the gateway uses no Kafka"
     assert not d.cluster.allows(INGRESS_CONTROLLER, pods["Deployment/sessions"], 8001), "only the gateway is public"
     assert not d.cluster.allows(pods["Deployment/sessions"], INTERNET, 443), "no way out but Kafka, PostgreSQL, DNS"
     assert allows("Deployment/handoffs", "sessions"), "escalation checks the session"

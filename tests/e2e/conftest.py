@@ -37,9 +37,12 @@ API = "/api/v1"
 class Stack:
     """Starts sessions, handoffs, analytics and the gateway (in that order) on a loop in a background thread."""
 
-    def __init__(self, kafka_bootstrap: str, make_database: Any) -> None:
+    def __init__(self, kafka_bootstrap: str, make_database: Any, *, name_suffix: str = "", **settings: Any) -> None:
+        """`settings`: more settings of the three services; `name_suffix` tells their metrics from another stack's."""
         self.kafka_bootstrap = kafka_bootstrap
         self.make_database = make_database
+        self.name_suffix = name_suffix
+        self.settings = settings
         self.prefix = unique_prefix()
         self.private_pem, self.public_pem = generate_keypair()
         self.urls: dict[str, str] = {}
@@ -71,6 +74,7 @@ class Stack:
             "topic_prefix": self.prefix, "jwt_public_key": self.public_pem, "outbox_poll_interval_s": 0.05,
             # The gateway starts last but its address is known first: the services follow its token denials.
             "gateway_url": self.gateway_url, "denials_poll_interval_s": 0.2,
+            **({"service_name": f"{name}{self.name_suffix}"} if self.name_suffix else {}), **self.settings,
         }
 
     async def _start(self) -> None:

@@ -218,13 +218,14 @@ def test_service_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert sessions["RF_GATEWAY_URL"] == "http://127.0.0.1:18000"
     handoffs = service_env(specs[2], specs, **common)  # type: ignore[arg-type]
     assert handoffs["RF_SESSIONS_URL"] == "http://127.0.0.1:8001", "escalation checks the session there"
-    assert specs[0].command("py")[-6:] == [
+    assert specs[0].command("py")[-7:] == [
         "gateway.main:create_app",
         "--factory",
         "--host",
         "127.0.0.1",
         "--port",
         "18000",
+        "--no-proxy-headers",
     ]
 
 

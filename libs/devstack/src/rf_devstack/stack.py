@@ -37,7 +37,9 @@ class ServiceSpec:
         return f"{self.name}.main:create_app"
 
     def command(self, python: str) -> list[str]:
-        return [python, "-m", "uvicorn", self.app, "--factory", "--host", HOST, "--port", str(self.port)]
+        # --no-proxy-headers: whom to believe about X-Forwarded-For is the gateway's own setting (RF_TRUSTED_PROXIES).
+        return [python, "-m", "uvicorn", self.app, "--factory", "--host", HOST, "--port", str(self.port),
+                "--no-proxy-headers"]
 
     @property
     def marker(self) -> str:

@@ -15,3 +15,9 @@ EVENTS_CONSUMED = Counter(
     "rf_events_consumed_total", "Events consumed", ["service", "topic", "outcome"]
 )
 EVENTS_DEAD_LETTERED = Counter("rf_events_dead_lettered_total", "Events sent to a .dlq topic", ["service", "topic"])
+# Kafka as each service sees it (rfkit.kafka_health): the alert rules in deploy/prometheus watch these.
+KAFKA_UP = Gauge("rf_kafka_up", "1 when Kafka answered the service's last probe, else 0", ["service"])
+KAFKA_OUTAGES = Counter("rf_kafka_outages_total", "Kafka outages the service has seen begin", ["service"])
+KAFKA_OUTAGE_SECONDS = Counter(
+    "rf_kafka_outage_seconds_total", "Total length of the Kafka outages that have ended", ["service"]
+)

@@ -101,9 +101,18 @@ class OutboxRelay:
         backoff = self.poll_interval_s
         last_cleanup = 0.0
         loop = asyncio.get_running_loop()
+        # A run of failed attempts (a Kafka outage): logged when it begins and when it ends, counted in between.
+        failing_since: float | None = None
+        failures = 0
         while True:
             try:
                 sent = await self.publish_pending()
+                if failing_since is not None:
+                    log.warning(
+                        "outbox relay publishing again after %d failed attempts over %.1f s",
+                        failures, loop.time() - failing_since,
+                    )
+                    failing_since, failures = None, 0
                 backoff = self.poll_interval_s
                 if loop.time() - last_cleanup > 600:
                     await self.cleanup()
@@ -114,7 +123,15 @@ class OutboxRelay:
                 raise
             except Exception as exc:
                 metrics.OUTBOX_ERRORS.labels(self.service).inc()
-                log.warning("outbox relay cannot publish, retrying in %.1fs: %s", backoff, exc)
+                failures += 1
+                if failing_since is None:
+                    failing_since = loop.time()
+                    log.warning(
+                        "outbox relay cannot publish (%s: %s); events stay in the outbox, retrying until it can",
+                        type(exc).__name__, exc,
+                    )
+                else:
+                    log.debug("outbox relay still cannot publish: %s", exc)
                 await self._close_producer()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -15,6 +15,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import text
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
     retry_if_not_exception_type,
     stop_after_delay,
@@ -27,29 +28,48 @@ from rfkit.consumer import EventConsumer, EventHandler, EventScreen
 from rfkit.db import Database
 from rfkit.denials import TokenDenials
 from rfkit.kafka import KafkaAccessError
-from rfkit.logs import configure_logging
+from rfkit.kafka_health import KafkaHealth
+from rfkit.logs import RepeatFilter, configure_logging
 from rfkit.outbox import OutboxRelay
 from rfkit.settings import ServiceSettings
 from rfkit.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
+# FastStream's own messages (its default logger writes unstructured lines past the JSON handler). While Kafka is
+# down its consumers log "Kafka error occurred" with a traceback every few seconds: once per 5 minutes is enough.
+_quiet_outage_logger = logging.getLogger("rfkit.broker")
+_quiet_outage_logger.addFilter(RepeatFilter(quiet_s=300.0))
+
 
 class ServiceRuntime:
     """Everything a service owns at run time; the FastAPI lifespan starts and stops it in order."""
 
-    def __init__(self, settings: ServiceSettings, *, package: str, produces: bool = True) -> None:
+    def __init__(
+        self, settings: ServiceSettings, *, package: str, produces: bool = True, kafka: bool = True
+    ) -> None:
+        """`kafka=False`: a service that neither produces nor consumes (the gateway) opens no Kafka connection."""
         self.settings = settings
         self.package = package
         self.db = Database(settings.database_url, pool_size=settings.db_pool_size, topic_prefix=settings.topic_prefix)
+        # Address, TLS and SASL: what every Kafka client of the process is given.
         self.kafka = settings.kafka()
-        self.broker = KafkaBroker(
-            settings.kafka_bootstrap,
-            security=self.kafka.faststream_security(),
-            client_id=settings.service_name,
-            # Per-message framework logs would dominate the output; consumers log what matters themselves.
-            log_level=logging.DEBUG,
-        )
+        self.broker: KafkaBroker | None = None
+        self.kafka_health: KafkaHealth | None = None
+        if kafka:
+            self.broker = KafkaBroker(
+                settings.kafka_bootstrap,
+                security=self.kafka.faststream_security(),
+                client_id=settings.service_name,
+                # Per-message framework logs would dominate the output; consumers log what matters themselves.
+                log_level=logging.DEBUG,
+                logger=_quiet_outage_logger,
+            )
+            connection = {k: v for k, v in self.kafka.client_kwargs().items() if k != "bootstrap_servers"}
+            self.kafka_health = KafkaHealth(
+                settings.kafka_bootstrap, service=settings.service_name, interval_s=settings.kafka_probe_interval_s,
+                **connection,
+            )
         self.relay = (
             OutboxRelay(
                 self.db,
@@ -58,9 +78,10 @@ class ServiceRuntime:
                 poll_interval_s=settings.outbox_poll_interval_s,
                 batch_size=settings.outbox_batch_size,
             )
-            if produces
+            if produces and kafka
             else None
         )
+        self._kafka_task: asyncio.Task[None] | None = None
         gateway_url = getattr(settings, "gateway_url", None)
         self.denials = (
             TokenDenials(gateway_url, poll_interval_s=settings.denials_poll_interval_s)  # type: ignore[attr-defined]
@@ -100,6 +121,8 @@ class ServiceRuntime:
         `workers` > 1 runs that many Kafka consumers of the group in this process: the group splits the
         partitions between them, and one's batch is validated while another's waits on the database.
         """
+        if self.broker is None:
+            raise RuntimeError(f"{self.settings.service_name} was built without Kafka; it cannot consume")
         consumer = EventConsumer(
             broker=self.broker,
             db=self.db,
@@ -119,40 +142,98 @@ class ServiceRuntime:
         return consumer
 
     async def start(self) -> None:
+        """Ready to serve once the database is migrated; Kafka is connected now if it answers, else in the background.
+
+        A service answers its API from its database: waiting for Kafka (or failing) at startup would turn a Kafka
+        outage into an API outage at the next deploy or restart. What it publishes meanwhile waits in the outbox.
+        """
         s = self.settings
         configure_logging(s.service_name, s.log_level)
         if s.migrate_on_start:
             await asyncio.to_thread(migrate.upgrade, self.package, s.database_url)
         self.migrated = await self._at_head()
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(60),
-            wait=wait_exponential(min=0.2, max=5),
-            # A refused certificate or password is reported at once: waiting does not change it.
-            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(KafkaAccessError),
-            reraise=True,
-        ):
-            with attempt:
-                await self.kafka.check_access()
-                if s.create_topics:
-                    await ensure_topics(self.kafka, s.topic_prefix)
-                if s.consume and self.consumers:
-                    await self.broker.start()
-                else:
-                    await self.broker.connect()
-        if self.relay:
-            await self.relay.start()
+        if self.kafka_health is not None:
+            await self.kafka_health.start()
+        if self.broker is not None:
+            try:
+                # Bounded as a whole too: against a silent (firewalled) address one attempt alone can take 40 s.
+                async with asyncio.timeout(s.kafka_startup_wait_s + 5):
+                    await self._connect_kafka(stop=stop_after_delay(s.kafka_startup_wait_s))
+            except KafkaAccessError:
+                # A refused certificate or password: waiting does not change it, so startup fails naming the cause.
+                await self._reset_broker()
+                raise
+            except Exception as exc:
+                log.warning(
+                    "Kafka not reachable at startup (%s): serving the API, connecting to Kafka in the background",
+                    str(exc) or type(exc).__name__,
+                )
+                await self._reset_broker()
+                self._kafka_task = asyncio.create_task(
+                    self._connect_kafka(stop=None), name=f"{s.service_name}-kafka-connect"
+                )
         if self.denials:
             await self.denials.start()
         tune_gc(s.gc_gen0_threshold)
         self.started = True
         log.info("%s started", s.service_name)
 
+    async def _connect_kafka(self, *, stop: Any) -> None:
+        """Create the topics (when this service may) and start the broker with its subscribers, then the relay."""
+        s = self.settings
+        broker = self.broker
+        assert broker is not None
+
+        async def reset(state: RetryCallState) -> None:
+            await self._reset_broker()
+
+        retrying = AsyncRetrying(
+            wait=wait_exponential(min=0.2, max=5),
+            # A refused certificate or password is reported at once (retrying changes nothing).
+            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(KafkaAccessError),
+            reraise=True,
+            before_sleep=reset,
+            **({"stop": stop} if stop is not None else {}),
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self.kafka.check_access()
+                if s.create_topics:
+                    await ensure_topics(self.kafka, s.topic_prefix)
+                if s.consume and self.consumers:
+                    await broker.start()
+                else:
+                    await broker.connect()
+        if self._kafka_task is not None:
+            log.info("%s connected to Kafka", s.service_name)
+        if self.relay:
+            await self.relay.start()
+
+    async def _reset_broker(self) -> None:
+        """Stop a half-started broker before the next attempt, or the subscribers it started would double."""
+        if self.broker is None:
+            return
+        try:
+            await self.broker.stop()
+        except Exception:
+            log.debug("stopping a half-started broker failed", exc_info=True)
+
     async def stop(self) -> None:
         if self.denials:
             await self.denials.stop()
+        if self._kafka_task is not None:
+            self._kafka_task.cancel()
+            try:
+                await self._kafka_task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._kafka_task = None
         if self.relay:
             await self.relay.stop()
-        await self.broker.stop()
+        if self.broker is not None:
+            await self.broker.stop()
+        if self.kafka_health is not None:
+            await self.kafka_health.stop()
         await self.db.dispose()
         self.started = False
 
@@ -177,7 +258,7 @@ class ServiceRuntime:
         return current == head
 
     async def readiness(self) -> dict[str, Any]:
-        """What /readyz reports: each dependency and whether it answers."""
+        """What /readyz reports: the database and its migrations. Not Kafka (see `start` and rfkit.kafka_health)."""
         checks: dict[str, Any] = {}
         try:
             async with self.db.read() as session:
@@ -188,7 +269,6 @@ class ServiceRuntime:
         if not self.migrated:
             self.migrated = checks["database"] == "ok" and await self._at_head()
         checks["migrations"] = "ok" if self.migrated else "not at head"
-        checks["kafka"] = "ok" if await kafka_reachable(self.settings.kafka_bootstrap) else "unreachable"
         return checks
 
 
@@ -203,16 +283,3 @@ def tune_gc(gen0_threshold: int) -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(gen0_threshold, gen1, gen2)
-
-
-async def kafka_reachable(bootstrap: str, timeout: float = 1.0) -> bool:
-    """True when a bootstrap address accepts a TCP connection."""
-    for address in bootstrap.split(","):
-        host, _, port = address.strip().rpartition(":")
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), timeout)
-        except (OSError, TimeoutError, ValueError):
-            continue
-        writer.close()
-        return True
-    return False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, model_validator
@@ -104,6 +104,10 @@ class ServiceSettings(KafkaSettings):
 
     model_config = SettingsConfigDict(env_prefix="RF_", extra="ignore")
 
+    # Whether the service talks to Kafka at all (its runtime opens a broker, an outbox relay, a health probe).
+    # The gateway does not: a Kafka outage must not touch login or the forwarded API.
+    uses_kafka: ClassVar[bool] = True
+
     env: Literal["local", "test", "prod"] = "local"
     service_name: str = "service"
     host: str = "127.0.0.1"
@@ -118,6 +122,10 @@ class ServiceSettings(KafkaSettings):
     topic_prefix: str = ""
     create_topics: bool = True
     consume: bool = True
+    # Startup waits this long for Kafka, then serves the API and keeps connecting in the background.
+    kafka_startup_wait_s: float = Field(default=30.0, ge=0)
+    # How often each service probes Kafka for the rf_kafka_up metric and the outage log lines.
+    kafka_probe_interval_s: float = Field(default=5.0, gt=0)
 
     jwt_public_key: str | None = None
     jwt_public_key_file: Path | None = None

@@ -212,7 +212,11 @@ class Served:
     async def __aenter__(self) -> Served:
         sock = self._sock or loopback_socket()
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan=self.lifespan, access_log=False)
+        # proxy_headers=False as the servers run (--no-proxy-headers): uvicorn's default believes X-Forwarded-For
+        # from 127.0.0.1, which in tests is every peer; the gateway's RF_TRUSTED_PROXIES alone decides.
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan=self.lifespan, access_log=False, proxy_headers=False
+        )
         self._server = server = uvicorn.Server(config)
         self._task = asyncio.create_task(server.serve(sockets=[sock]))
         deadline = time.monotonic() + 90

@@ -46,7 +46,7 @@ IdentityCtx = Annotated[Identity, Depends(_identity)]
 
 
 def _client_address(request: Request) -> str:
-    # Behind a proxy, uvicorn's --forwarded-allow-ips makes this the real client (X-Forwarded-For).
+    # The peer, or behind a trusted proxy the client it forwarded for (RF_TRUSTED_PROXIES, gateway.main).
     return request.client.host if request.client else "unknown"
 
 

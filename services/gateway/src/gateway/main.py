@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway import api, handlers, public
 from gateway.handlers import Identity
@@ -25,7 +26,8 @@ class GatewayRuntime(ServiceRuntime):
     """The kit's runtime plus the pooled HTTP client to the services, opened and closed with the app."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, package="gateway", produces=False)
+        # The gateway publishes and consumes nothing: no Kafka connection, so a Kafka outage cannot touch it.
+        super().__init__(settings, package="gateway", produces=False, kafka=settings.uses_kafka)
         self.gateway_settings = settings
         self.upstreams: Upstreams | None = None
 
@@ -87,4 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for unavailable in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError):
         app.add_exception_handler(unavailable, _store_unavailable)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    if settings.trusted_proxies:
+        # Outermost, so that everything after it (throttles, logs) sees the client rather than the proxy.
+        # Servers run uvicorn with --no-proxy-headers: this setting alone decides whom to believe.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=[str(net) for net in settings.trusted_proxies])
     return app

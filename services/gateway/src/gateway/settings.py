@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic import Field, IPvAnyNetwork, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
 
 from gateway.security import public_pem_of
 from rfkit.auth import generate_keypair
@@ -18,7 +20,9 @@ _MIN_PROD_ARGON2_TIME_COST = 2
 class Settings(ServiceSettings):
     service_name: str = "gateway"
     port: int = 8000
-    # The gateway neither produces nor consumes events: the services that own topics create them.
+    # Identity and forwarding only: no broker, no relay (rfkit.service.ServiceRuntime builds none).
+    uses_kafka: ClassVar[bool] = False
+    # The gateway neither produces nor consumes events (it opens no Kafka connection at all, gateway.main).
     create_topics: bool = False
     consume: bool = False
 
@@ -41,6 +45,11 @@ class Settings(ServiceSettings):
     # Bodies are read into memory (identity) and forwarded whole: bounded well above the largest valid tree.
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
+    # Proxies whose X-Forwarded-For is believed (CIDRs, comma-separated: RF_TRUSTED_PROXIES=10.0.0.0/8,192.0.2.7).
+    # A request whose direct peer is in one of them is from the right-most address of the header that is not;
+    # every other request is from its peer, whatever it sends. Empty: no proxy is trusted (docs/operations.md).
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+
     # Login throttling (kept in the database, so every replica counts the same failures).
     login_failure_window_s: int = Field(default=900, ge=1)
     login_max_failures_per_email: int = Field(default=5, ge=1)
@@ -60,6 +69,13 @@ class Settings(ServiceSettings):
 
     _signing_key_pem: str = PrivateAttr(default="")
     _ephemeral_key: bool = PrivateAttr(default=False)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.replace(",", " ").split() if part]
+        return value
 
     @model_validator(mode="after")
     def _secrets_outside_local(self) -> Settings:
