@@ -27,6 +27,9 @@ from gateway.main import create_app
 from gateway.settings import Settings
 from gateway.testing import PASSWORD
 
+# The stack's own threads (Kafka clients' jitter) use the random module while hypothesis draws; that is not
+# the strategies' doing.
+pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 API = "/api/v1"
 EXAMPLES = 8  # combined cases per operation, after the field-by-field ones
 TREE_BODY: dict[str, Any] = {
@@ -313,10 +316,15 @@ def field_cases(world: World, method: str, path: str) -> Iterator[Case]:
             yield Case(f"unexpected body = {name}", path_params, query, encode(value))
 
 
+def _hostile(name: str) -> Any:
+    return HOSTILE[name]
+
+
 _text = st.text(st.one_of(st.characters(), st.sampled_from(["\x00", "\ud800", "\udfff", "\ud83d", "\u0301"])),
                 max_size=50)
 _json = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.floats(), st.integers(), _text, st.sampled_from(list(HOSTILE.values()))),
+    st.one_of(st.none(), st.booleans(), st.floats(), st.integers(), _text,
+              st.sampled_from(sorted(HOSTILE)).map(_hostile)),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(_text, children, max_size=4),
     max_leaves=12,
 )
@@ -335,9 +343,10 @@ def send(world: World, method: str, path: str, case: Case) -> httpx.Response:
 def check(response: httpx.Response, method: str, path: str, case: Case) -> None:
     assert response.status_code < 500, (method, path, case.what, response.status_code, response.text[:300])
     if response.status_code == 422:
+        # A list of problems (the input's shape), or a sentence (a domain rule: "answer the current node").
         detail = response.json()["detail"]
-        assert isinstance(detail, list) and detail, (case.what, detail)
-        assert all("input" not in error for error in detail), (case.what, detail)
+        assert isinstance(detail, str) or (isinstance(detail, list) and detail), (case.what, detail)
+        assert isinstance(detail, str) or all("input" not in error for error in detail), (case.what, detail)
 
 
 @pytest.fixture(scope="module")
