@@ -122,10 +122,10 @@ class LastResort:
 _MAX_ECHO = 200
 
 
-def _safe_text(value: str) -> str:
+def _safe_text(value: str, limit: int = _MAX_ECHO) -> str:
     # Parts of an error can come from the input (a refused key in `loc`): bounded, and lone surrogates escaped
     # so the answer can be encoded at all.
-    return value[:_MAX_ECHO].encode("utf-8", "backslashreplace").decode("utf-8")
+    return value[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _safe_value(value: Any) -> Any:
@@ -143,7 +143,7 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
         item: dict[str, Any] = {
             "type": _safe_text(str(error.get("type", "value_error"))),
             "loc": [part if isinstance(part, int) else _safe_text(str(part)) for part in error.get("loc", ())],
-            "msg": _safe_text(str(error.get("msg", ""))),
+            "msg": _safe_text(str(error.get("msg", "")), 5 * _MAX_ECHO),
         }
         if error.get("ctx"):
             item["ctx"] = {_safe_text(str(k)): _safe_value(v) for k, v in error["ctx"].items()}
