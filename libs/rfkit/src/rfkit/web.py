@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rfkit import metrics
 from rfkit.errors import DomainError
+from rfkit.jsonbody import StrictJSON
 from rfkit.logs import request_id_var
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,72 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
+class LastResort:
+    """A 500 for an unhandled error, answered here so the connection stays usable.
+
+    Starlette's own last handler re-raises after answering, and uvicorn then closes the connection: a client
+    that had already queued its next request on it (the gateway's pool) saw that one fail too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:  # half an answer is out: only closing the connection can tell the client
+                raise
+            await (await _unexpected(Request(scope), exc))(scope, receive, send)
+
+
+_MAX_ECHO = 200
+
+
+def _safe_text(value: str, limit: int = _MAX_ECHO) -> str:
+    # Parts of an error can come from the input (a refused key in `loc`): bounded, and lone surrogates escaped
+    # so the answer can be encoded at all.
+    return value[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _safe_value(value: Any) -> Any:
+    if isinstance(value, bool | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return _safe_text(value if isinstance(value, str) else str(value))
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """The errors of a 422 without the `input` (it can be a password, NaN or a megabyte) and JSON-safe."""
+    out = []
+    for error in errors:
+        item: dict[str, Any] = {
+            "type": _safe_text(str(error.get("type", "value_error"))),
+            "loc": [part if isinstance(part, int) else _safe_text(str(part)) for part in error.get("loc", ())],
+            "msg": _safe_text(str(error.get("msg", "")), 5 * _MAX_ECHO),
+        }
+        if error.get("ctx"):
+            item["ctx"] = {_safe_text(str(k)): _safe_value(v) for k, v in error["ctx"].items()}
+        out.append(item)
+    return out
+
+
+async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
+
+
 def build_app(
     runtime: Any,
     *,
@@ -96,12 +165,18 @@ def build_app(
     version: str = "0.1.0",
 ) -> FastAPI:
     """A FastAPI app whose lifespan is the runtime's; routers are mounted under `prefix`."""
-    app = FastAPI(title=title, version=version, lifespan=runtime.lifespan)
+    # No trailing-slash redirects (a wrong path is a 404): Starlette would build their Location from the Host
+    # header, which the caller chooses.
+    app = FastAPI(title=title, version=version, lifespan=runtime.lifespan, redirect_slashes=False)
     app.state.runtime = runtime
     app.state.verifier = runtime.verifier
     app.state.denials = getattr(runtime, "denials", None)
+    # Innermost first: a hostile body is refused before any route, and every answer gets its request id.
+    app.add_middleware(StrictJSON)
+    app.add_middleware(LastResort)
     app.add_middleware(RequestContextMiddleware, service=runtime.settings.service_name)
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(health_router())
     for router in routers:

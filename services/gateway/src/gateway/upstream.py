@@ -19,8 +19,11 @@ from typing import cast
 
 import httptools
 
-# Idle connections are dropped before the service would close them (uvicorn's keep-alive timeout is 5 s), so a
-# request is practically never sent on a connection the other side is closing.
+# A request goes out only on a connection the service has not closed or announced it will close. Idle
+# connections are dropped before the service would time them out (uvicorn's keep-alive timeout is 5 s); one
+# that answered `Connection: close` or a 5xx, or whose end of file has arrived, is never reused. What remains
+# is the race HTTP/1.1 cannot close (RFC 9112 section 9.3.1: a service closing an idle connection just as a
+# request is sent on it), for which only safe methods are retried.
 IDLE_EXPIRY_S = 4.0
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 # Only safe methods are ever sent twice: a PUT here records a step or a tree version, so even it must not be
@@ -90,6 +93,13 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(BadResponse(f"invalid HTTP answer: {exc}"))
 
+    def eof_received(self) -> bool | None:
+        # The service closed its side: nothing may be sent on this connection any more (the transport closes
+        # itself right after; marked now so that no request is placed on it in between).
+        self.closed = True
+        self.reusable = False
+        return None
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._fail(BadResponse(f"connection closed before the answer was complete: {exc!r}"))
@@ -117,7 +127,10 @@ class _Connection(asyncio.Protocol):
         pending, self._pending = self._pending, None
         if pending is None or pending.future.done():
             return
-        self.reusable = self._parser.should_keep_alive()
+        # Kept only when the service means to keep it: not after `Connection: close` (or HTTP/1.0), and not
+        # after a 5xx, since a server that failed may close the connection without saying so (uvicorn does,
+        # after an unhandled error) and the next request placed on it would fail for no fault of its own.
+        self.reusable = self._parser.should_keep_alive() and pending.status < 500
         pending.future.set_result(Answer(pending.status, pending.headers, b"".join(pending.chunks)))
 
     # -- use

@@ -25,6 +25,7 @@ from rf_contracts.api.sessions import (
     StepCreate,
     StepPage,
     StepRead,
+    readable_context,
 )
 from rf_contracts.api.trees import (
     TreeCategory,
@@ -195,7 +196,7 @@ async def _session_reads(db: AsyncSession, *, account_id: UUID, rows: Sequence[R
                 tree_version=row.tree_version,
                 tree_title=tree.title,
                 title=row.title,
-                context=row.context,
+                context=readable_context(row.context),
                 notes=row.notes,
                 status=row.status,
                 current_node_id=row.current_node_id,

@@ -7,6 +7,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from rf_contracts.api.text import Storable
+
 Priority = Literal["low", "normal", "high", "urgent"]
 # Stored states. "released" is an action, not a state: a released handoff is open again.
 HandoffStatus = Literal["open", "claimed", "resolved"]
@@ -14,8 +16,8 @@ HandoffStatus = Literal["open", "claimed", "resolved"]
 StatusFilter = Literal["open", "claimed", "released", "resolved"]
 HandoffAction = Literal["requested", "claimed", "released", "resolved"]
 
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-ResolutionNote = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Storable]
+ResolutionNote = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000), Storable]
 
 
 class HandoffCreate(BaseModel):

@@ -5,33 +5,27 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from rf_contracts.api.text import Storable
 
 Role = Literal["viewer", "engineer", "admin"]
-
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; refusing it here keeps such input a 422 instead of a database error.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
 
 # Emails are case-insensitive: stored and compared in lower case.
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, to_lower=True, min_length=3, max_length=254,
                       pattern=r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"),
+    Storable,
 ]
 # At login any string is accepted (a malformed email just fails like an unknown one: 401, not 422).
-LoginEmail = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254), AfterValidator(_no_nul)
-]
+LoginEmail = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254), Storable]
 # The upper bound keeps hashing cost bounded (argon2 on a megabyte of input is a denial of service).
-NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=128), AfterValidator(_no_nul)]
-Password = Annotated[str, StringConstraints(max_length=1024)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
-OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+# Passwords are hashed, never stored, but argon2 hashes their UTF-8 bytes: a lone surrogate has none.
+NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=128), Storable]
+Password = Annotated[str, StringConstraints(max_length=1024), Storable]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
+OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=512), Storable]
 
 
 class _Input(BaseModel):

@@ -19,19 +19,36 @@ Notes = Annotated[str, StringConstraints(max_length=20_000), Storable]
 Content = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000), Storable]
 
 MAX_CONTEXT_BYTES = 16_384
+# Levels of objects and arrays a context may have. Well below what pydantic can serialize (255), so that a
+# stored context can always be answered back.
+MAX_CONTEXT_DEPTH = 16
 
 
-def _check_strings(value: Any) -> None:
-    """Every string (keys included) of a JSON value must be storable in PostgreSQL."""
-    if isinstance(value, str):
-        storable(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            storable(str(key))
-            _check_strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_strings(item)
+def _check_json(value: Any) -> None:
+    """Every string (keys included) of a JSON value must be storable in PostgreSQL, and its nesting bounded."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            storable(item)
+        elif isinstance(item, dict | list):
+            if depth > MAX_CONTEXT_DEPTH:
+                raise ValueError(f"context is nested deeper than {MAX_CONTEXT_DEPTH} levels")
+            if isinstance(item, dict):
+                for key in item:
+                    storable(str(key))
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+
+
+def readable_context(value: Any) -> Any:
+    """A stored context as it can be answered: one nested too deep to serialize (stored before the limit
+    existed) is answered as its JSON text, so the session and every list holding it stay readable."""
+    if isinstance(value, dict):
+        try:
+            _check_json(value)
+        except ValueError:
+            return json.dumps(value, ensure_ascii=False)
+    return value
 
 
 class _Input(BaseModel):
@@ -50,7 +67,7 @@ class SessionCreate(_Input):
     @classmethod
     def _context_storable(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            _check_strings(value)
+            _check_json(value)
             try:
                 text = json.dumps(value, ensure_ascii=False, allow_nan=False)
             except ValueError as exc:  # NaN and Infinity are not JSON

@@ -5,21 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from rf_contracts.api.text import Storable, storable
 
-def storable(text: str) -> str:
-    """Refuse what PostgreSQL text cannot hold (NUL, lone surrogates), so it is a 422 and not a failed write."""
-    if "\x00" in text:
-        raise ValueError("text must not contain NUL characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("text is not valid Unicode") from exc
-    return text
-
-
-Storable = AfterValidator(storable)
+__all__ = ["Storable", "storable"]  # re-exported: the session models import them from here
 NodeKind = Literal["question", "action", "solution", "escalation"]
 # Node ids are chosen by the tree's author ("start", "q1", ...); they only need to be unique in the tree.
 NodeId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable]
@@ -30,6 +20,10 @@ Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_
 
 MAX_NODES = 500
 MAX_OPTIONS = 50
+# All the searchable text of a tree (title, description, tags, node texts, option labels), in UTF-8 bytes.
+# PostgreSQL refuses a tsvector over 1 MB, and an index entry can take up to about three times the bytes of
+# its text (one-letter distinct words: the lexeme, a position and a count each), so 256 KiB always fits.
+MAX_TREE_TEXT_BYTES = 256 * 1024
 
 
 class _Input(BaseModel):
@@ -61,6 +55,19 @@ class TreeCreate(_Input):
     tags: list[Tag] = Field(default_factory=list, max_length=20)
     root_node_id: NodeId
     nodes: list[TreeNode] = Field(min_length=1, max_length=MAX_NODES)
+
+    @model_validator(mode="after")
+    def _searchable_size(self) -> TreeCreate:
+        texts = [self.title, self.description, *self.tags]
+        for node in self.nodes:
+            texts += [node.text, *(option.label for option in node.options)]
+        size = sum(len(text.encode()) for text in texts)
+        if size > MAX_TREE_TEXT_BYTES:
+            raise ValueError(
+                f"the tree's text (title, description, tags, node texts and option labels) is {size} bytes; "
+                f"at most {MAX_TREE_TEXT_BYTES} bytes can be indexed for search"
+            )
+        return self
 
 
 class TreeReplace(TreeCreate):
