@@ -422,7 +422,7 @@ async def test_handoffs_killed_under_concurrent_claims_keeps_one_winner_each(
     await assert_sessions_reflect(client, ledger, team.admin)
     await assert_events_once(stack, ledger)
     print(
-        f"\nhandoffs killed under {len(race)} concurrent claims: {interrupted} claims got no answer; "
+        f"\nhandoffs killed under {len(race)} concurrent claims: {interrupted} claims failed (5xx or no answer); "
         f"{len(ledger.claims)} handoffs with one winner each, reflected exactly once (claims and restart "
         f"{restarted - began:.0f}s, retries and steps {written - restarted:.0f}s, "
         f"checks {time.monotonic() - written:.0f}s)"
