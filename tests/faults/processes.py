@@ -2,7 +2,8 @@
 
 Every service is a separate OS process on a free port with a fresh database of its own on the shared PostgreSQL;
 the broker is this stack's own (a LocalKafka on free ports in a temporary directory), because the tests kill it.
-Topic and consumer-group names carry a prefix unique to the stack. Nothing here touches another process.
+Topic and consumer-group names carry a prefix unique to the stack. Nothing here touches another process. The
+services' and the broker's logs stay in the test's temporary directory (`services/logs`, `kafka/`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +29,12 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rf_contracts.topics import PARTITIONS
-from rf_devstack._util import pid_alive, run_sync, tail
+from rf_devstack._util import pid_alive, run_sync
 from rf_devstack.kafka import LocalKafka
 from rf_devstack.keys import ensure_jwt_keypair
 from rf_devstack.postgres import asyncpg_dsn, drop_database, ensure_databases, url_with_database
 from rf_devstack.stack import SERVICES, ServiceRunner, ServiceSpec, service_env
-from rfkit.testing import free_port, unique_prefix
+from rfkit.testing import unique_prefix
 from rfkit.topics import ensure_topics
 
 API = "/api/v1"
@@ -45,8 +48,9 @@ class ProcessStack:
         self.base = base
         self.admin_url = admin_url
         self.prefix = unique_prefix()
-        self.kafka = LocalKafka(base / "kafka", free_port(), free_port(), fresh=True)
-        self.specs = [ServiceSpec(name, free_port()) for name in SERVICES]
+        ports = free_ports(2 + len(SERVICES))
+        self.kafka = LocalKafka(base / "kafka", ports[0], ports[1], fresh=True)
+        self.specs = [ServiceSpec(name, port) for name, port in zip(SERVICES, ports[2:], strict=True)]
         self.runner = ServiceRunner(base / "services", self.specs)
         tag = uuid.uuid4().hex[:10]
         self.databases = {spec.database: f"faults_{spec.name}_{tag}" for spec in self.specs}
@@ -109,7 +113,7 @@ class ProcessStack:
             finally:
                 for name in self.databases.values():
                     with contextlib.suppress(Exception):
-                        run_sync(lambda name=name: drop_database(self.admin_url, name))  # type: ignore[misc]
+                        run_sync(partial(drop_database, self.admin_url, name))
 
     # --- faults ---------------------------------------------------------------------------------------------
 
@@ -119,6 +123,7 @@ class ProcessStack:
         pid = self.runner.pid(spec)
         assert pid is not None, f"{name} is not running"
         _kill_group(pid)
+        # The runner forgets the dead child (reaped by now): stopping the stack later waits only for the live one.
         proc = self.runner._procs.pop(name, None)
         if proc is not None:
             proc.wait()
@@ -143,11 +148,6 @@ class ProcessStack:
     def restart_broker(self) -> None:
         """The same data directory and ports: what a restarted broker pod or systemd unit would see."""
         self.kafka.start(timeout=180)
-
-    def logs(self, name: str, lines: int = 60) -> str:
-        if name == "kafka":
-            return self.kafka.diagnostics()
-        return tail(self.runner.log_path(self.spec(name)), lines)
 
     # --- what the services hold -----------------------------------------------------------------------------
 
@@ -192,6 +192,15 @@ _SET_BY_DEVSTACK = {
     "RF_HANDOFFS_URL",
     "RF_ANALYTICS_URL",
 }
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (held open together while chosen, so none is handed out twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def _kill_group(pid: int) -> None:
