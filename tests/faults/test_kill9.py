@@ -177,8 +177,9 @@ async def assert_analytics_reflects(stack: ProcessStack, client: httpx.AsyncClie
     """The escalation metric equals the one computed from the acknowledged answers, and analytics holds every
     acknowledged step and claim exactly once (and nothing else of this account)."""
     expected = ledger.expected_metric()
+    expected_claims = {h: (claim["version"], ts(claim["claimed_at"])) for h, claim in ledger.claims.items()}
 
-    async def metric_matches() -> str | None:
+    async def metric_differs() -> str | None:
         try:
             r = await client.get("/analytics/flowpilot/escalations?period=7d", headers=user.headers)
         except httpx.HTTPError as exc:
@@ -188,29 +189,34 @@ async def assert_analytics_reflects(stack: ProcessStack, client: httpx.AsyncClie
         got = {key: r.json()[key] for key in expected}
         return None if got == pytest.approx(expected, rel=1e-9, abs=1e-6) else f"got {got}, expected {expected}"
 
-    await wait_for(metric_matches, timeout_s=CONVERGE_S, what="the escalation metric")
+    async def read_model_differs() -> str | None:
+        # The metric alone cannot tell: a step after a claim's first action does not move it.
+        rows = await stack.fetch(
+            "analytics",
+            "SELECT step_id::text AS id, count(*) AS n FROM steps WHERE account_id = $1::uuid GROUP BY step_id",
+            ledger.account_id,
+        )
+        held = {row["id"]: row["n"] for row in rows}
+        if set(held) != set(ledger.steps) or any(n != 1 for n in held.values()):
+            missing, unknown = set(ledger.steps) - set(held), set(held) - set(ledger.steps)
+            doubled = [s for s, n in held.items() if n != 1]
+            return f"steps: missing {sorted(missing)[:5]}, never acknowledged {sorted(unknown)[:5]}, doubled {doubled}"
+        rows = await stack.fetch(
+            "analytics",
+            "SELECT handoff_id::text AS id, claim_version, claimed_at FROM handoffs"
+            " WHERE account_id = $1::uuid AND claim_version IS NOT NULL",
+            ledger.account_id,
+        )
+        claims = {row["id"]: (row["claim_version"], row["claimed_at"]) for row in rows}
+        if claims != expected_claims:
+            wrong = {h: (claims.get(h), want) for h, want in expected_claims.items() if claims.get(h) != want}
+            return f"claims: {len(wrong)} differ, e.g. {list(wrong.items())[:3]}; {len(claims)} held"
+        return None
 
-    rows = await stack.fetch(
-        "analytics",
-        "SELECT step_id::text AS id, count(*) AS n FROM steps WHERE account_id = $1::uuid GROUP BY step_id",
-        ledger.account_id,
-    )
-    held = {row["id"]: row["n"] for row in rows}
-    assert set(held) == set(ledger.steps), (
-        f"analytics steps: {len(set(ledger.steps) - set(held))} acknowledged missing, "
-        f"{len(set(held) - set(ledger.steps))} never acknowledged"
-    )
-    assert all(n == 1 for n in held.values())
-    rows = await stack.fetch(
-        "analytics",
-        "SELECT handoff_id::text AS id, claim_version, claimed_at FROM handoffs"
-        " WHERE account_id = $1::uuid AND claim_version IS NOT NULL",
-        ledger.account_id,
-    )
-    claims = {row["id"]: (row["claim_version"], row["claimed_at"]) for row in rows}
-    assert claims == {
-        handoff_id: (claim["version"], ts(claim["claimed_at"])) for handoff_id, claim in ledger.claims.items()
-    }
+    async def differs() -> str | None:
+        return await metric_differs() or await read_model_differs()
+
+    await wait_for(differs, timeout_s=CONVERGE_S, what="analytics")
 
 
 async def assert_sessions_reflect(client: httpx.AsyncClient, ledger: Ledger, user: User) -> None:
@@ -241,22 +247,31 @@ async def assert_sessions_reflect(client: httpx.AsyncClient, ledger: Ledger, use
 
 async def assert_events_once(stack: ProcessStack, ledger: Ledger) -> None:
     """On the broker: one event (one event id, redelivered copies aside) per acknowledged step and claim."""
-    step_events: dict[str, set[str]] = defaultdict(set)
-    for event in await stack.read_events(topics.STEP_CREATED):
-        if event["account_id"] == ledger.account_id:
-            step_events[event["step_id"]].add(event["event_id"])
-    assert set(step_events) == set(ledger.steps)
-    assert [s for s, ids in step_events.items() if len(ids) != 1] == []
-    claim_events: dict[str, set[tuple[str, int]]] = defaultdict(set)
-    for event in await stack.read_events(topics.HANDOFF_CLAIMED):
-        if event["account_id"] == ledger.account_id:
-            claim_events[event["handoff_id"]].add((event["event_id"], event["version"]))
-    assert set(claim_events) == set(ledger.claims)
-    doubled = {h: ids for h, ids in claim_events.items() if len(ids) != 1}
-    assert doubled == {}, f"handoffs with more than one claim event: {doubled}"
-    assert {h: next(iter(ids))[1] for h, ids in claim_events.items()} == {
-        h: claim["version"] for h, claim in ledger.claims.items()
-    }
+    expected_versions = {h: claim["version"] for h, claim in ledger.claims.items()}
+
+    async def differs() -> str | None:
+        step_events: dict[str, set[str]] = defaultdict(set)
+        for event in await stack.read_events(topics.STEP_CREATED):
+            if event["account_id"] == ledger.account_id:
+                step_events[event["step_id"]].add(event["event_id"])
+        if set(step_events) != set(ledger.steps):
+            missing, unknown = set(ledger.steps) - set(step_events), set(step_events) - set(ledger.steps)
+            return f"step events: missing {sorted(missing)[:5]}, never acknowledged {sorted(unknown)[:5]}"
+        doubled = {s: ids for s, ids in step_events.items() if len(ids) != 1}
+        if doubled:
+            return f"steps published as more than one event: {doubled}"
+        claim_events: dict[str, set[tuple[str, int]]] = defaultdict(set)
+        for event in await stack.read_events(topics.HANDOFF_CLAIMED):
+            if event["account_id"] == ledger.account_id:
+                claim_events[event["handoff_id"]].add((event["event_id"], event["version"]))
+        versions = {h: [v for _, v in ids] for h, ids in claim_events.items()}
+        if versions != {h: [v] for h, v in expected_versions.items()}:
+            wrong = {h: ids for h, ids in versions.items() if ids != [expected_versions.get(h)]}
+            missing = set(expected_versions) - set(versions)
+            return f"claim events: missing {sorted(missing)[:5]}, more than one or another version {wrong}"
+        return None
+
+    await wait_for(differs, timeout_s=CONVERGE_S, what="the events on the broker")
 
 
 # --- the scenarios -------------------------------------------------------------------------------------------------
