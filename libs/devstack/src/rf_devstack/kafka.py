@@ -389,6 +389,10 @@ class LocalKafka:
         pid = self.pid()
         # A lost pid file must not leave an orphan broker holding the ports.
         pids = [pid] if pid is not None else find_pids(str(self.properties_path))
+        if not pids and self._proc is not None and self._proc.poll() is None:
+            # Our own child, even when neither its pid file nor its command line could be read: waiting for it
+            # below without stopping it first would never return.
+            pids = [self._proc.pid]
         clean = [terminate_group(each, timeout) for each in pids]
         if self._proc is not None:
             self._proc.wait()
