@@ -25,12 +25,22 @@ async def _last_seq(gateway: Gateway) -> int:
     return max((item["seq"] for item in await _feed(gateway)), default=0)
 
 
+async def _served(gateway: Gateway, after: int, count: int) -> list[dict[str, Any]]:
+    """The feed after `after` once it holds `count` rows: a row is served when no older transaction runs on the
+    server (on a server shared with other tests that can take a moment), so the test polls with a deadline."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while len(served := await _feed(gateway, after)) < count:
+        assert asyncio.get_running_loop().time() < deadline, served
+        await asyncio.sleep(0.05)
+    return served
+
+
 async def test_logout_puts_the_access_token_on_the_feed_with_its_expiry(gateway: Gateway) -> None:
     user, _ = await gateway.register()
     before = await _last_seq(gateway)
     r = await gateway.client.post("/api/v1/auth/logout", headers=user.headers)
     assert r.status_code == 204
-    [denial] = await _feed(gateway, before)
+    [denial] = await _served(gateway, before, 1)
     claims = _claims(user.access)
     assert denial["jti"] == claims["jti"]
     assert denial["reason"] == "revoked"
@@ -46,7 +56,7 @@ async def test_deactivation_and_demotion_deny_live_tokens_with_their_reason(gate
     assert r.status_code == 200, r.text
     r = await gateway.client.patch(f"/api/v1/users/{gone.id}", headers=admin.headers, json={"is_active": False})
     assert r.status_code == 200, r.text
-    reasons = {item["jti"]: item["reason"] for item in await _feed(gateway, before)}
+    reasons = {item["jti"]: item["reason"] for item in await _served(gateway, before, 2)}
     assert reasons == {_claims(demoted.access)["jti"]: "role_changed", _claims(gone.access)["jti"]: "user_deactivated"}
     # The gateway answers the same reasons itself.
     assert (await gateway.client.get("/api/v1/auth/me", headers=demoted.headers)).json()["detail"] == (
@@ -69,20 +79,20 @@ async def test_a_denial_committed_late_is_not_skipped(gateway: Gateway) -> None:
         # Committed, but behind the open transaction's smaller seq: not served yet.
         assert [item["jti"] for item in await _feed(gateway, before)] == []
         await transaction.commit()
-    # Served once no older transaction runs (on a server shared with other tests that can take a moment).
-    deadline = asyncio.get_running_loop().time() + 30
-    while len(served := [item["jti"] for item in await _feed(gateway, before)]) < 2:
-        assert asyncio.get_running_loop().time() < deadline, served
-        await asyncio.sleep(0.05)
-    assert served == [f"slow-{user_id}", f"fast-{user_id}"]
+    assert [item["jti"] for item in await _served(gateway, before, 2)] == [f"slow-{user_id}", f"fast-{user_id}"]
 
 
 async def test_expired_denials_are_not_served(gateway: Gateway) -> None:
     before = await _last_seq(gateway)
+    now = datetime.now(UTC)
     async with gateway.engine.begin() as conn:
-        await conn.execute(sa.insert(repo.revoked_access_tokens).values(
-            jti=f"old-{uuid.uuid4()}", user_id=uuid.uuid4(), expires_at=datetime.now(UTC) - timedelta(seconds=1)))
-    assert await _feed(gateway, before) == []
+        for jti, expires in ((f"old-{uuid.uuid4()}", now - timedelta(seconds=1)),
+                             (f"live-{uuid.uuid4()}", now + timedelta(minutes=10))):
+            await conn.execute(sa.insert(repo.revoked_access_tokens).values(
+                jti=jti, user_id=uuid.uuid4(), expires_at=expires))
+    # Both were written in one transaction: once the live one is served, the expired one would be too.
+    [served] = await _served(gateway, before, 1)
+    assert served["jti"].startswith("live-")
 
 
 async def test_the_feed_refuses_a_bad_cursor(gateway: Gateway) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -31,31 +29,3 @@ processed_events = sa.Table(
     sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
-
-def create_kit_tables(op: Any) -> None:
-    """Alembic: create the kit's tables (call from a service's first migration)."""
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column("event_id", sa.Uuid, nullable=False, unique=True),
-        sa.Column("topic", sa.Text, nullable=False),
-        sa.Column("key", sa.Text, nullable=False),
-        sa.Column("payload", sa.LargeBinary, nullable=False),
-        sa.Column("headers", JSONB, nullable=False, server_default="{}"),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-        sa.Column("published_at", sa.DateTime(timezone=True)),
-    )
-    op.create_index(
-        "ix_outbox_unpublished", "outbox", ["id"], postgresql_where=sa.text("published_at IS NULL")
-    )
-    op.create_table(
-        "processed_events",
-        sa.Column("consumer", sa.Text, primary_key=True),
-        sa.Column("event_id", sa.Uuid, primary_key=True),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    )
-
-
-def drop_kit_tables(op: Any) -> None:
-    op.drop_table("processed_events")
-    op.drop_table("outbox")

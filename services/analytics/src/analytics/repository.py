@@ -17,7 +17,64 @@ from rfkit.db import Database
 # bigint-keyed migration lock and from any other user of advisory locks in this database.
 LOCK_NAMESPACE = 0x5246_0A11
 
-READ_MODEL_TABLES = ("steps", "handoffs", "account_watermarks")
+# The read model's tables. The queries below are plain SQL (set-based, over unnest); these declarations are what
+# the migrations build, and tests/test_schema_matches_metadata.py checks that they agree.
+metadata = sa.MetaData()
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("session_id", sa.Uuid, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("step_id", sa.Uuid, nullable=False),
+    sa.Column("account_id", sa.Uuid, nullable=False),
+    # The key doubles as the index that finds "the earliest step of a session at or after t".
+    sa.PrimaryKeyConstraint("session_id", "created_at", "step_id", name="pk_steps"),
+)
+
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("handoff_id", sa.Uuid, primary_key=True),
+    sa.Column("account_id", sa.Uuid, nullable=False),
+    sa.Column("session_id", sa.Uuid, nullable=False),
+    sa.Column("claim_version", sa.BigInteger),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    sa.Column("release_version", sa.BigInteger),
+    sa.Column("first_action_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "effective_claimed_at",
+        sa.DateTime(timezone=True),
+        sa.Computed("CASE WHEN claim_version > COALESCE(release_version, 0) THEN claimed_at END", persisted=True),
+    ),
+    sa.Column(
+        "delta_s",
+        sa.Float,
+        sa.Computed(
+            "CASE WHEN first_action_at IS NOT NULL"
+            " THEN GREATEST(0, EXTRACT(EPOCH FROM (first_action_at - claimed_at)))::double precision END",
+            persisted=True,
+        ),
+    ),
+    sa.Index("ix_handoffs_session", "session_id"),
+    sa.Index(
+        "ix_handoffs_account_claimed",
+        "account_id",
+        "effective_claimed_at",
+        postgresql_include=["delta_s"],
+        postgresql_where=sa.text("effective_claimed_at IS NOT NULL"),
+    ),
+)
+
+account_watermarks = sa.Table(
+    "account_watermarks",
+    metadata,
+    sa.Column("account_id", sa.Uuid, primary_key=True),
+    sa.Column("data_as_of", sa.DateTime(timezone=True), nullable=False),
+)
+
+READ_MODEL_TABLES = tuple(metadata.tables)
 
 # Sorted so that two transactions wanting overlapping sessions take the locks in one order (no deadlock).
 _LOCK_SESSIONS = sa.text(

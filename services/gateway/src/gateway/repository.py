@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+# The migrations build these tables; tests/test_schema_matches_metadata.py checks that they agree.
 metadata = sa.MetaData()
 
 
@@ -35,20 +36,25 @@ users = sa.Table(
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
     sa.Column("account_id", sa.Uuid, sa.ForeignKey("accounts.id"), nullable=False),
-    sa.Column("email", sa.Text, nullable=False, unique=True),
+    # Always stored in lower case (emails are case-insensitive); the check keeps it that way.
+    sa.Column("email", sa.Text, nullable=False),
     sa.Column("full_name", sa.Text, nullable=False),
     sa.Column("password_hash", sa.Text, nullable=False),
     sa.Column("role", sa.Text, nullable=False),
-    sa.Column("is_active", sa.Boolean, nullable=False),
+    sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("role IN ('viewer', 'engineer', 'admin')", name="ck_users_role"),
+    sa.CheckConstraint("email = lower(email)", name="ck_users_email_lower"),
+    sa.Index("uq_users_email", "email", unique=True),
+    sa.Index("ix_users_account", "account_id", "created_at"),
 )
 
 refresh_tokens = sa.Table(
     "refresh_tokens",
     metadata,
     sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("token_hash", sa.Text, nullable=False),
     sa.Column("family_id", sa.Uuid, nullable=False),
     sa.Column("user_id", sa.Uuid, sa.ForeignKey("users.id"), nullable=False),
     sa.Column("account_id", sa.Uuid, nullable=False),
@@ -59,6 +65,11 @@ refresh_tokens = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("used_at", sa.DateTime(timezone=True)),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Index("uq_refresh_tokens_hash", "token_hash", unique=True),
+    sa.Index("ix_refresh_tokens_family", "family_id"),
+    sa.Index("ix_refresh_tokens_user", "user_id"),
+    sa.Index("ix_refresh_tokens_access_jti", "access_jti"),
+    sa.Index("ix_refresh_tokens_expires", "expires_at"),
 )
 
 revoked_access_tokens = sa.Table(
@@ -68,9 +79,14 @@ revoked_access_tokens = sa.Table(
     sa.Column("user_id", sa.Uuid, nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     # The feed the other services follow (GET /internal/v1/token-denials): seq orders it, reason explains it.
-    sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False, unique=True),
+    sa.Column("seq", sa.BigInteger, sa.Identity(), nullable=False),
     sa.Column("reason", sa.Text, nullable=False, server_default="revoked"),
     sa.Column("txid", Xid8, nullable=False, server_default=sa.text("pg_current_xact_id()")),
+    sa.CheckConstraint(
+        "reason IN ('revoked', 'user_deactivated', 'role_changed')", name="ck_revoked_access_tokens_reason"
+    ),
+    sa.Index("ix_revoked_access_tokens_expires", "expires_at"),
+    sa.Index("uq_revoked_access_tokens_seq", "seq", unique=True),
 )
 
 DenialReason = Literal["revoked", "user_deactivated", "role_changed"]
@@ -82,6 +98,8 @@ login_attempts = sa.Table(
     sa.Column("scope", sa.Text, nullable=False),  # "email" or "address"
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("attempted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_login_attempts_key", "scope", "key", "attempted_at"),
+    sa.Index("ix_login_attempts_time", "attempted_at"),
 )
 
 

@@ -17,7 +17,7 @@ from rfkit.errors import NotFound
 
 metadata = sa.MetaData()
 
-# Mirrors migrations/versions/0002_handoffs.py (the migration is the source of truth for the schema).
+# The migrations build these tables; tests/test_schema_matches_metadata.py checks that they agree.
 handoffs = sa.Table(
     "handoffs",
     metadata,
@@ -45,13 +45,33 @@ handoffs = sa.Table(
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
     sa.Column("resolution_note", sa.Text),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name="ck_handoffs_priority"),
+    sa.CheckConstraint("status IN ('open', 'claimed', 'resolved')", name="ck_handoffs_status"),
+    sa.CheckConstraint(
+        "last_action IN ('requested', 'claimed', 'released', 'resolved')", name="ck_handoffs_last_action"
+    ),
+    sa.CheckConstraint("version >= 1", name="ck_handoffs_version"),
+    sa.CheckConstraint("(claimed_by IS NULL) = (claimed_at IS NULL)", name="ck_handoffs_claim_pair"),
+    sa.CheckConstraint(
+        "status = 'resolved' OR (status = 'claimed') = (claimed_by IS NOT NULL)", name="ck_handoffs_claim_status"
+    ),
+    sa.CheckConstraint(
+        "(status = 'resolved') = (resolved_at IS NOT NULL AND resolved_by IS NOT NULL)", name="ck_handoffs_resolution"
+    ),
+    # At most one live handoff per session, whatever the concurrency: the database is the arbiter.
+    sa.Index(
+        "ux_handoffs_live_session", "session_id", unique=True, postgresql_where=sa.text("status IN ('open', 'claimed')")
+    ),
+    sa.Index("ix_handoffs_queue", "account_id", "status", sa.text("priority_rank DESC"), "requested_at"),
+    sa.Index("ix_handoffs_claimed_by", "account_id", "claimed_by"),
+    sa.Index("ix_handoffs_session", "session_id"),
 )
 
 history = sa.Table(
     "handoff_history",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("handoff_id", sa.Uuid, sa.ForeignKey("handoffs.id"), nullable=False),
+    sa.Column("handoff_id", sa.Uuid, sa.ForeignKey("handoffs.id", ondelete="CASCADE"), nullable=False),
     sa.Column("account_id", sa.Uuid, nullable=False),
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("action", sa.Text, nullable=False),
@@ -59,6 +79,11 @@ history = sa.Table(
     sa.Column("actor_type", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("note", sa.Text),
+    sa.UniqueConstraint("handoff_id", "version", name="uq_handoff_history_version"),
+    sa.CheckConstraint("action IN ('requested', 'claimed', 'released', 'resolved')", name="ck_handoff_history_action"),
+    sa.CheckConstraint("actor_type IN ('user', 'system')", name="ck_handoff_history_actor_type"),
+    # The stats card reads the claims of the last 24 hours of one account.
+    sa.Index("ix_handoff_history_account_action_at", "account_id", "action", "at"),
 )
 
 completed_sessions = sa.Table(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from rfkit.errors import NotFound
 from sessions.domain import HandoffView
 
+# The migrations build these tables; tests/test_schema_matches_metadata.py checks that they agree.
 metadata = sa.MetaData()
 TS = sa.DateTime(timezone=True)
 
@@ -45,6 +46,10 @@ trees = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
     sa.Column("deleted_at", TS),
+    sa.Index(
+        "ix_trees_account_category_live", "account_id", "category", postgresql_where=sa.text("deleted_at IS NULL")
+    ),
+    sa.Index("ix_trees_search", "search", postgresql_using="gin"),
 )
 
 tree_versions = sa.Table(
@@ -83,6 +88,10 @@ sessions = sa.Table(
     sa.Column("outcome", sa.Text),
     sa.Column("summary", sa.Text),
     sa.ForeignKeyConstraint(["tree_id", "tree_version"], ["tree_versions.tree_id", "tree_versions.version"]),
+    sa.CheckConstraint("status IN ('active', 'completed')", name="ck_sessions_status"),
+    sa.CheckConstraint("outcome IS NULL OR outcome IN ('resolved', 'unresolved')", name="ck_sessions_outcome"),
+    sa.Index("ix_sessions_account_started", "account_id", sa.text("started_at DESC")),
+    sa.Index("ix_sessions_account_user_started", "account_id", "started_by", sa.text("started_at DESC")),
 )
 
 steps = sa.Table(
@@ -102,6 +111,9 @@ steps = sa.Table(
     sa.Column("actor_id", sa.Uuid),
     sa.Column("recorded_by", sa.Uuid, nullable=False),
     sa.Column("created_at", TS, nullable=False),
+    sa.CheckConstraint("kind IN ('answer', 'action', 'note', 'suggestion')", name="ck_steps_kind"),
+    sa.CheckConstraint("actor_type IN ('human', 'ai')", name="ck_steps_actor_type"),
+    sa.Index("ix_steps_session_created", "session_id", "created_at", "seq"),
 )
 
 # One row per handoff of a session, built from handoff events (see domain.HandoffView).
@@ -118,6 +130,7 @@ session_escalations = sa.Table(
     sa.Column("claimed_by", sa.Uuid),
     sa.Column("claimed_at", TS),
     sa.Column("release_version", sa.BigInteger),
+    sa.Index("ix_session_escalations_session", "account_id", "session_id"),
 )
 
 
