@@ -107,13 +107,14 @@ class TokenDenials:
         FEED_UP.set(0)
         if self._down_since is None:
             self._down_since = time.monotonic()
-            log.warning("token-denial feed unreachable (%s: %s); serving with what is known, retrying every %.1fs",
-                        type(exc).__name__, exc, self._interval)
+            log.warning("token-denial feed %s unreachable (%s: %s); serving with what is known, retrying every %.1fs",
+                        self._url, type(exc).__name__, exc, self._interval)
 
     def _came_back(self) -> None:
         FEED_UP.set(1)
         if self._down_since is not None:
-            log.warning("token-denial feed reachable again after %.1fs", time.monotonic() - self._down_since)
+            lasted = time.monotonic() - self._down_since
+            log.warning("token-denial feed %s reachable again after %.1fs", self._url, lasted)
             self._down_since = None
 
     def _forget_expired(self) -> None:
