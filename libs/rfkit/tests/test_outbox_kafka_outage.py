@@ -8,9 +8,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from rf_contracts import topics
 from rf_devstack.kafka import LocalKafka
+from rfkit import metrics
 from rfkit.db import Database
 from rfkit.outbox import OutboxRelay
 from rfkit.tables import kit_metadata
@@ -41,12 +43,19 @@ async def test_writes_succeed_while_kafka_is_down_and_every_event_arrives_after(
         await wait_until(lambda: _pending_is(relay, 0))
 
         await asyncio.to_thread(own_broker.stop)
+        metrics.OUTBOX_PENDING.labels("outage-test").set(0)  # only a poll that finds rows sets it again
         session_id = uuid.uuid4()
         during = [step_event(session_id=session_id) for _ in range(25)]
         for event in during:  # every write commits although Kafka is gone
             async with db.unit_of_work() as uow:
                 await uow.publish(event)
-        await asyncio.sleep(1.0)  # the relay tries, fails and backs off meanwhile
+
+        # The relay has taken them up and is trying to send them (it keeps trying while the broker is down):
+        # none is marked published.
+        async def taken_up() -> bool:
+            return (REGISTRY.get_sample_value("rf_outbox_pending", {"service": "outage-test"}) or 0) >= 1
+
+        await wait_until(taken_up, timeout_s=60)
         assert await relay.pending_count() == 25
 
         await asyncio.to_thread(own_broker.start)

@@ -21,6 +21,7 @@ def _feed_app(rows: list[dict[str, Any]], state: dict[str, Any]) -> FastAPI:
     @app.get("/internal/v1/token-denials")
     async def feed(after: int = 0, limit: int = Query(1000)) -> dict[str, Any]:
         if state["down"]:
+            state["failed"] = state.get("failed", 0) + 1
             raise RuntimeError("down")  # a 500, as a failing gateway answers
         state["requests"] += 1
         return {"denials": [row for row in rows if row["seq"] > after][:limit]}
@@ -81,7 +82,7 @@ async def test_a_gateway_outage_keeps_what_is_known_and_is_logged_once_each_way(
             await asyncio.wait_for(denials.synced.wait(), 10)
             with caplog.at_level(logging.WARNING, logger="rfkit.denials"):
                 state["down"] = True
-                await asyncio.sleep(0.3)  # many polls fail meanwhile
+                await _until(lambda: state.get("failed", 0) >= 5)  # many polls fail meanwhile
                 assert denials.reason("jti-1") == "revoked"
                 rows.append(_row(2))
                 state["down"] = False

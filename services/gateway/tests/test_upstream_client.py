@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -120,7 +121,11 @@ async def test_a_connection_the_service_closed_while_idle_is_not_used_again() ->
 
     async with scripted(ok_then_close) as (server, pool):
         await pool.request(b"GET", b"/", [], None)
-        await asyncio.sleep(0.05)
+        # Until the service's close reaches the pool (a 10 s deadline).
+        deadline = time.monotonic() + 10
+        while not all(connection.closed for connection in pool._idle):
+            assert time.monotonic() < deadline, "the pool never saw the service close the connection"
+            await asyncio.sleep(0.01)
         answer = await pool.request(b"PUT", b"/", [], b"{}")
     assert answer.status == 200 and server.connections == 2
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ import jsonschema
 import pytest_asyncio
 
 from rfkit.auth import generate_keypair
-from rfkit.testing import Caller, RunningApp, new_database, read_topic, unique_prefix, wait_until
+from rfkit.testing import Caller, RunningApp, new_database, read_to_end, unique_prefix, wait_until
 from sessions.main import create_app
 from sessions.settings import Settings
 
@@ -92,21 +91,18 @@ class Env:
         assert r.status_code == 201, r.text
         return r.json()
 
-    async def events(self, topic: str, *, session_id: str, expect: int, settle_s: float = 0.5) -> list[Any]:
-        """The records of one session on a topic (the module's sessions share it), once at least `expect` are
-        there and a moment later (so that duplicates would show), each checked against the committed JSON Schema.
+    async def events(self, topic: str, *, session_id: str) -> list[Any]:
+        """All records of one session on a topic (the module's sessions share it), read once the service's outbox
+        is drained (so duplicates or stray events would show), each checked against the committed JSON Schema.
         """
-        key = session_id.encode()
-        mine: list[Any] = []
+        relay = self.running.app.state.runtime.relay
 
-        async def arrived() -> bool:
-            records = await read_topic(self.bootstrap, self.prefix + topic, expect=10**9, timeout_s=1.0)
-            mine[:] = [r for r in records if r.key == key]
-            return len(mine) >= expect
+        async def drained() -> bool:
+            return int(await relay.pending_count()) == 0
 
-        await wait_until(arrived, timeout_s=30)
-        await asyncio.sleep(settle_s)
-        await arrived()
+        await wait_until(drained, timeout_s=30)
+        records = await read_to_end(self.bootstrap, self.prefix + topic)
+        mine = [r for r in records if r.key == session_id.encode()]
         schema = json.loads((SCHEMA_DIR / f"{topic}.json").read_text())
         for record in mine:
             jsonschema.validate(json.loads(record.value), schema, format_checker=jsonschema.FormatChecker())

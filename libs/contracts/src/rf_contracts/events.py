@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from rf_contracts import topics
 
@@ -145,7 +145,6 @@ ALL_EVENTS: tuple[type[Event], ...] = (
 )
 EVENT_BY_TOPIC: dict[str, type[Event]] = {e.TOPIC: e for e in ALL_EVENTS}
 EVENT_BY_TYPE: dict[str, type[Event]] = {e.EVENT_TYPE: e for e in ALL_EVENTS}
-_ADAPTERS: dict[type[Event], TypeAdapter[Any]] = {}
 
 
 class ContractViolation(ValueError):

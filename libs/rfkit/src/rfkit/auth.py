@@ -164,7 +164,6 @@ def require_role(role: Role):  # type: ignore[no-untyped-def]
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
-Viewer = CurrentPrincipal
 Engineer = Annotated[Principal, Depends(require_role("engineer"))]
 Admin = Annotated[Principal, Depends(require_role("admin"))]
 

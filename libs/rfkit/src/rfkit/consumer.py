@@ -18,7 +18,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -27,7 +27,6 @@ from rf_contracts.events import ContractViolation, parse_event
 from rfkit import metrics
 from rfkit.db import Database, UnitOfWork
 from rfkit.logs import event_id_var
-from rfkit.tables import processed_events
 
 log = logging.getLogger(__name__)
 
@@ -406,12 +405,3 @@ def _stub(record: ConsumerRecord[Any, Any], value: bytes) -> bytes:
             "head_base64": base64.b64encode(value[:DLQ_STUB_HEAD_BYTES]).decode(),
         }
     ).encode()
-
-
-async def already_processed(session: AsyncSession, consumer: str, event_id: Any) -> bool:
-    found = await session.scalar(
-        select(processed_events.c.event_id).where(
-            processed_events.c.consumer == consumer, processed_events.c.event_id == event_id
-        )
-    )
-    return found is not None

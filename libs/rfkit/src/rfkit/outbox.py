@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
@@ -19,15 +18,6 @@ log = logging.getLogger(__name__)
 
 # Only one relay of a service publishes at a time (per-key order across replicas); the others stand by.
 _RELAY_LOCK_ID = 0x52460002
-
-
-@dataclass(frozen=True)
-class PendingEvent:
-    id: int
-    topic: str
-    key: str
-    payload: bytes
-    headers: dict[str, str]
 
 
 class OutboxRelay:

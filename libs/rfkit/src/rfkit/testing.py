@@ -19,9 +19,9 @@ from rfkit.topics import ensure_topics
 
 
 async def read_topic(
-    bootstrap: str, topic: str, *, expect: int, timeout_s: float = 20.0, settle_s: float = 0.0
+    bootstrap: str, topic: str, *, expect: int, timeout_s: float = 20.0
 ) -> list[ConsumerRecord[Any, Any]]:
-    """Read a topic from the beginning until `expect` records arrived (then `settle_s` more for extras)."""
+    """Read a topic from the beginning until `expect` records arrived (see read_to_end to get all there is)."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
     )
@@ -33,12 +33,29 @@ async def read_topic(
             batch = await consumer.getmany(timeout_ms=200)
             for recs in batch.values():
                 records.extend(recs)
-        if settle_s:
-            end = time.monotonic() + settle_s
-            while time.monotonic() < end:
-                batch = await consumer.getmany(timeout_ms=100)
-                for recs in batch.values():
-                    records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def read_to_end(bootstrap: str, topic: str, *, timeout_s: float = 20.0) -> list[ConsumerRecord[Any, Any]]:
+    """Every record of a topic up to its end offsets as of the call: once the producer has nothing left to
+    send, this is all there will be (no waiting for "nothing more arrived")."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    records: list[ConsumerRecord[Any, Any]] = []
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(topics.PARTITIONS)]
+        ends = await consumer.end_offsets(partitions)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout_s
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic} not read to its end within {timeout_s}s")
+            batch = await consumer.getmany(*partitions, timeout_ms=200)
+            for tp, recs in batch.items():
+                records.extend(r for r in recs if r.offset < ends[tp])
     finally:
         await consumer.stop()
     return records

@@ -9,8 +9,6 @@ from uuid import UUID
 
 from rfkit.errors import Conflict, Forbidden
 
-PRIORITY_RANK: dict[str, int] = {"urgent": 4, "high": 3, "normal": 2, "low": 1}
-
 
 class Status(StrEnum):
     OPEN = "open"
