@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
@@ -66,6 +67,19 @@ async def test_a_successful_login_clears_the_emails_failures(gateway: Gateway) -
         for _ in range(4):
             assert (await _login(client, admin.email, "wrong password")).status_code == 401
         assert (await _login(client, admin.email, PASSWORD)).status_code == 200
+
+
+async def test_concurrent_logins_of_one_user_all_succeed(gateway: Gateway) -> None:
+    """Each success clears the email's attempts and purges old rows: concurrent ones must not deadlock (500)."""
+    admin, _ = await gateway.register()
+    for _ in range(3):
+        clients = [gateway.client_from(_address()) for _ in range(4)]
+        try:
+            answers = await asyncio.gather(*(_login(client, admin.email, PASSWORD) for client in clients))
+        finally:
+            for client in clients:
+                await client.aclose()
+        assert [r.status_code for r in answers] == [200] * len(clients), [r.text for r in answers]
 
 
 async def test_twenty_failures_from_one_address_lock_that_address_only(gateway: Gateway) -> None:

@@ -308,9 +308,20 @@ async def denials_after(session: AsyncSession, *, after: int, now: datetime, lim
 
 async def purge_expired(session: AsyncSession, *, now: datetime, attempts_before: datetime) -> None:
     """Housekeeping: denied access tokens past their expiry and refresh tokens past theirs can go."""
-    await session.execute(sa.delete(revoked_access_tokens).where(revoked_access_tokens.c.expires_at < now))
-    await session.execute(sa.delete(refresh_tokens).where(refresh_tokens.c.expires_at < now))
-    await session.execute(sa.delete(login_attempts).where(login_attempts.c.attempted_at < attempts_before))
+    await _delete_unlocked(session, revoked_access_tokens.c.jti, revoked_access_tokens.c.expires_at < now)
+    await _delete_unlocked(session, refresh_tokens.c.id, refresh_tokens.c.expires_at < now)
+    await _delete_unlocked(session, login_attempts.c.id, login_attempts.c.attempted_at < attempts_before)
+
+
+async def _delete_unlocked(session: AsyncSession, key: sa.Column[Any], where: sa.ColumnElement[bool]) -> None:
+    """Delete the matching rows that no other transaction holds; the ones it holds it is deleting itself.
+
+    Concurrent logins all clear and purge overlapping sets of rows: plain DELETEs lock them in whatever order
+    each finds them and deadlock. Skipping locked rows means these statements never wait on each other.
+    """
+    table = key.table
+    held_elsewhere_skipped = sa.select(key).where(where).with_for_update(skip_locked=True)
+    await session.execute(sa.delete(table).where(key.in_(held_elsewhere_skipped)))
 
 
 # ---- login attempts ----------------------------------------------------------------------------------
@@ -341,4 +352,5 @@ async def delete_attempts(session: AsyncSession, *, ids: list[int]) -> None:
 
 
 async def clear_failures(session: AsyncSession, *, scope: str, key: str) -> None:
-    await session.execute(sa.delete(login_attempts).where(login_attempts.c.scope == scope, login_attempts.c.key == key))
+    await _delete_unlocked(session, login_attempts.c.id, sa.and_(login_attempts.c.scope == scope,
+                                                                  login_attempts.c.key == key))
