@@ -52,7 +52,9 @@ def _schemathesis(stack: Stack, tmp_path: Path, *options: str) -> tuple[int, str
         "--report", "json", "--report-json-path", str(report),
         "--no-color", *options,
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    # Run in the test's own directory: schemathesis keeps a cache of past failures in its working directory, and
+    # replaying those would make one run depend on the ones before it.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path)
     output = result.stdout + result.stderr
     return result.returncode, output, json.loads(report.read_text()) if report.exists() else {}
 

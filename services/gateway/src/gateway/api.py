@@ -136,7 +136,7 @@ async def create_user(body: UserCreate, principal: Admin, ctx: IdentityCtx) -> d
     return await handlers.create_user(ctx, principal, body)
 
 
-@router.patch("/users/{user_id}", tags=["users"], response_model=UserRead,
+@router.patch("/users/{user_id:uuid}", tags=["users"], response_model=UserRead,
               responses=_401 | _403 | {404: {"description": "no such user in this account"},
                                        409: {"description": "would leave the account without an active admin"}})
 async def update_user(user_id: UUID, body: UserUpdate, principal: Admin, ctx: IdentityCtx) -> dict[str, object]:

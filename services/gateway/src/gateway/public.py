@@ -119,9 +119,10 @@ _INVALID_TREE = {
     "description": "invalid input, or a tree that is not a valid graph (each violation names node and rule)",
     "model": InvalidTree,
 }
-# Ids as UUIDs in the route itself: /trees/categories is then no tree id, so PUT on it is a 405 (a method the
-# path does not have), not a 422 about a malformed id.
+# Ids are UUIDs in the routes themselves: a path with anything else in an id's place names nothing (404), and
+# /trees/categories is then no tree id, so PUT on it is a 405 (a method the path does not have).
 TREE = "/{tree_id:uuid}"
+SESSION = "/{session_id:uuid}"
 HANDOFF = "/{handoff_id:uuid}"
 
 # ---- decision trees (sessions service) ---------------------------------------------------------------
@@ -202,7 +203,7 @@ async def list_sessions(
     return await _forward(request, "sessions")
 
 
-@sessions.get("/{session_id}", response_model=SessionRead, responses=_answers(403, 404),
+@sessions.get(SESSION, response_model=SessionRead, responses=_answers(403, 404),
               summary="A session with its tree version, current node and status")
 async def get_session(request: Request, _: CurrentPrincipal, session_id: UUID) -> Response:
     return await _forward(request, "sessions")
@@ -214,13 +215,13 @@ async def start_session(request: Request, _: Engineer, body: SessionCreate) -> R
     return await _forward(request, "sessions")
 
 
-@sessions.put("/{session_id}", response_model=SessionRead, responses=_answers(403, 404, 409),
+@sessions.put(SESSION, response_model=SessionRead, responses=_answers(403, 404, 409),
               summary="Update title/notes, or answer the current node (engineer+)")
 async def update_session(request: Request, _: Engineer, session_id: UUID, body: SessionUpdate) -> Response:
     return await _forward(request, "sessions")
 
 
-@sessions.get("/{session_id}/steps", response_model=StepPage, responses=_answers(403, 404),
+@sessions.get(SESSION + "/steps", response_model=StepPage, responses=_answers(403, 404),
               summary="The journal, oldest first")
 async def list_steps(
     request: Request, _: CurrentPrincipal, session_id: UUID, limit: Limit = 50, offset: Offset = 0
@@ -228,20 +229,20 @@ async def list_steps(
     return await _forward(request, "sessions")
 
 
-@sessions.post("/{session_id}/steps", response_model=StepRead, status_code=status.HTTP_201_CREATED,
+@sessions.post(SESSION + "/steps", response_model=StepRead, status_code=status.HTTP_201_CREATED,
                responses=_answers(403, 404, 409), summary="Add a step to the journal (engineer+)")
 async def add_step(request: Request, _: Engineer, session_id: UUID, body: StepCreate) -> Response:
     return await _forward(request, "sessions")
 
 
-@sessions.post("/{session_id}/complete", response_model=SessionRead, responses=_answers(403, 404, 409),
+@sessions.post(SESSION + "/complete", response_model=SessionRead, responses=_answers(403, 404, 409),
                summary="Complete with an outcome (engineer+); 409 if already completed")
 async def complete_session(request: Request, _: Engineer, session_id: UUID, body: SessionComplete) -> Response:
     return await _forward(request, "sessions")
 
 
 @sessions.post(
-    "/{session_id}/export",
+    SESSION + "/export",
     response_model=SessionExport,
     responses=_answers(403, 404, extra={200: {"content": {"text/markdown": {}},
                                             "description": "the session as a document (JSON or Markdown)"}}),
