@@ -24,12 +24,12 @@ from .conftest import API, Stack, tree_body
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-MAX_EXAMPLES = 10  # per operation and phase
+MAX_EXAMPLES = 6  # per operation and phase; the coverage phase adds its own boundary cases
 
 
 def _fresh_account(gateway_url: str) -> dict[str, str]:
-    """An account made through the API for this run only, with a tree, a session and its handoff: the admin's
-    token and the ids, as the environment schemathesis.toml reads them from."""
+    """An account made through the API for this run only, with two trees (one to delete), a session and its
+    handoff: the admin's token and the ids, as the environment schemathesis.toml reads them from."""
     email = f"schemathesis-{uuid.uuid4().hex[:10]}@example.com"
     with httpx.Client(base_url=gateway_url + API, timeout=30) as client:
         r = client.post("/auth/register", json={
@@ -41,6 +41,7 @@ def _fresh_account(gateway_url: str) -> dict[str, str]:
         ids = {}
         for name, path, body in [
             ("tree", "/trees", lambda: tree_body()),
+            ("doomed_tree", "/trees", lambda: tree_body("Deleted by DELETE /trees/{tree_id}")),
             ("session", "/sessions", lambda: {"tree_id": ids["tree"]}),
             ("handoff", "/handoffs", lambda: {"session_id": ids["session"], "reason": "stuck", "priority": "high"}),
         ]:
