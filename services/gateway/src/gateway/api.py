@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Form, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import ValidationError
 
 from gateway import handlers
@@ -65,8 +64,25 @@ async def register(body: RegisterRequest, request: Request, ctx: IdentityCtx) ->
     return await handlers.register(ctx, body, address=_client_address(request))
 
 
+class PasswordForm:
+    """The OAuth2 password grant's form (RFC 6749 section 4.3.2), as FastAPI's OAuth2PasswordRequestForm but
+    documented as it is read: an empty field counts as missing, and `grant_type`, when sent, is "password"."""
+
+    def __init__(
+        self,
+        username: Annotated[str, Form(min_length=1, max_length=254, description="the email")],
+        password: Annotated[str, Form(min_length=1, max_length=1024)],
+        grant_type: Annotated[str, Form(pattern="^password$")] = "password",
+        scope: Annotated[str, Form()] = "",
+        client_id: Annotated[str | None, Form()] = None,
+        client_secret: Annotated[str | None, Form()] = None,
+    ) -> None:
+        self.username = username
+        self.password = password
+
+
 @router.post("/auth/login", tags=["identity"], response_model=TokenPair, responses=_CREDENTIALS)
-async def login_form(form: Annotated[OAuth2PasswordRequestForm, Depends()], request: Request,
+async def login_form(form: Annotated[PasswordForm, Depends()], request: Request,
                      response: Response, ctx: IdentityCtx) -> TokenPair:
     """OAuth2 password flow: form fields `username` (the email) and `password`."""
     try:
@@ -120,7 +136,7 @@ async def create_user(body: UserCreate, principal: Admin, ctx: IdentityCtx) -> d
     return await handlers.create_user(ctx, principal, body)
 
 
-@router.patch("/users/{user_id}", tags=["users"], response_model=UserRead,
+@router.patch("/users/{user_id:uuid}", tags=["users"], response_model=UserRead,
               responses=_401 | _403 | {404: {"description": "no such user in this account"},
                                        409: {"description": "would leave the account without an active admin"}})
 async def update_user(user_id: UUID, body: UserUpdate, principal: Admin, ctx: IdentityCtx) -> dict[str, object]:

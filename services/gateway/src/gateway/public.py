@@ -52,16 +52,40 @@ from rfkit.auth import Admin, CurrentPrincipal, Engineer
 
 
 class ErrorDetail(BaseModel):
-    """Every error answer: `{"detail": ...}` (a message, or a list of problems for 422)."""
+    """Every error answer but 422: `{"detail": "what went wrong"}`."""
 
     detail: Any
 
 
+class InvalidField(BaseModel):
+    """One problem with the request: where (`loc`: "body", "query", "path" then the field), what and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+    ctx: dict[str, Any] | None = None
+
+
+class Unprocessable(BaseModel):
+    """A 422: the problems with the input's shape, or one sentence when the input is well-formed but refused by
+    the current state (answering another node than the session's current one, an option it does not have)."""
+
+    detail: str | list[InvalidField]
+
+
+class InvalidTree(BaseModel):
+    """A 422 of a tree write: the problems with the input's shape, or each rule the graph breaks."""
+
+    detail: list[TreeViolation | InvalidField]
+
+
 _TEXT = {
     401: "no, invalid, expired or revoked token",
+    400: "a request that cannot be forwarded as it is",
     403: "role too low",
     404: "not found, or belongs to another account",
     409: "state conflict (the detail says which)",
+    413: "request body too large",
     502: "the owning service failed",
     503: "the owning service is unavailable",
     504: "the owning service did not answer in time",
@@ -71,8 +95,11 @@ _TEXT = {
 def _answers(*codes: int, extra: dict[int | str, dict[str, Any]] | None = None) -> dict[int | str, dict[str, Any]]:
     """The documented answers of a forwarded route besides its success: its errors, and the gateway's own."""
     answers: dict[int | str, dict[str, Any]] = {
-        code: {"description": _TEXT[code], "model": ErrorDetail} for code in (401, *codes, 502, 503, 504)
+        code: {"description": _TEXT[code], "model": ErrorDetail} for code in (400, 401, *codes, 413, 502, 503, 504)
     }
+    # Documented on every route, so that FastAPI's own 422 (a list only) does not stand for it.
+    answers[422] = {"description": "invalid input (each problem located), or input the current state refuses",
+                    "model": Unprocessable}
     answers.update(extra or {})
     return answers
 
@@ -90,8 +117,13 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 CategoryFilter = Annotated[Category | None, Query(description="only trees of this category")]
 _INVALID_TREE = {
     "description": "invalid input, or a tree that is not a valid graph (each violation names node and rule)",
-    "model": dict[str, list[TreeViolation]],
+    "model": InvalidTree,
 }
+# Ids are UUIDs in the routes themselves: a path with anything else in an id's place names nothing (404), and
+# /trees/categories is then no tree id, so PUT on it is a 405 (a method the path does not have).
+TREE = "/{tree_id:uuid}"
+SESSION = "/{session_id:uuid}"
+HANDOFF = "/{handoff_id:uuid}"
 
 # ---- decision trees (sessions service) ---------------------------------------------------------------
 
@@ -123,7 +155,7 @@ async def search_trees(
     return await _forward(request, "sessions")
 
 
-@trees.get("/{tree_id}", response_model=TreeRead, responses=_answers(403, 404),
+@trees.get(TREE, response_model=TreeRead, responses=_answers(403, 404),
            summary="A tree with its nodes (latest or ?version=N)")
 async def get_tree(
     request: Request,
@@ -140,13 +172,13 @@ async def create_tree(request: Request, _: Engineer, body: TreeCreate) -> Respon
     return await _forward(request, "sessions")
 
 
-@trees.put("/{tree_id}", response_model=TreeRead, responses=_answers(403, 404, extra={422: _INVALID_TREE}),
+@trees.put(TREE, response_model=TreeRead, responses=_answers(403, 404, extra={422: _INVALID_TREE}),
            summary="Replace a tree: a new version (engineer+)")
 async def replace_tree(request: Request, _: Engineer, tree_id: UUID, body: TreeReplace) -> Response:
     return await _forward(request, "sessions")
 
 
-@trees.delete("/{tree_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
+@trees.delete(TREE, status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
               responses=_answers(403, 404), summary="Soft delete (admin)")
 async def delete_tree(request: Request, _: Admin, tree_id: UUID) -> Response:
     return await _forward(request, "sessions")
@@ -171,7 +203,7 @@ async def list_sessions(
     return await _forward(request, "sessions")
 
 
-@sessions.get("/{session_id}", response_model=SessionRead, responses=_answers(403, 404),
+@sessions.get(SESSION, response_model=SessionRead, responses=_answers(403, 404),
               summary="A session with its tree version, current node and status")
 async def get_session(request: Request, _: CurrentPrincipal, session_id: UUID) -> Response:
     return await _forward(request, "sessions")
@@ -183,13 +215,13 @@ async def start_session(request: Request, _: Engineer, body: SessionCreate) -> R
     return await _forward(request, "sessions")
 
 
-@sessions.put("/{session_id}", response_model=SessionRead, responses=_answers(403, 404, 409),
+@sessions.put(SESSION, response_model=SessionRead, responses=_answers(403, 404, 409),
               summary="Update title/notes, or answer the current node (engineer+)")
 async def update_session(request: Request, _: Engineer, session_id: UUID, body: SessionUpdate) -> Response:
     return await _forward(request, "sessions")
 
 
-@sessions.get("/{session_id}/steps", response_model=StepPage, responses=_answers(403, 404),
+@sessions.get(SESSION + "/steps", response_model=StepPage, responses=_answers(403, 404),
               summary="The journal, oldest first")
 async def list_steps(
     request: Request, _: CurrentPrincipal, session_id: UUID, limit: Limit = 50, offset: Offset = 0
@@ -197,20 +229,20 @@ async def list_steps(
     return await _forward(request, "sessions")
 
 
-@sessions.post("/{session_id}/steps", response_model=StepRead, status_code=status.HTTP_201_CREATED,
+@sessions.post(SESSION + "/steps", response_model=StepRead, status_code=status.HTTP_201_CREATED,
                responses=_answers(403, 404, 409), summary="Add a step to the journal (engineer+)")
 async def add_step(request: Request, _: Engineer, session_id: UUID, body: StepCreate) -> Response:
     return await _forward(request, "sessions")
 
 
-@sessions.post("/{session_id}/complete", response_model=SessionRead, responses=_answers(403, 404, 409),
+@sessions.post(SESSION + "/complete", response_model=SessionRead, responses=_answers(403, 404, 409),
                summary="Complete with an outcome (engineer+); 409 if already completed")
 async def complete_session(request: Request, _: Engineer, session_id: UUID, body: SessionComplete) -> Response:
     return await _forward(request, "sessions")
 
 
 @sessions.post(
-    "/{session_id}/export",
+    SESSION + "/export",
     response_model=SessionExport,
     responses=_answers(403, 404, extra={200: {"content": {"text/markdown": {}},
                                             "description": "the session as a document (JSON or Markdown)"}}),
@@ -252,25 +284,25 @@ async def handoff_stats(request: Request, _: CurrentPrincipal) -> Response:
     return await _forward(request, "handoffs")
 
 
-@handoffs.get("/{handoff_id}", response_model=HandoffDetail, responses=_answers(403, 404),
+@handoffs.get(HANDOFF, response_model=HandoffDetail, responses=_answers(403, 404),
               summary="One handoff with its history")
 async def get_handoff(request: Request, _: CurrentPrincipal, handoff_id: UUID) -> Response:
     return await _forward(request, "handoffs")
 
 
-@handoffs.post("/{handoff_id}/claim", response_model=HandoffRead, responses=_answers(403, 404, 409),
+@handoffs.post(HANDOFF + "/claim", response_model=HandoffRead, responses=_answers(403, 404, 409),
                summary="Claim it (engineer+); one concurrent claimer wins, the others get 409")
 async def claim_handoff(request: Request, _: Engineer, handoff_id: UUID) -> Response:
     return await _forward(request, "handoffs")
 
 
-@handoffs.post("/{handoff_id}/release", response_model=HandoffRead, responses=_answers(403, 404, 409),
+@handoffs.post(HANDOFF + "/release", response_model=HandoffRead, responses=_answers(403, 404, 409),
                summary="Back to open (the claimer or an admin)")
 async def release_handoff(request: Request, _: Engineer, handoff_id: UUID) -> Response:
     return await _forward(request, "handoffs")
 
 
-@handoffs.post("/{handoff_id}/resolve", response_model=HandoffRead, responses=_answers(403, 404, 409),
+@handoffs.post(HANDOFF + "/resolve", response_model=HandoffRead, responses=_answers(403, 404, 409),
                summary="Resolve it (the claimer or an admin)")
 async def resolve_handoff(
     request: Request, _: Engineer, handoff_id: UUID, body: Annotated[HandoffResolve | None, Body()] = None

@@ -87,6 +87,12 @@ class Answer(_Input):
 class SessionUpdate(_Input):
     """PUT /sessions/{id}: any of a new title, new notes, or an answer that moves the session on."""
 
+    # The schema says what the validator below does: at least one of the three, and not null.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+        for name in ("title", "notes", "answer")
+    ]})
+
     title: Title | None = None
     notes: Notes | None = None
     answer: Answer | None = None

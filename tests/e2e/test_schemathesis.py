@@ -1,0 +1,84 @@
+"""Schemathesis with every check against the gateway's public API, all four services behind it: zero failures.
+
+The run is schemathesis' own CLI (`schemathesis run --checks all`), the same thing a consumer of the API would
+point at /openapi.json, as the admin of an account made for the run, with a tree, a session and a handoff of
+its own (tests/e2e/schemathesis.toml says where their ids go and what the document cannot say). It is bounded
+(a few examples per operation, two workers) and deterministic (deterministic generation, no example database,
+no cache of earlier failures): the same cases run every time, and a failure is a real disagreement between
+the API and its document.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+
+from gateway.testing import PASSWORD
+
+from .conftest import API, Stack, tree_body
+
+SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+MAX_EXAMPLES = 6  # per operation and phase; the coverage phase adds its own boundary cases
+
+
+def _fresh_account(gateway_url: str) -> dict[str, str]:
+    """An account made through the API for this run only, with two trees (one to delete), a session and its
+    handoff: the admin's token and the ids, as the environment schemathesis.toml reads them from."""
+    email = f"schemathesis-{uuid.uuid4().hex[:10]}@example.com"
+    with httpx.Client(base_url=gateway_url + API, timeout=30) as client:
+        r = client.post("/auth/register", json={
+            "email": email, "password": PASSWORD, "full_name": "Schema Thesis", "account_name": f"Team {email}"})
+        assert r.status_code == 201, r.text
+        r = client.post("/auth/login/json", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        ids = {}
+        for name, path, body in [
+            ("tree", "/trees", lambda: tree_body()),
+            ("doomed_tree", "/trees", lambda: tree_body("Deleted by DELETE /trees/{tree_id}")),
+            ("session", "/sessions", lambda: {"tree_id": ids["tree"]}),
+            ("handoff", "/handoffs", lambda: {"session_id": ids["session"], "reason": "stuck", "priority": "high"}),
+        ]:
+            r = client.post(path, json=body())
+            assert r.status_code == 201, r.text
+            ids[name] = r.json()["id"]
+        return {"RF_SCHEMATHESIS_TOKEN": client.headers["Authorization"].removeprefix("Bearer "),
+                **{f"RF_SCHEMATHESIS_{name.upper()}_ID": value for name, value in ids.items()}}
+
+
+def _schemathesis(stack: Stack, tmp_path: Path, *options: str) -> tuple[int, str]:
+    """Run schemathesis with every check on the gateway as a fresh account's admin: exit code and output."""
+    account = _fresh_account(stack.gateway_url)
+    command = [
+        SCHEMATHESIS, "--config-file", str(CONFIG), "run", f"{stack.gateway_url}/openapi.json",
+        "--checks", "all",
+        "--header", f"Authorization: Bearer {account['RF_SCHEMATHESIS_TOKEN']}",
+        "--max-examples", str(MAX_EXAMPLES),
+        "--generation-deterministic",
+        "--workers", "2", "--request-timeout", "30",
+        "--no-color", *options,
+    ]
+    # Run in the test's own directory: schemathesis keeps a cache of past failures in its working directory, and
+    # replaying those would make one run depend on the ones before it.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path,
+                            env={**os.environ, **account})
+    print(result.stdout)  # the run's summary, for `pytest -rP`
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_every_operation_conforms_to_the_document_under_every_check(stack: Stack, tmp_path: Path) -> None:
+    # Logging out revokes the token every other request uses: it has a run of its own, below.
+    code, output = _schemathesis(stack, tmp_path, "--exclude-path", f"{API}/auth/logout")
+    assert code == 0, output
+    assert "Authentication failed" not in output, output
+
+
+def test_logout_conforms_to_the_document_under_every_check(stack: Stack, tmp_path: Path) -> None:
+    code, output = _schemathesis(stack, tmp_path, "--include-path", f"{API}/auth/logout")
+    assert code == 0, output
