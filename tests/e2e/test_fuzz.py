@@ -191,6 +191,9 @@ class World:
             ("POST", "/users"): {"email": f"u-{uuid.uuid4().hex[:10]}@example.com", "password": PASSWORD,
                                  "full_name": "U", "role": "viewer"},
             ("PATCH", "/users/{user_id}"): {"full_name": "Renamed", "role": "engineer", "is_active": True},
+            # The admin's own password, changed to itself: the admin's token stays valid (this session is kept).
+            ("POST", "/auth/password"): {"current_password": PASSWORD, "new_password": PASSWORD},
+            ("POST", "/users/{user_id}/password"): {"new_password": PASSWORD},
             ("POST", "/trees"): TREE_BODY,
             ("PUT", "/trees/{tree_id}"): TREE_BODY,
             ("POST", "/sessions"): {"tree_id": self.ids["tree_id"], "title": "t", "context": {"ticket": "T-1"}},

@@ -37,6 +37,7 @@ MATRIX = [
     ("GET", "/users", None, (403, 403, 200, 401)),
     ("POST", "/users", "new-user", (403, 403, 201, 401)),
     ("PATCH", "/users/{target}", {"full_name": "Renamed"}, (403, 403, 200, 401)),
+    ("POST", "/users/{target}/password", {"new_password": PASSWORD}, (403, 403, 204, 401)),
 ]
 
 

@@ -11,7 +11,8 @@ from rf_contracts.api import handoffs, identity, sessions, trees
 
 SPEC_ROUTES = {
     ("POST", "/auth/register"), ("POST", "/auth/login"), ("POST", "/auth/login/json"), ("POST", "/auth/refresh"),
-    ("GET", "/auth/me"), ("POST", "/auth/logout"), ("GET", "/users"), ("POST", "/users"), ("PATCH", "/users/{user_id}"),
+    ("GET", "/auth/me"), ("POST", "/auth/logout"), ("POST", "/auth/password"),
+    ("GET", "/users"), ("POST", "/users"), ("PATCH", "/users/{user_id}"), ("POST", "/users/{user_id}/password"),
     ("GET", "/trees"), ("GET", "/trees/categories"), ("GET", "/trees/search"), ("GET", "/trees/{tree_id}"),
     ("POST", "/trees"), ("PUT", "/trees/{tree_id}"), ("DELETE", "/trees/{tree_id}"),
     ("GET", "/sessions"), ("GET", "/sessions/{session_id}"), ("POST", "/sessions"), ("PUT", "/sessions/{session_id}"),
@@ -45,6 +46,8 @@ def test_every_public_route_is_described(spec: dict[str, Any]) -> None:
     ("post", "/auth/login/json", identity.LoginRequest),
     ("post", "/users", identity.UserCreate),
     ("patch", "/users/{user_id}", identity.UserUpdate),
+    ("post", "/auth/password", identity.PasswordChange),
+    ("post", "/users/{user_id}/password", identity.PasswordReset),
     ("post", "/trees", trees.TreeCreate),
     ("put", "/trees/{tree_id}", trees.TreeReplace),
     ("post", "/sessions", sessions.SessionCreate),
@@ -95,6 +98,27 @@ def test_forwarded_routes_document_the_gateways_own_failures(spec: dict[str, Any
             continue
         for op in ops.values():
             assert {"401", "502", "503", "504"} <= set(op["responses"]), path
+
+
+@pytest.mark.parametrize(("method", "path", "status", "code"), [
+    ("post", "/auth/register", "403", "registration_closed"),
+    ("post", "/auth/password", "403", "wrong_password"),
+])
+def test_coded_errors_document_their_code(spec: dict[str, Any], method: str, path: str, status: str, code: str) -> None:
+    answer = spec["paths"]["/api/v1" + path][method]["responses"][status]
+    schema = answer["content"]["application/json"]["schema"]
+    assert schema["properties"]["code"]["enum"] == [code]
+    assert set(schema["required"]) == {"detail", "code"}
+
+
+@pytest.mark.parametrize(("method", "path", "statuses"), [
+    ("post", "/auth/password", {"204", "401", "403", "422", "429"}),
+    ("post", "/users/{user_id}/password", {"204", "401", "403", "404", "422"}),
+])
+def test_password_routes_document_their_answers(
+    spec: dict[str, Any], method: str, path: str, statuses: set[str]
+) -> None:
+    assert set(spec["paths"]["/api/v1" + path][method]["responses"]) == statuses
 
 
 async def test_the_document_is_served_at_openapi_json(gateway: Gateway) -> None:

@@ -105,3 +105,11 @@ def test_tokens_of_the_previous_key_stay_valid_while_it_is_listed_as_a_public_ke
         token = issue_access_token(key, user_id=uuid.uuid4(), account_id=uuid.uuid4(), role="viewer",
                                    issuer=settings.jwt_issuer, audience=settings.jwt_audience)
         assert verifier.verify(token).role == "viewer"
+
+
+def test_registration_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RF_REGISTRATION", "closed")
+    assert Settings().registration == "closed"
+    monkeypatch.setenv("RF_REGISTRATION", "sometimes")
+    with pytest.raises(ValidationError, match="registration"):
+        Settings()

@@ -85,7 +85,8 @@ def health_router() -> APIRouter:
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    body = {"detail": exc.detail} if exc.code is None else {"detail": exc.detail, "code": exc.code}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

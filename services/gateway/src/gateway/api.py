@@ -15,6 +15,8 @@ from rf_contracts.api.identity import (
     LoginRequest,
     LogoutRequest,
     MeRead,
+    PasswordChange,
+    PasswordReset,
     RefreshRequest,
     RegisterRequest,
     RegisterResponse,
@@ -37,6 +39,13 @@ _CREDENTIALS: Answers = {
 }
 
 
+def _coded(description: str, code: str) -> dict[str, Any]:
+    """An error answer that carries a machine-readable `code` besides its readable `detail`."""
+    schema = {"type": "object", "required": ["detail", "code"],
+              "properties": {"detail": {"type": "string"}, "code": {"type": "string", "enum": [code]}}}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 def _identity(request: Request) -> Identity:
     return request.app.state.identity  # type: ignore[no-any-return]
 
@@ -57,7 +66,9 @@ def _no_store(response: Response) -> None:
 
 @router.post("/auth/register", tags=["identity"], status_code=status.HTTP_201_CREATED,
              response_model=RegisterResponse,
-             responses={409: {"description": "email already registered"},
+             responses={403: _coded("registration is closed on this deployment (RF_REGISTRATION=closed); "
+                                    "an admin adds users", "registration_closed"),
+                        409: {"description": "email already registered"},
                         429: {"description": "too many registrations from this address; see Retry-After"}})
 async def register(body: RegisterRequest, request: Request, ctx: IdentityCtx) -> dict[str, object]:
     """Create an account and its first user, who is its admin."""
@@ -122,6 +133,16 @@ async def logout(principal: CurrentPrincipal, ctx: IdentityCtx,
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.post("/auth/password", tags=["identity"], status_code=status.HTTP_204_NO_CONTENT,
+             response_class=Response,
+             responses=_401 | {403: _coded("the current password is incorrect", "wrong_password"),
+                               429: {"description": "too many wrong passwords; see Retry-After"}})
+async def change_password(body: PasswordChange, principal: CurrentPrincipal, ctx: IdentityCtx) -> Response:
+    """Change one's own password. The caller's other sessions end; the one making the change goes on."""
+    await handlers.change_password(ctx, principal, body)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get("/users", tags=["users"], response_model=UserPage, responses=_401 | _403)
 async def list_users(
     principal: Admin, ctx: IdentityCtx,
@@ -142,6 +163,15 @@ async def create_user(body: UserCreate, principal: Admin, ctx: IdentityCtx) -> d
 async def update_user(user_id: UUID, body: UserUpdate, principal: Admin, ctx: IdentityCtx) -> dict[str, object]:
     """Change a user's role, deactivate or reactivate them, or rename them."""
     return await handlers.update_user(ctx, principal, user_id=user_id, cmd=body)
+
+
+@router.post("/users/{user_id}/password", tags=["users"], status_code=status.HTTP_204_NO_CONTENT,
+             response_class=Response,
+             responses=_401 | _403 | {404: {"description": "no such user in this account"}})
+async def reset_password(user_id: UUID, body: PasswordReset, principal: Admin, ctx: IdentityCtx) -> Response:
+    """Set a user's password. Every session of that user ends: they sign in again with the new password."""
+    await handlers.reset_password(ctx, principal, user_id=user_id, cmd=body)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 internal = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from rfkit.errors import Conflict, DomainError
+from rfkit.errors import Conflict, DomainError, Forbidden
 
 # One answer for every credential failure: it never tells whether the email exists.
 BAD_CREDENTIALS = "incorrect email or password"
@@ -16,6 +16,27 @@ class AuthenticationFailed(DomainError):
 
     status_code = 401
     headers = {"WWW-Authenticate": "Bearer"}
+
+
+class RegistrationClosed(Forbidden):
+    """403: this deployment does not let anyone create an account (RF_REGISTRATION=closed); admins add users."""
+
+    code = "registration_closed"
+
+    def __init__(self) -> None:
+        super().__init__("registration is closed on this deployment; ask an administrator to add you")
+
+
+class WrongPassword(Forbidden):
+    """403 on a password change whose current password is wrong.
+
+    Not 401: the caller's token is valid, and clients take a 401 to mean "sign in again".
+    """
+
+    code = "wrong_password"
+
+    def __init__(self) -> None:
+        super().__init__("the current password is incorrect")
 
 
 class RateLimited(DomainError):

@@ -15,10 +15,25 @@ from uuid import UUID
 from sqlalchemy.exc import IntegrityError
 
 from gateway import repository as repo
-from gateway.domain import BAD_CREDENTIALS, AuthenticationFailed, RateLimited, check_admin_remains, retry_after
+from gateway.domain import (
+    BAD_CREDENTIALS,
+    AuthenticationFailed,
+    RateLimited,
+    RegistrationClosed,
+    WrongPassword,
+    check_admin_remains,
+    retry_after,
+)
 from gateway.security import Passwords, TokenIssuer, new_refresh_token, refresh_token_hash
 from gateway.settings import Settings
-from rf_contracts.api.identity import RegisterRequest, TokenPair, UserCreate, UserUpdate
+from rf_contracts.api.identity import (
+    PasswordChange,
+    PasswordReset,
+    RegisterRequest,
+    TokenPair,
+    UserCreate,
+    UserUpdate,
+)
 from rfkit.auth import Principal
 from rfkit.db import Database, UnitOfWork
 from rfkit.denials import DENIAL_DETAIL
@@ -163,6 +178,8 @@ async def _new_user(ctx: Identity) -> AsyncIterator[UnitOfWork]:
 
 async def register(ctx: Identity, cmd: RegisterRequest, *, address: str) -> dict[str, Any]:
     """A new account and its first user, an admin. Throttled per client address (each costs a password hash)."""
+    if ctx.settings.registration == "closed":
+        raise RegistrationClosed()
     now = _now()
     await _admit(
         ctx, [("register", address, ctx.settings.register_max_per_address)],
@@ -266,6 +283,61 @@ async def me(ctx: Identity, principal: Principal) -> dict[str, Any]:
         raise NotFound("user not found")
     return {"id": user.id, "email": user.email, "full_name": user.full_name, "role": user.role,
             "account_id": user.account_id, "account_name": account["name"]}
+
+
+# ---- passwords ---------------------------------------------------------------------------------------
+
+async def change_password(ctx: Identity, principal: Principal, cmd: PasswordChange) -> None:
+    """The caller's own new password, confirmed with the current one. The caller's other sessions end (their
+    refresh families are revoked and their live access tokens denied); the session making the change goes on.
+
+    Wrong current passwords are throttled like failed logins (per user): a stolen access token must not be a way
+    to guess the password.
+    """
+    s = ctx.settings
+    now = _now()
+    mine = await _admit(
+        ctx, [("password", str(principal.user_id), s.login_max_failures_per_email)],
+        window=timedelta(seconds=s.login_failure_window_s), now=now,
+        detail="too many wrong passwords; try again later",
+    )
+    async with ctx.db.read() as session:
+        user = await repo.get_user(session, account_id=principal.account_id, user_id=principal.user_id)
+    if user is None:
+        raise AuthenticationFailed("invalid token: unknown user")
+    valid, _ = await ctx.passwords.verify(cmd.current_password, user.password_hash)
+    if not valid:
+        raise WrongPassword()
+    password_hash = await ctx.passwords.hash(cmd.new_password)
+    async with ctx.db.unit_of_work() as uow:
+        await repo.delete_attempts(uow.session, ids=mine)
+        await repo.clear_failures(uow.session, scope="password", key=str(principal.user_id))
+        await repo.update_user(uow.session, account_id=principal.account_id, user_id=principal.user_id,
+                               changes={"password_hash": password_hash}, now=now)
+        current = await repo.family_of_access_token(uow.session, user_id=principal.user_id,
+                                                    access_jti=principal.token_id)
+        if current is None:
+            # No family to keep (it has been purged): the current access token is denied with all the others.
+            await repo.deny_access_token(uow.session, jti=principal.token_id, user_id=principal.user_id,
+                                         expires_at=datetime.fromtimestamp(principal.expires_at, UTC))
+        await repo.revoke_families(uow.session, user_id=principal.user_id, keep_family=current, now=now)
+    ctx.cache.clear()
+
+
+async def reset_password(ctx: Identity, principal: Principal, *, user_id: UUID, cmd: PasswordReset) -> None:
+    """An admin sets a user's password: every session of that user ends (refresh families revoked, live access
+    tokens denied), so the user signs in again with the new one. Their login lockout, if any, is lifted."""
+    password_hash = await ctx.passwords.hash(cmd.new_password)
+    now = _now()
+    async with ctx.db.unit_of_work() as uow:
+        target = await repo.get_user(uow.session, account_id=principal.account_id, user_id=user_id, lock=True)
+        if target is None:
+            raise NotFound("user not found")
+        await repo.update_user(uow.session, account_id=principal.account_id, user_id=user_id,
+                               changes={"password_hash": password_hash}, now=now)
+        await repo.revoke_families(uow.session, user_id=user_id, now=now, reason="revoked")
+        await repo.clear_failures(uow.session, scope="email", key=target.email)
+    ctx.cache.clear()
 
 
 # ---- users of an account (admin) ---------------------------------------------------------------------

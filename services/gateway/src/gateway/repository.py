@@ -251,12 +251,15 @@ async def family_of_access_token(session: AsyncSession, *, user_id: UUID, access
 
 async def revoke_families(
     session: AsyncSession, *, now: datetime, family_ids: list[UUID] | None = None, user_id: UUID | None = None,
-    reason: DenialReason = "revoked",
+    reason: DenialReason = "revoked", keep_family: UUID | None = None,
 ) -> None:
-    """Revoke the refresh tokens of some families (or of all a user's families) and deny their live access tokens."""
+    """Revoke the refresh tokens of some families (or of all a user's families but `keep_family`) and deny their
+    live access tokens."""
     where = (
         refresh_tokens.c.family_id.in_(family_ids) if family_ids is not None else refresh_tokens.c.user_id == user_id
     )
+    if keep_family is not None:
+        where = sa.and_(where, refresh_tokens.c.family_id != keep_family)
     await session.execute(
         sa.update(refresh_tokens).where(where, refresh_tokens.c.revoked_at.is_(None)).values(revoked_at=now)
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, IPvAnyNetwork, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -54,6 +54,8 @@ class Settings(ServiceSettings):
     login_failure_window_s: int = Field(default=900, ge=1)
     login_max_failures_per_email: int = Field(default=5, ge=1)
     login_max_failures_per_address: int = Field(default=20, ge=1)
+    # closed: POST /auth/register answers 403 (registration_closed); only admins add users (POST /users).
+    registration: Literal["open", "closed"] = "open"
     # Registrations per client address: each one costs a password hash and creates an account.
     register_window_s: int = Field(default=3600, ge=1)
     register_max_per_address: int = Field(default=20, ge=1)

@@ -116,6 +116,19 @@ class UserUpdate(_Input):
     full_name: Name | None = None
 
 
+class PasswordChange(_Input):
+    """POST /auth/password: the signed-in user's own new password, confirmed with the current one."""
+
+    current_password: Password
+    new_password: NewPassword
+
+
+class PasswordReset(_Input):
+    """POST /users/{id}/password (admin): a new password for a user of the admin's account."""
+
+    new_password: NewPassword
+
+
 class UserPage(BaseModel):
     items: list[UserRead]
     total: int
