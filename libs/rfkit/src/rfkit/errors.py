@@ -5,6 +5,8 @@ class DomainError(Exception):
     status_code = 400
     # Headers of the answer besides its body (e.g. WWW-Authenticate, Retry-After); per class or per error.
     headers: dict[str, str] | None = None
+    # A stable machine-readable name of the case, answered next to `detail` when set.
+    code: str | None = None
 
     def __init__(self, detail: object) -> None:
         super().__init__(str(detail))

@@ -82,7 +82,10 @@ def health_router() -> APIRouter:
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    body: dict[str, object] = {"detail": exc.detail}
+    if exc.code is not None:
+        body["code"] = exc.code
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
