@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from pydantic import BaseModel
 
 from gateway.proxy import Upstreams
@@ -49,6 +49,7 @@ from rf_contracts.api.trees import (
     TreeViolation,
 )
 from rfkit.auth import Admin, CurrentPrincipal, Engineer
+from rfkit.etags import IfMatch, if_match
 
 
 class ErrorDetail(BaseModel):
@@ -85,6 +86,7 @@ _TEXT = {
     403: "role too low",
     404: "not found, or belongs to another account",
     409: "state conflict (the detail says which)",
+    412: "If-Match does not match the current ETag: the resource changed since it was read (code precondition_failed)",
     413: "request body too large",
     502: "the owning service failed",
     503: "the owning service is unavailable",
@@ -115,6 +117,12 @@ Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
 # Bounded so that no value can overflow a database integer downstream.
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 CategoryFilter = Annotated[Category | None, Query(description="only trees of this category")]
+# Checked again by the owning service, under its row lock; declared here for the document and early 412s.
+IfMatchHeader = Annotated[IfMatch | None, Depends(if_match)]
+_ETAG = {"ETag": {"description": "strong entity tag of this version of the resource; send it back as If-Match",
+                  "schema": {"type": "string"}}}
+_TREE_ETAG = {"description": "the tree", "headers": _ETAG}
+_SESSION_ETAG = {"description": "the session", "headers": _ETAG}
 _INVALID_TREE = {
     "description": "invalid input, or a tree that is not a valid graph (each violation names node and rule)",
     "model": InvalidTree,
@@ -155,7 +163,7 @@ async def search_trees(
     return await _forward(request, "sessions")
 
 
-@trees.get(TREE, response_model=TreeRead, responses=_answers(403, 404),
+@trees.get(TREE, response_model=TreeRead, responses=_answers(403, 404, extra={200: _TREE_ETAG}),
            summary="A tree with its nodes (latest or ?version=N)")
 async def get_tree(
     request: Request,
@@ -167,14 +175,17 @@ async def get_tree(
 
 
 @trees.post("", response_model=TreeRead, status_code=status.HTTP_201_CREATED,
-            responses=_answers(403, extra={422: _INVALID_TREE}), summary="Create a tree (engineer+)")
+            responses=_answers(403, extra={201: _TREE_ETAG, 422: _INVALID_TREE}), summary="Create a tree (engineer+)")
 async def create_tree(request: Request, _: Engineer, body: TreeCreate) -> Response:
     return await _forward(request, "sessions")
 
 
-@trees.put(TREE, response_model=TreeRead, responses=_answers(403, 404, extra={422: _INVALID_TREE}),
-           summary="Replace a tree: a new version (engineer+)")
-async def replace_tree(request: Request, _: Engineer, tree_id: UUID, body: TreeReplace) -> Response:
+@trees.put(TREE, response_model=TreeRead,
+           responses=_answers(403, 404, 412, extra={200: _TREE_ETAG, 422: _INVALID_TREE}),
+           summary="Replace a tree: a new version (engineer+); 412 if If-Match is stale")
+async def replace_tree(
+    request: Request, _: Engineer, tree_id: UUID, body: TreeReplace, __: IfMatchHeader
+) -> Response:
     return await _forward(request, "sessions")
 
 
@@ -203,21 +214,25 @@ async def list_sessions(
     return await _forward(request, "sessions")
 
 
-@sessions.get(SESSION, response_model=SessionRead, responses=_answers(403, 404),
+@sessions.get(SESSION, response_model=SessionRead, responses=_answers(403, 404, extra={200: _SESSION_ETAG}),
               summary="A session with its tree version, current node and status")
 async def get_session(request: Request, _: CurrentPrincipal, session_id: UUID) -> Response:
     return await _forward(request, "sessions")
 
 
-@sessions.post("", response_model=SessionRead, status_code=status.HTTP_201_CREATED, responses=_answers(403, 404),
+@sessions.post("", response_model=SessionRead, status_code=status.HTTP_201_CREATED,
+               responses=_answers(403, 404, extra={201: _SESSION_ETAG}),
                summary="Start a session at a tree's root (engineer+)")
 async def start_session(request: Request, _: Engineer, body: SessionCreate) -> Response:
     return await _forward(request, "sessions")
 
 
-@sessions.put(SESSION, response_model=SessionRead, responses=_answers(403, 404, 409),
-              summary="Update title/notes, or answer the current node (engineer+)")
-async def update_session(request: Request, _: Engineer, session_id: UUID, body: SessionUpdate) -> Response:
+@sessions.put(SESSION, response_model=SessionRead,
+              responses=_answers(403, 404, 409, 412, extra={200: _SESSION_ETAG}),
+              summary="Update title/notes, or answer the current node (engineer+); 412 if If-Match is stale")
+async def update_session(
+    request: Request, _: Engineer, session_id: UUID, body: SessionUpdate, __: IfMatchHeader
+) -> Response:
     return await _forward(request, "sessions")
 
 
@@ -235,7 +250,8 @@ async def add_step(request: Request, _: Engineer, session_id: UUID, body: StepCr
     return await _forward(request, "sessions")
 
 
-@sessions.post(SESSION + "/complete", response_model=SessionRead, responses=_answers(403, 404, 409),
+@sessions.post(SESSION + "/complete", response_model=SessionRead,
+               responses=_answers(403, 404, 409, extra={200: _SESSION_ETAG}),
                summary="Complete with an outcome (engineer+); 409 if already completed")
 async def complete_session(request: Request, _: Engineer, session_id: UUID, body: SessionComplete) -> Response:
     return await _forward(request, "sessions")

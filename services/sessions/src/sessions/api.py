@@ -35,6 +35,7 @@ from rf_contracts.api.trees import (
 from rfkit.auth import Admin, CurrentPrincipal, Engineer
 from rfkit.db import Database
 from rfkit.errors import Forbidden
+from rfkit.etags import IfMatch, if_match
 from sessions import handlers
 from sessions.export import render_markdown
 
@@ -57,6 +58,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _INVALID_TREE: dict[int | str, dict[str, Any]] = {
     422: {"description": "invalid input, or a tree that is not a valid graph (each violation names node and rule)",
           "model": dict[str, list[TreeViolation]]}
+}
+
+IfMatchHeader = Annotated[IfMatch | None, Depends(if_match)]
+_ETAG = {"ETag": {"description": "strong entity tag of this version of the resource; send it back as If-Match",
+                  "schema": {"type": "string"}}}
+_TREE_ETAG = {"description": "the tree", "headers": _ETAG}
+_SESSION_ETAG = {"description": "the session", "headers": _ETAG}
+_STALE: dict[int | str, dict[str, Any]] = {
+    412: {"description": "If-Match does not match the current ETag (the resource changed); code precondition_failed"}
 }
 
 trees_router = APIRouter(prefix="/trees", tags=["trees"], responses=_ERRORS)
@@ -97,26 +107,59 @@ async def search_trees(
         )
 
 
-@trees_router.get("/{tree_id}", response_model=TreeRead, summary="A tree with its nodes (latest or ?version=N)")
+def _tree_tagged(response: Response, tree: TreeRead) -> TreeRead:
+    response.headers["ETag"] = handlers.tree_etag(tree.id, tree.version)
+    return tree
+
+
+def _session_tagged(response: Response, read: SessionRead) -> SessionRead:
+    response.headers["ETag"] = handlers.session_etag(read.id, read.updated_at)
+    return read
+
+
+@trees_router.get(
+    "/{tree_id}",
+    response_model=TreeRead,
+    responses={200: _TREE_ETAG},
+    summary="A tree with its nodes (latest or ?version=N)",
+)
 async def get_tree(
-    tree_id: UUID, principal: CurrentPrincipal, db: Db, version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None
+    tree_id: UUID,
+    principal: CurrentPrincipal,
+    db: Db,
+    response: Response,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> TreeRead:
     async with db.read() as session:
-        return await handlers.get_tree(session, account_id=principal.account_id, tree_id=tree_id, version=version)
+        tree = await handlers.get_tree(session, account_id=principal.account_id, tree_id=tree_id, version=version)
+    return _tree_tagged(response, tree)
 
 
 @trees_router.post(
-    "", response_model=TreeRead, status_code=status.HTTP_201_CREATED, responses=_INVALID_TREE, summary="Create a tree"
+    "",
+    response_model=TreeRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={201: _TREE_ETAG, **_INVALID_TREE},
+    summary="Create a tree",
 )
-async def create_tree(body: TreeCreate, principal: Engineer, db: Db) -> TreeRead:
+async def create_tree(body: TreeCreate, principal: Engineer, db: Db, response: Response) -> TreeRead:
     async with db.unit_of_work() as uow:
-        return await handlers.create_tree(uow, actor=principal, body=body)
+        tree = await handlers.create_tree(uow, actor=principal, body=body)
+    return _tree_tagged(response, tree)
 
 
-@trees_router.put("/{tree_id}", response_model=TreeRead, responses=_INVALID_TREE, summary="Replace: a new version")
-async def replace_tree(tree_id: UUID, body: TreeReplace, principal: Engineer, db: Db) -> TreeRead:
+@trees_router.put(
+    "/{tree_id}",
+    response_model=TreeRead,
+    responses={200: _TREE_ETAG, **_INVALID_TREE, **_STALE},
+    summary="Replace: a new version",
+)
+async def replace_tree(
+    tree_id: UUID, body: TreeReplace, principal: Engineer, db: Db, response: Response, precondition: IfMatchHeader
+) -> TreeRead:
     async with db.unit_of_work() as uow:
-        return await handlers.replace_tree(uow, actor=principal, tree_id=tree_id, body=body)
+        tree = await handlers.replace_tree(uow, actor=principal, tree_id=tree_id, body=body, if_match=precondition)
+    return _tree_tagged(response, tree)
 
 
 @trees_router.delete("/{tree_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Soft delete (admin)")
@@ -153,29 +196,45 @@ async def list_sessions(
         )
 
 
-@sessions_router.get("/{session_id}", response_model=SessionRead, summary="A session with its current node")
-async def get_session(session_id: UUID, principal: CurrentPrincipal, db: Db) -> SessionRead:
+@sessions_router.get(
+    "/{session_id}",
+    response_model=SessionRead,
+    responses={200: _SESSION_ETAG},
+    summary="A session with its current node",
+)
+async def get_session(session_id: UUID, principal: CurrentPrincipal, db: Db, response: Response) -> SessionRead:
     async with db.read() as session:
-        return await handlers.get_session(session, account_id=principal.account_id, session_id=session_id)
+        read = await handlers.get_session(session, account_id=principal.account_id, session_id=session_id)
+    return _session_tagged(response, read)
 
 
 @sessions_router.post(
-    "", response_model=SessionRead, status_code=status.HTTP_201_CREATED, summary="Start a session at a tree's root"
+    "",
+    response_model=SessionRead,
+    status_code=status.HTTP_201_CREATED,
+    responses={201: _SESSION_ETAG},
+    summary="Start a session at a tree's root",
 )
-async def start_session(body: SessionCreate, principal: Engineer, db: Db) -> SessionRead:
+async def start_session(body: SessionCreate, principal: Engineer, db: Db, response: Response) -> SessionRead:
     async with db.unit_of_work() as uow:
-        return await handlers.start_session(uow, actor=principal, body=body)
+        read = await handlers.start_session(uow, actor=principal, body=body)
+    return _session_tagged(response, read)
 
 
 @sessions_router.put(
     "/{session_id}",
     response_model=SessionRead,
-    responses={409: {"description": "the session is completed"}},
+    responses={200: _SESSION_ETAG, 409: {"description": "the session is completed"}, **_STALE},
     summary="Update title/notes, or answer the current node",
 )
-async def update_session(session_id: UUID, body: SessionUpdate, principal: Engineer, db: Db) -> SessionRead:
+async def update_session(
+    session_id: UUID, body: SessionUpdate, principal: Engineer, db: Db, response: Response, precondition: IfMatchHeader
+) -> SessionRead:
     async with db.unit_of_work() as uow:
-        return await handlers.update_session(uow, actor=principal, session_id=session_id, body=body)
+        read = await handlers.update_session(
+            uow, actor=principal, session_id=session_id, body=body, if_match=precondition
+        )
+    return _session_tagged(response, read)
 
 
 @sessions_router.get("/{session_id}/steps", response_model=StepPage, summary="The journal, oldest first")
@@ -203,12 +262,15 @@ async def add_step(session_id: UUID, body: StepCreate, principal: Engineer, db: 
 @sessions_router.post(
     "/{session_id}/complete",
     response_model=SessionRead,
-    responses={409: {"description": "already completed"}},
+    responses={200: _SESSION_ETAG, 409: {"description": "already completed"}},
     summary="Complete with an outcome",
 )
-async def complete_session(session_id: UUID, body: SessionComplete, principal: Engineer, db: Db) -> SessionRead:
+async def complete_session(
+    session_id: UUID, body: SessionComplete, principal: Engineer, db: Db, response: Response
+) -> SessionRead:
     async with db.unit_of_work() as uow:
-        return await handlers.complete_session(uow, actor=principal, session_id=session_id, body=body)
+        read = await handlers.complete_session(uow, actor=principal, session_id=session_id, body=body)
+    return _session_tagged(response, read)
 
 
 @sessions_router.post(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -41,6 +41,7 @@ from rf_contracts.api.trees import (
 from rfkit.auth import Principal
 from rfkit.db import UnitOfWork
 from rfkit.errors import Invalid
+from rfkit.etags import IfMatch, micros, strong_etag
 from sessions import repository as repo
 from sessions.domain import (
     apply_handoff_event,
@@ -55,6 +56,21 @@ from sessions.domain import (
 def utcnow() -> datetime:
     """Server time for every stored timestamp: UTC with microseconds."""
     return datetime.now(UTC)
+
+
+def tree_etag(tree_id: UUID, version: int) -> str:
+    """A tree version's strong ETag: every replacement makes a new version."""
+    return strong_etag("t", tree_id, version)
+
+
+def session_etag(session_id: UUID, updated_at: datetime) -> str:
+    """A session's strong ETag: every write through the API moves updated_at forward (see _next_write)."""
+    return strong_etag("s", session_id, micros(updated_at))
+
+
+def _next_write(previous: datetime) -> datetime:
+    """The time of a write to a locked session: strictly after the last one, so its ETag always changes."""
+    return max(utcnow(), previous + timedelta(microseconds=1))
 
 
 # --- trees -------------------------------------------------------------------------------------------------
@@ -85,9 +101,17 @@ async def create_tree(uow: UnitOfWork, *, actor: Principal, body: TreeCreate) ->
     return await get_tree(uow.session, account_id=actor.account_id, tree_id=tree_id)
 
 
-async def replace_tree(uow: UnitOfWork, *, actor: Principal, tree_id: UUID, body: TreeReplace) -> TreeRead:
-    """Write the next version of a tree; sessions already running stay on theirs."""
+async def replace_tree(
+    uow: UnitOfWork, *, actor: Principal, tree_id: UUID, body: TreeReplace, if_match: IfMatch | None = None
+) -> TreeRead:
+    """Write the next version of a tree; sessions already running stay on theirs.
+
+    If-Match is compared under the head's row lock: of concurrent replacements naming the same version, the
+    first to get the lock writes and the others then see the new version and get 412.
+    """
     current = await repo.lock_tree(uow.session, account_id=actor.account_id, tree_id=tree_id)
+    if if_match is not None:
+        if_match.check(tree_etag(tree_id, current.version))
     head, version = _tree_fields(body)
     number, now = current.version + 1, utcnow()
     await repo.replace_tree(
@@ -321,11 +345,18 @@ async def _record_step(
     return StepRead(**step)
 
 
-async def update_session(uow: UnitOfWork, *, actor: Principal, session_id: UUID, body: SessionUpdate) -> SessionRead:
-    """Change title and notes, and/or follow an option of the current node (recorded as an answer step)."""
+async def update_session(
+    uow: UnitOfWork, *, actor: Principal, session_id: UUID, body: SessionUpdate, if_match: IfMatch | None = None
+) -> SessionRead:
+    """Change title and notes, and/or follow an option of the current node (recorded as an answer step).
+
+    If-Match is compared under the session's row lock, so of concurrent writes naming one ETag only one wins.
+    """
     row = await repo.get_session(uow.session, account_id=actor.account_id, session_id=session_id, lock=True)
+    if if_match is not None:
+        if_match.check(session_etag(session_id, row.updated_at))
     ensure_active(row.status)
-    now = utcnow()
+    now = _next_write(row.updated_at)
     changes: dict[str, Any] = {"updated_at": now}
     if body.title is not None:
         changes["title"] = body.title
@@ -365,7 +396,7 @@ async def add_step(uow: UnitOfWork, *, actor: Principal, session_id: UUID, body:
         )
         if all(n["id"] != body.node_id for n in tree.nodes):
             raise Invalid(f"node {body.node_id!r} is not a node of this session's tree")
-    now = utcnow()
+    now = _next_write(row.updated_at)
     step = await _record_step(
         uow,
         actor=actor,
@@ -386,7 +417,7 @@ async def complete_session(
     """Close the session with an outcome (409 when it is already closed); publishes session.completed."""
     row = await repo.get_session(uow.session, account_id=actor.account_id, session_id=session_id, lock=True)
     ensure_active(row.status)
-    now = utcnow()
+    now = _next_write(row.updated_at)
     await repo.update_session(
         uow.session,
         session_id=session_id,
