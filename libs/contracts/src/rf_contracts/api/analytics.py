@@ -68,7 +68,9 @@ class EscalationMetricRead(BaseModel):
     avg_seconds: float | None = Field(description="mean claim-to-first-step delta; null without actions")
     median_seconds: float | None = Field(description="50th percentile, linear interpolation; null without actions")
     p95_seconds: float | None = Field(description="95th percentile, linear interpolation; null without actions")
-    by_first_actor: ByFirstActor = Field(description="the same statistics per actor_type of the first step of that kind")
+    by_first_actor: ByFirstActor = Field(
+        description="the action statistics per actor_type, each over the first step of that kind"
+    )
     excluded: Excluded = Field(description="handoffs requested in the window that have no current claim")
     metric_definition: str
     data_as_of: AwareDatetime | None = Field(
