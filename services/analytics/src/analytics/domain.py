@@ -31,7 +31,7 @@ class StepTime:
 
 @dataclass
 class HandoffChange:
-    """The newest claim and release of one handoff seen in a batch (versions decide, not arrival order)."""
+    """One handoff's newest claim, newest release (versions decide, not arrival order) and request time in a batch."""
 
     handoff_id: UUID
     account_id: UUID
