@@ -34,17 +34,21 @@ HTTP_PORT = free_port()
 SCALES = (1_000, 10_000, 100_000, 1_000_000)
 REQUESTS = {1_000: 500, 10_000: 500, 100_000: 100, 1_000_000: 20}
 
-# Claimed in the last 7 days (minus an hour of margin), 80% with a first action up to an hour later.
+# Claimed in the last 7 days (minus an hour of margin), requested up to 10 minutes before, 80% with a first
+# action up to an hour later: by a person or the assistant (half each), the other acting later or not at all.
 _LOAD = sa.text(
     """
     INSERT INTO handoffs (handoff_id, account_id, session_id, claim_version, claimed_at, release_version,
-                          first_action_at)
+                          requested_at, first_action_at, first_human_at, first_ai_at)
     SELECT gen_random_uuid(), CAST(:account AS uuid), gen_random_uuid(), 2, c, CAST(:release AS int),
-           CASE WHEN random() < 0.8 THEN c + random() * interval '1 hour' END
-    FROM (SELECT now() - interval '1 hour'
-                 - (CAST(:min_days AS float8) + random() * (CAST(:max_days AS float8) - CAST(:min_days AS float8)))
-                   * interval '1 day' AS c
-          FROM generate_series(1, CAST(:n AS int))) AS s
+           c - random() * interval '10 minutes', f,
+           CASE WHEN r < 0.5 THEN f WHEN random() < 0.5 THEN f + random() * interval '1 hour' END,
+           CASE WHEN r >= 0.5 THEN f WHEN random() < 0.5 THEN f + random() * interval '1 hour' END
+    FROM (SELECT c, random() AS r, CASE WHEN random() < 0.8 THEN c + random() * interval '1 hour' END AS f
+          FROM (SELECT now() - interval '1 hour'
+                       - (CAST(:min_days AS float8)
+                          + random() * (CAST(:max_days AS float8) - CAST(:min_days AS float8))) * interval '1 day' AS c
+                FROM generate_series(1, CAST(:n AS int))) AS t) AS s
     """
 )
 
@@ -149,6 +153,7 @@ async def run() -> dict[str, object]:
                     headers = Caller(private_pem, role="engineer", account_id=accounts[n]).headers
                     p50, p99, body = await measure(send, headers, REQUESTS[n])
                     assert body["n_handoffs_claimed"] == n, body
+                    assert body["excluded"] == {"unclaimed": n // 10, "released": n // 10}, body
                     hx50, hx99, _ = await measure(httpx_sender(client), headers, REQUESTS[n])
                     print(f"{n:>9,} handoffs in window: p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  ({REQUESTS[n]} requests;"
                           f" with httpx as the client: p50 {hx50:.2f}, p99 {hx99:.2f})")

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import pytest_asyncio
@@ -46,14 +46,21 @@ class History:
             "session_id": session_id,
         }
 
-    def step(self, session_id: uuid.UUID, created_at: datetime, *, occurred_at: datetime | None = None) -> StepCreated:
+    def step(
+        self,
+        session_id: uuid.UUID,
+        created_at: datetime,
+        *,
+        occurred_at: datetime | None = None,
+        actor_type: Literal["human", "ai"] = "human",
+    ) -> StepCreated:
         return StepCreated(
             **self._common(session_id, occurred_at or created_at),
             step_id=uuid.uuid4(),
             created_at=created_at,
             kind="action",
-            actor_type="human",
-            actor_id=uuid.uuid4(),
+            actor_type=actor_type,
+            actor_id=uuid.uuid4() if actor_type == "human" else None,
         )
 
     def requested(
@@ -219,37 +226,72 @@ def reference_metric(events: Sequence[Event], account_id: uuid.UUID, start: date
         if isinstance(e, HandoffReleased):
             releases[e.handoff_id] = max(releases.get(e.handoff_id, 0), e.version)
     deltas: list[float] = []
+    by_actor: dict[str, list[float]] = {"human": [], "ai": []}
     counted = 0
     for handoff_id, claim in claims.items():
         if releases.get(handoff_id, 0) > claim.version or not (start <= claim.claimed_at <= end):
             continue
         counted += 1
         after = [
-            e.created_at
+            e
             for e in mine
             if isinstance(e, StepCreated) and e.session_id == claim.session_id and e.created_at >= claim.claimed_at
         ]
         if after:
-            deltas.append(max(0.0, (min(after) - claim.claimed_at).total_seconds()))
+            deltas.append(max(0.0, (min(e.created_at for e in after) - claim.claimed_at).total_seconds()))
+        # Section 7: the first action of a kind is the earliest step with that actor_type at or after the claim.
+        for actor, actor_deltas in by_actor.items():
+            of_kind = [e.created_at for e in after if e.actor_type == actor]
+            if of_kind:
+                actor_deltas.append(max(0.0, (min(of_kind) - claim.claimed_at).total_seconds()))
+    # Section 7's exclusions: requested in the window and no current claim; released: one of those that had
+    # been claimed (and so, having no current claim, was released).
+    requested = {e.handoff_id: e.requested_at for e in mine if isinstance(e, HandoffRequested)}
+    unclaimed = released = 0
+    for handoff_id, requested_at in requested.items():
+        if not (start <= requested_at <= end):
+            continue
+        claim_now = handoff_id in claims and claims[handoff_id].version > releases.get(handoff_id, 0)
+        if claim_now:
+            continue
+        unclaimed += 1
+        if handoff_id in claims:
+            released += 1
     return {
+        **stats_of(deltas),
         "n_handoffs_claimed": counted,
-        "n_handoffs_with_action": len(deltas),
-        "avg_seconds": sum(deltas) / len(deltas) if deltas else None,
-        "median_seconds": percentile(deltas, 0.5) if deltas else None,
-        "p95_seconds": percentile(deltas, 0.95) if deltas else None,
+        "by_first_actor": {actor: stats_of(d) for actor, d in by_actor.items()},
+        "excluded": {"unclaimed": unclaimed, "released": released},
         "data_as_of": max((e.occurred_at for e in mine), default=None),
     }
 
 
-def assert_metric_matches(answer: dict[str, Any], expected: dict[str, Any]) -> None:
-    """Counts exactly, floats to 1e-6, data_as_of as an instant."""
-    assert answer["n_handoffs_claimed"] == expected["n_handoffs_claimed"], (answer, expected)
+def stats_of(deltas: Sequence[float]) -> dict[str, Any]:
+    return {
+        "n_handoffs_with_action": len(deltas),
+        "avg_seconds": sum(deltas) / len(deltas) if deltas else None,
+        "median_seconds": percentile(deltas, 0.5) if deltas else None,
+        "p95_seconds": percentile(deltas, 0.95) if deltas else None,
+    }
+
+
+def assert_stats_match(answer: dict[str, Any], expected: dict[str, Any]) -> None:
     assert answer["n_handoffs_with_action"] == expected["n_handoffs_with_action"], (answer, expected)
     for key in ("avg_seconds", "median_seconds", "p95_seconds"):
         if expected[key] is None:
             assert answer[key] is None, (key, answer, expected)
         else:
             assert answer[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-6), (key, answer, expected)
+
+
+def assert_metric_matches(answer: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Counts exactly, floats to 1e-6, data_as_of as an instant; the first-actor statistics and exclusions too."""
+    assert answer["n_handoffs_claimed"] == expected["n_handoffs_claimed"], (answer, expected)
+    assert_stats_match(answer, expected)
+    assert set(answer["by_first_actor"]) == {"human", "ai"}, answer
+    for actor in ("human", "ai"):
+        assert_stats_match(answer["by_first_actor"][actor], expected["by_first_actor"][actor])
+    assert answer["excluded"] == expected["excluded"], (answer, expected)
     as_of = answer["data_as_of"]
     assert (datetime.fromisoformat(as_of) if as_of else None) == expected["data_as_of"], (answer, expected)
 

@@ -335,3 +335,94 @@ async def test_an_event_the_database_cannot_hold_is_dead_lettered_and_does_not_s
     dead = await read_topic(env.bootstrap, env.prefix + dlq(topics.STEP_CREATED), expect=1)
     reasons = {r.value: dict(r.headers)[DLQ_REASON_HEADER].decode() for r in dead}
     assert "created_at" in reasons[beyond_utc.to_json()] and "out of range" in reasons[beyond_utc.to_json()]
+
+
+# ---- section 7: first actor and exclusions ----
+
+
+async def test_first_action_per_actor_type_is_the_earliest_step_of_that_kind_after_the_claim(env, history) -> None:
+    acc = history()
+    t = now() - timedelta(hours=2)
+    s1, h1, s2, h2 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    events = [
+        acc.requested(h1, s1, t - timedelta(minutes=1)),
+        acc.claimed(h1, s1, t, version=2),
+        acc.step(s1, t - timedelta(seconds=5), actor_type="ai"),  # before the claim: no action of any kind
+        acc.step(s1, t + timedelta(seconds=10), actor_type="ai"),
+        acc.step(s1, t + timedelta(seconds=40), actor_type="human"),
+        acc.step(s1, t + timedelta(seconds=50), actor_type="ai"),
+        acc.requested(h2, s2, t - timedelta(minutes=1)),
+        acc.claimed(h2, s2, t, version=2),
+        acc.step(s2, t + timedelta(seconds=20), actor_type="human"),
+    ]
+    delivered = events + events[2:5]
+    random.Random(15).shuffle(delivered)
+    await env.publish(delivered)
+    await env.settle()
+
+    body = await env.metric(acc.account_id, "7d")
+    assert body["n_handoffs_with_action"] == 2 and body["avg_seconds"] == 15.0
+    assert body["by_first_actor"]["human"] == {
+        "n_handoffs_with_action": 2,
+        "avg_seconds": 30.0,
+        "median_seconds": 30.0,
+        "p95_seconds": 39.0,
+    }
+    assert body["by_first_actor"]["ai"] == {
+        "n_handoffs_with_action": 1,
+        "avg_seconds": 10.0,
+        "median_seconds": 10.0,
+        "p95_seconds": 10.0,
+    }
+    assert body["excluded"] == {"unclaimed": 0, "released": 0}
+
+
+async def test_no_action_of_a_kind_gives_null_statistics_for_it(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    t = now() - timedelta(hours=1)
+    await env.publish(
+        [acc.claimed(handoff, session, t, version=2), acc.step(session, t + timedelta(seconds=3), actor_type="ai")]
+    )
+    await env.settle()
+    body = await env.metric(acc.account_id, "7d")
+    assert body["by_first_actor"]["human"] == {
+        "n_handoffs_with_action": 0,
+        "avg_seconds": None,
+        "median_seconds": None,
+        "p95_seconds": None,
+    }
+    assert body["by_first_actor"]["ai"]["n_handoffs_with_action"] == 1
+
+
+async def test_handoffs_requested_in_the_window_without_a_current_claim_are_excluded(env, history) -> None:
+    acc = history()
+    t = now() - timedelta(days=2)
+    waiting, released, reclaimed, resolved, old = (uuid.uuid4() for _ in range(5))
+    session = uuid.uuid4()
+    events = [
+        acc.requested(waiting, session, t),  # never claimed
+        acc.requested(released, session, t),
+        acc.claimed(released, session, t + timedelta(minutes=1), version=2),
+        acc.released(released, session, t + timedelta(minutes=2), version=3),
+        acc.requested(reclaimed, session, t),  # released, then claimed again: counts, not excluded
+        acc.claimed(reclaimed, session, t + timedelta(minutes=1), version=2),
+        acc.released(reclaimed, session, t + timedelta(minutes=2), version=3),
+        acc.claimed(reclaimed, session, t + timedelta(minutes=3), version=4),
+        acc.requested(resolved, session, t),  # resolving keeps the claim
+        acc.claimed(resolved, session, t + timedelta(minutes=1), version=2),
+        acc.resolved(resolved, session, t + timedelta(minutes=5), version=3),
+        acc.requested(old, session, now() - timedelta(days=8)),  # requested before the 7d window
+        acc.claimed(old, session, now() - timedelta(days=6), version=2),
+        acc.released(old, session, now() - timedelta(days=5), version=3),
+    ]
+    delivered = events + events[1:4]
+    random.Random(7).shuffle(delivered)
+    await env.publish(delivered)
+    await env.settle()
+
+    week = await env.metric(acc.account_id, "7d")
+    assert week["n_handoffs_claimed"] == 2
+    assert week["excluded"] == {"unclaimed": 2, "released": 1}
+    month = await env.metric(acc.account_id, "30d")
+    assert month["excluded"] == {"unclaimed": 3, "released": 2}

@@ -25,6 +25,7 @@ class StepPlan:
     anchor: int | None  # index of a claim of the session to place the step around, None: anywhere
     how: str  # "exact" | "just_before" | "around" | "anywhere"
     seconds: float
+    actor_type: str  # "human" | "ai"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ step_plans = st.builds(
     anchor=st.one_of(st.none(), st.integers(0, 5)),
     how=st.sampled_from(["exact", "just_before", "around", "around", "anywhere"]),
     seconds=st.floats(-3600, 3 * 3600),
+    actor_type=st.sampled_from(["human", "ai"]),
 )
 session_plans = st.builds(
     SessionPlan,
@@ -90,7 +92,7 @@ def build_events(history, plans: list[list[SessionPlan]], now: datetime) -> tupl
                         "just_before": claim - timedelta(microseconds=1),
                         "around": claim + timedelta(seconds=step.seconds),
                     }[step.how]
-                events.append(acc.step(session, at))
+                events.append(acc.step(session, at, actor_type=step.actor_type))
     return events, accounts
 
 

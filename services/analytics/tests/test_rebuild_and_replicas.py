@@ -23,7 +23,7 @@ PERIODS = ("7d", "30d", "90d")
 
 
 def random_history(history, rng: Random, *, accounts: int, sessions: int) -> tuple[list[Event], list[uuid.UUID]]:
-    """Claims, releases, re-claims and steps around them, over several accounts, in publication order."""
+    """Claims, releases, re-claims and human or ai steps around them, over several accounts, in publication order."""
     now = datetime.now(UTC)
     events: list[Event] = []
     ids = []
@@ -43,7 +43,8 @@ def random_history(history, rng: Random, *, accounts: int, sessions: int) -> tup
                 else:
                     events.append(acc.released(handoff, session, t, version=version))
                 for _ in range(rng.randint(0, 2)):
-                    events.append(acc.step(session, t + timedelta(seconds=rng.uniform(-600, 3600))))
+                    at = t + timedelta(seconds=rng.uniform(-600, 3600))
+                    events.append(acc.step(session, at, actor_type=rng.choice(["human", "ai"])))
             if rng.random() < 0.3:
                 events.append(acc.resolved(handoff, session, t + timedelta(hours=1), version=version + 1))
     return events, ids
@@ -100,6 +101,12 @@ async def test_rebuild_from_the_topics_reproduces_the_same_answers(env, history,
     await env.settle()
     before = await answers(env, accounts)
     check_against_reference(spec, events, before)
+    # The history exercises section 7's fields too (first actions of both kinds, both exclusions).
+    ninety = [answer for (_, period), answer in before.items() if period == "90d"]
+    for actor in ("human", "ai"):
+        assert any(a["by_first_actor"][actor]["n_handoffs_with_action"] > 0 for a in ninety), actor
+    assert any(a["excluded"]["released"] > 0 for a in ninety)
+    assert any(a["excluded"]["unclaimed"] > a["excluded"]["released"] for a in ninety)
     rows_before = await read_model_rows(env.database_url)
 
     # In-process, while the service keeps running (both apply to the idempotent read model).

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import cast
 from uuid import UUID
 
-from rf_contracts import Event, HandoffClaimed, HandoffReleased, StepCreated
+from rf_contracts import Event, HandoffClaimed, HandoffReleased, HandoffRequested, StepCreated
 from rf_contracts.api.analytics import PERIODS
 
 log = logging.getLogger(__name__)
@@ -20,17 +20,18 @@ CONSUMER_NAME = "analytics-escalations"
 
 @dataclass(frozen=True)
 class StepTime:
-    """What the metric needs of a step: where and when."""
+    """What the metric needs of a step: where, when and by whom (human or ai)."""
 
     account_id: UUID
     session_id: UUID
     step_id: UUID
     created_at: datetime
+    actor_type: str
 
 
 @dataclass
 class HandoffChange:
-    """The newest claim and release of one handoff seen in a batch (versions decide, not arrival order)."""
+    """One handoff's newest claim, newest release (versions decide, not arrival order) and request time in a batch."""
 
     handoff_id: UUID
     account_id: UUID
@@ -38,6 +39,8 @@ class HandoffChange:
     claim_version: int | None = None
     claimed_at: datetime | None = None
     release_version: int | None = None
+    # A handoff is requested once (its first version): any copy of that event carries the same time.
+    requested_at: datetime | None = None
 
     def claim(self, version: int, claimed_at: datetime) -> None:
         if self.claim_version is None or version > self.claim_version:
@@ -72,9 +75,11 @@ def fold(events: Iterable[Event]) -> Changes:
         kind = type(event)
         if kind is StepCreated:
             step = cast(StepCreated, event)
-            changes.steps.append(StepTime(step.account_id, step.session_id, step.step_id, step.created_at))
-        elif kind is HandoffClaimed or kind is HandoffReleased:
-            handoff = cast(HandoffClaimed | HandoffReleased, event)
+            changes.steps.append(
+                StepTime(step.account_id, step.session_id, step.step_id, step.created_at, step.actor_type)
+            )
+        elif kind is HandoffClaimed or kind is HandoffReleased or kind is HandoffRequested:
+            handoff = cast(HandoffClaimed | HandoffReleased | HandoffRequested, event)
             change = changes.handoffs.get(handoff.handoff_id)
             if change is None:
                 change = changes.handoffs[handoff.handoff_id] = HandoffChange(
@@ -82,9 +87,11 @@ def fold(events: Iterable[Event]) -> Changes:
                 )
             if kind is HandoffClaimed:
                 change.claim(handoff.version, cast(HandoffClaimed, handoff).claimed_at)
-            else:
+            elif kind is HandoffReleased:
                 change.release(handoff.version)
-        # handoff.requested / handoff.resolved change no claim (resolving keeps it): only the watermark.
+            else:
+                change.requested_at = cast(HandoffRequested, handoff).requested_at
+        # handoff.resolved changes no claim (resolving keeps it): only the watermark.
     return changes
 
 

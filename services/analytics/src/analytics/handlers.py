@@ -9,7 +9,14 @@ from uuid import UUID
 from analytics import repository
 from analytics.domain import fold, window
 from rf_contracts import Event
-from rf_contracts.api.analytics import METRIC_DEFINITION, EscalationMetricRead, Period
+from rf_contracts.api.analytics import (
+    METRIC_DEFINITION,
+    ByFirstActor,
+    EscalationMetricRead,
+    Excluded,
+    FirstActorStats,
+    Period,
+)
 from rfkit.db import Database, UnitOfWork
 
 
@@ -34,6 +41,15 @@ class GetEscalationMetric:
     now: datetime
 
 
+def _actor(stats: repository.ActorStats) -> FirstActorStats:
+    return FirstActorStats(
+        n_handoffs_with_action=stats.n_with_action,
+        avg_seconds=stats.avg_s,
+        median_seconds=stats.median_s,
+        p95_seconds=stats.p95_s,
+    )
+
+
 async def get_escalation_metric(query: GetEscalationMetric, db: Database) -> EscalationMetricRead:
     """The metric of docs/contract.md#the-escalation-metric for one account and period, read from the read model."""
     start, end = window(query.period, query.now)
@@ -47,6 +63,8 @@ async def get_escalation_metric(query: GetEscalationMetric, db: Database) -> Esc
         avg_seconds=stats.avg_s,
         median_seconds=stats.median_s,
         p95_seconds=stats.p95_s,
+        by_first_actor=ByFirstActor(human=_actor(stats.by_actor["human"]), ai=_actor(stats.by_actor["ai"])),
+        excluded=Excluded(unclaimed=stats.n_unclaimed, released=stats.n_released),
         metric_definition=METRIC_DEFINITION,
         data_as_of=stats.data_as_of,
     )

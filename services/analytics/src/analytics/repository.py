@@ -21,6 +21,14 @@ LOCK_NAMESPACE = 0x5246_0A11
 # the migrations build, and tests/test_schema_matches_metadata.py checks that they agree.
 metadata = sa.MetaData()
 
+
+def _delta_of(column: str) -> str:
+    return (
+        f"CASE WHEN {column} IS NOT NULL"
+        f" THEN GREATEST(0, EXTRACT(EPOCH FROM ({column} - claimed_at)))::double precision END"
+    )
+
+
 steps = sa.Table(
     "steps",
     metadata,
@@ -28,6 +36,8 @@ steps = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("step_id", sa.Uuid, nullable=False),
     sa.Column("account_id", sa.Uuid, nullable=False),
+    # human | ai; NULL on steps stored before migration 0003 (a rebuild fills it in).
+    sa.Column("actor_type", sa.Text),
     # The key doubles as the index that finds "the earliest step of a session at or after t".
     sa.PrimaryKeyConstraint("session_id", "created_at", "step_id", name="pk_steps"),
 )
@@ -57,13 +67,25 @@ handoffs = sa.Table(
             persisted=True,
         ),
     ),
+    sa.Column("requested_at", sa.DateTime(timezone=True)),
+    sa.Column("first_human_at", sa.DateTime(timezone=True)),
+    sa.Column("first_ai_at", sa.DateTime(timezone=True)),
+    sa.Column("human_delta_s", sa.Float, sa.Computed(_delta_of("first_human_at"), persisted=True)),
+    sa.Column("ai_delta_s", sa.Float, sa.Computed(_delta_of("first_ai_at"), persisted=True)),
     sa.Index("ix_handoffs_session", "session_id"),
     sa.Index(
         "ix_handoffs_account_claimed",
         "account_id",
         "effective_claimed_at",
-        postgresql_include=["delta_s"],
+        postgresql_include=["delta_s", "human_delta_s", "ai_delta_s"],
         postgresql_where=sa.text("effective_claimed_at IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_handoffs_account_unclaimed_requested",
+        "account_id",
+        "requested_at",
+        postgresql_include=["claim_version"],
+        postgresql_where=sa.text("effective_claimed_at IS NULL AND requested_at IS NOT NULL"),
     ),
 )
 
@@ -87,27 +109,36 @@ _LOCK_SESSIONS = sa.text(
 
 _INSERT_STEPS = sa.text(
     """
-    INSERT INTO steps (session_id, created_at, step_id, account_id)
+    INSERT INTO steps (session_id, created_at, step_id, account_id, actor_type)
     SELECT * FROM unnest(
         CAST(:session_ids AS uuid[]), CAST(:created AS timestamptz[]),
-        CAST(:step_ids AS uuid[]), CAST(:account_ids AS uuid[]))
+        CAST(:step_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:actor_types AS text[]))
     ON CONFLICT DO NOTHING
     """
 )
 
-# A claim with a higher version replaces claimed_at and brings its first action along, found with one
-# probe of the steps key; a release only raises release_version. Stale and duplicate versions write nothing.
+# A claim with a higher version replaces claimed_at and brings its first actions along (any kind, human, ai),
+# found with one range scan of the session's steps key from claimed_at; a release only raises release_version;
+# a request only fills requested_at. Stale and duplicate versions write nothing.
 _UPSERT_HANDOFFS = sa.text(
     """
     INSERT INTO handoffs AS h
-        (handoff_id, account_id, session_id, claim_version, claimed_at, release_version, first_action_at)
+        (handoff_id, account_id, session_id, claim_version, claimed_at, release_version, requested_at,
+         first_action_at, first_human_at, first_ai_at)
     SELECT v.handoff_id, v.account_id, v.session_id, v.claim_version, v.claimed_at, v.release_version,
-           (SELECT min(s.created_at) FROM steps AS s
-             WHERE s.session_id = v.session_id AND s.created_at >= v.claimed_at AND s.account_id = v.account_id)
+           v.requested_at, f.first_action_at, f.first_human_at, f.first_ai_at
     FROM unnest(
         CAST(:handoff_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:session_ids AS uuid[]),
-        CAST(:claim_versions AS bigint[]), CAST(:claimed_ats AS timestamptz[]), CAST(:release_versions AS bigint[])
-    ) AS v(handoff_id, account_id, session_id, claim_version, claimed_at, release_version)
+        CAST(:claim_versions AS bigint[]), CAST(:claimed_ats AS timestamptz[]), CAST(:release_versions AS bigint[]),
+        CAST(:requested_ats AS timestamptz[])
+    ) AS v(handoff_id, account_id, session_id, claim_version, claimed_at, release_version, requested_at)
+    CROSS JOIN LATERAL (
+        SELECT min(s.created_at) AS first_action_at,
+               min(s.created_at) FILTER (WHERE s.actor_type = 'human') AS first_human_at,
+               min(s.created_at) FILTER (WHERE s.actor_type = 'ai') AS first_ai_at
+        FROM steps AS s
+        WHERE s.session_id = v.session_id AND s.created_at >= v.claimed_at AND s.account_id = v.account_id
+    ) AS f
     ON CONFLICT (handoff_id) DO UPDATE SET
         claim_version = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
                              THEN EXCLUDED.claim_version ELSE h.claim_version END,
@@ -115,23 +146,37 @@ _UPSERT_HANDOFFS = sa.text(
                           THEN EXCLUDED.claimed_at ELSE h.claimed_at END,
         first_action_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
                                THEN EXCLUDED.first_action_at ELSE h.first_action_at END,
+        first_human_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
+                              THEN EXCLUDED.first_human_at ELSE h.first_human_at END,
+        first_ai_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
+                           THEN EXCLUDED.first_ai_at ELSE h.first_ai_at END,
         release_version = GREATEST(h.release_version, EXCLUDED.release_version),
+        requested_at = COALESCE(h.requested_at, EXCLUDED.requested_at),
         updated_at = now()
     WHERE EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
        OR EXCLUDED.release_version > COALESCE(h.release_version, 0)
+       OR (h.requested_at IS NULL AND EXCLUDED.requested_at IS NOT NULL)
     """
 )
 
-# New steps can only move a claim's first action earlier: each step finds its session's claims through
+# New steps can only move a claim's first actions earlier: each step finds its session's claims through
 # ix_handoffs_session (LATERAL, so the cost follows the batch, never the table's size), and each handoff
-# is updated once with the earliest of its new steps.
+# is updated once with the earliest of its new steps (of any kind, and per actor type; LEAST skips NULLs).
 _ADVANCE_FIRST_ACTIONS = sa.text(
     """
-    UPDATE handoffs AS h SET first_action_at = x.first_action_at, updated_at = now()
+    UPDATE handoffs AS h SET
+        first_action_at = LEAST(h.first_action_at, x.first_action_at),
+        first_human_at = LEAST(h.first_human_at, x.first_human_at),
+        first_ai_at = LEAST(h.first_ai_at, x.first_ai_at),
+        updated_at = now()
     FROM (
-        SELECT c.handoff_id, min(s.created_at) AS first_action_at
-        FROM unnest(CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:created AS timestamptz[]))
-             AS s(session_id, account_id, created_at)
+        SELECT c.handoff_id, min(s.created_at) AS first_action_at,
+               min(s.created_at) FILTER (WHERE s.actor_type = 'human') AS first_human_at,
+               min(s.created_at) FILTER (WHERE s.actor_type = 'ai') AS first_ai_at
+        FROM unnest(
+            CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:created AS timestamptz[]),
+            CAST(:actor_types AS text[])
+        ) AS s(session_id, account_id, created_at, actor_type)
         CROSS JOIN LATERAL (
             SELECT c.handoff_id FROM handoffs AS c
             WHERE c.session_id = s.session_id AND c.account_id = s.account_id AND c.claimed_at <= s.created_at
@@ -139,7 +184,10 @@ _ADVANCE_FIRST_ACTIONS = sa.text(
         ) AS c
         GROUP BY c.handoff_id
     ) AS x
-    WHERE h.handoff_id = x.handoff_id AND (h.first_action_at IS NULL OR x.first_action_at < h.first_action_at)
+    WHERE h.handoff_id = x.handoff_id
+      AND (h.first_action_at IS NULL OR x.first_action_at < h.first_action_at
+           OR x.first_human_at < COALESCE(h.first_human_at, 'infinity')
+           OR x.first_ai_at < COALESCE(h.first_ai_at, 'infinity'))
     """
 )
 
@@ -154,19 +202,43 @@ _RAISE_WATERMARKS = sa.text(
 )
 
 # percentile_cont is PostgreSQL's linear interpolation between closest ranks (numpy's default); both
-# percentiles come from one sort. Aggregates skip the NULL deltas of claims without an action; over no
-# deltas they give NULL (the array form an array of NULLs). Plain asyncpg text ($1 = account, $2/$3 = window):
-# the hot read runs on `Database.fetchrow`.
+# percentiles of one delta come from one sort. Aggregates skip the NULL deltas of claims without an action
+# (of that kind); over no deltas they give NULL (the array form an array of NULLs). The claims are read from
+# ix_handoffs_account_claimed alone, the exclusions from ix_handoffs_account_unclaimed_requested alone.
+# Plain asyncpg text ($1 = account, $2/$3 = window): the hot read runs on `Database.fetchrow`.
 ESCALATION_STATS = """
-    SELECT count(*) AS n_claimed,
-           count(delta_s) AS n_with_action,
-           avg(delta_s) AS avg_s,
-           percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY delta_s) AS percentiles,
-           (SELECT data_as_of FROM account_watermarks WHERE account_id = $1) AS data_as_of
-    FROM handoffs
-    WHERE account_id = $1 AND effective_claimed_at IS NOT NULL
-      AND effective_claimed_at >= $2 AND effective_claimed_at <= $3
+    SELECT c.*, x.*, (SELECT data_as_of FROM account_watermarks WHERE account_id = $1) AS data_as_of
+    FROM (
+        SELECT count(*) AS n_claimed,
+               count(delta_s) AS n_with_action,
+               avg(delta_s) AS avg_s,
+               percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY delta_s) AS percentiles,
+               count(human_delta_s) AS human_n,
+               avg(human_delta_s) AS human_avg_s,
+               percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY human_delta_s) AS human_percentiles,
+               count(ai_delta_s) AS ai_n,
+               avg(ai_delta_s) AS ai_avg_s,
+               percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY ai_delta_s) AS ai_percentiles
+        FROM handoffs
+        WHERE account_id = $1 AND effective_claimed_at IS NOT NULL
+          AND effective_claimed_at >= $2 AND effective_claimed_at <= $3
+    ) AS c CROSS JOIN (
+        -- No current claim: never claimed, or released after its newest claim. Released: a claim of it was
+        -- seen (without a current claim, a release newer than that claim was seen too).
+        SELECT count(*) AS n_unclaimed, count(claim_version) AS n_released
+        FROM handoffs
+        WHERE account_id = $1 AND effective_claimed_at IS NULL AND requested_at IS NOT NULL
+          AND requested_at >= $2 AND requested_at <= $3
+    ) AS x
 """
+
+
+@dataclass(frozen=True)
+class ActorStats:
+    n_with_action: int
+    avg_s: float | None
+    median_s: float | None
+    p95_s: float | None
 
 
 @dataclass(frozen=True)
@@ -177,6 +249,9 @@ class EscalationStats:
     median_s: float | None
     p95_s: float | None
     data_as_of: datetime | None
+    by_actor: dict[str, ActorStats]
+    n_unclaimed: int
+    n_released: int
 
 
 async def lock_sessions(session: AsyncSession, session_ids: Collection[UUID]) -> None:
@@ -194,6 +269,7 @@ async def insert_steps(session: AsyncSession, steps: list[StepTime]) -> None:
                 "created": [s.created_at for s in steps],
                 "step_ids": [s.step_id for s in steps],
                 "account_ids": [s.account_id for s in steps],
+                "actor_types": [s.actor_type for s in steps],
             },
         )
 
@@ -209,6 +285,7 @@ async def upsert_handoffs(session: AsyncSession, changes: Collection[HandoffChan
                 "claim_versions": [c.claim_version for c in changes],
                 "claimed_ats": [c.claimed_at for c in changes],
                 "release_versions": [c.release_version for c in changes],
+                "requested_ats": [c.requested_at for c in changes],
             },
         )
 
@@ -221,6 +298,7 @@ async def advance_first_actions(session: AsyncSession, steps: list[StepTime]) ->
                 "session_ids": [s.session_id for s in steps],
                 "account_ids": [s.account_id for s in steps],
                 "created": [s.created_at for s in steps],
+                "actor_types": [s.actor_type for s in steps],
             },
         )
 
@@ -235,6 +313,10 @@ async def escalation_stats(db: Database, *, account_id: UUID, start: datetime, e
     row = await db.fetchrow(ESCALATION_STATS, account_id, start, end)
     assert row is not None  # an aggregate without GROUP BY always gives one row
     median_s, p95_s = row["percentiles"] or (None, None)
+    by_actor = {}
+    for actor in ("human", "ai"):
+        a_median, a_p95 = row[f"{actor}_percentiles"] or (None, None)
+        by_actor[actor] = ActorStats(row[f"{actor}_n"], row[f"{actor}_avg_s"], a_median, a_p95)
     return EscalationStats(
         n_claimed=row["n_claimed"],
         n_with_action=row["n_with_action"],
@@ -242,6 +324,9 @@ async def escalation_stats(db: Database, *, account_id: UUID, start: datetime, e
         median_s=median_s,
         p95_s=p95_s,
         data_as_of=row["data_as_of"],
+        by_actor=by_actor,
+        n_unclaimed=row["n_unclaimed"],
+        n_released=row["n_released"],
     )
 
 

@@ -24,6 +24,37 @@ METRIC_DEFINITION: Final = (
 )
 
 
+class FirstActorStats(BaseModel):
+    """The metric's action statistics counting only steps of one actor type (docs/contract.md#the-escalation-metric)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    n_handoffs_with_action: int = Field(
+        ge=0, description="counted handoffs with a step of this actor_type at or after claimed_at"
+    )
+    avg_seconds: float | None = Field(description="mean claim-to-first-step-of-this-kind delta; null without one")
+    median_seconds: float | None = Field(description="50th percentile, linear interpolation; null without one")
+    p95_seconds: float | None = Field(description="95th percentile, linear interpolation; null without one")
+
+
+class ByFirstActor(BaseModel):
+    """The first action of each kind: the earliest step with that actor_type at or after claimed_at."""
+
+    model_config = ConfigDict(frozen=True)
+
+    human: FirstActorStats
+    ai: FirstActorStats
+
+
+class Excluded(BaseModel):
+    """Handoffs requested in the window (requested_at in it) that the metric leaves out: no current claim."""
+
+    model_config = ConfigDict(frozen=True)
+
+    unclaimed: int = Field(ge=0, description="handoffs requested in the window without a current claim")
+    released: int = Field(ge=0, description="those of them that had been claimed and were released")
+
+
 class EscalationMetricRead(BaseModel):
     """`GET /analytics/flowpilot/escalations?period=7d|30d|90d` for the caller's account."""
 
@@ -37,6 +68,10 @@ class EscalationMetricRead(BaseModel):
     avg_seconds: float | None = Field(description="mean claim-to-first-step delta; null without actions")
     median_seconds: float | None = Field(description="50th percentile, linear interpolation; null without actions")
     p95_seconds: float | None = Field(description="95th percentile, linear interpolation; null without actions")
+    by_first_actor: ByFirstActor = Field(
+        description="the action statistics per actor_type, each over the first step of that kind"
+    )
+    excluded: Excluded = Field(description="handoffs requested in the window that have no current claim")
     metric_definition: str
     data_as_of: AwareDatetime | None = Field(
         description="occurred_at of the newest event of this account applied to the read model; null when none"
