@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 # (unit of work, the new events of this delivery in arrival order) -> None. Runs inside the transaction that
 # also records the event ids, so an effect and its "already applied" mark commit together (unless the consumer
 # has no ledger: deduplicate=False, for effects idempotent by themselves).
-EventHandler = Callable[[UnitOfWork, list[Event]], Awaitable[None]]
+# (the service's unit of work, of the kind given as `unit_of_work`; the new events) -> None
+EventHandler = Callable[[Any, list[Event]], Awaitable[None]]
 # A consumer's own check of a valid event: why it cannot be applied (it is dead-lettered with that reason), or None.
 EventScreen = Callable[[Event], str | None]
 
@@ -238,8 +239,10 @@ class EventConsumer:
         screen: EventScreen | None = None,
         max_attempts: int = 3,
         attempt_wait_s: float = 0.1,
+        unit_of_work: type[UnitOfWork] = UnitOfWork,
     ) -> None:
         self.broker = broker
+        self.unit_of_work = unit_of_work
         self.db = db
         self.service = service
         self.name = name
@@ -317,7 +320,7 @@ class EventConsumer:
     async def _apply(self, valid: Sequence[Valid]) -> list[Event]:
         """Apply some valid events in one transaction (with their ledger rows); returns those new."""
         events = [event for _, event in valid]
-        async with self.db.unit_of_work() as uow:
+        async with self.db.unit_of_work(self.unit_of_work) as uow:
             applied = await claim_new_events(uow.session, self.name, events) if self.deduplicate else _unique(events)
             if applied:
                 token = event_id_var.set(",".join(str(e.event_id) for e in applied[:3]))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar, overload
 
 import asyncpg
 from sqlalchemy import insert
@@ -20,16 +20,32 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 
 
 class UnitOfWork:
-    """A database transaction; events published through it are written to the outbox in the same transaction."""
+    """One database transaction: the service's repositories over it, and the events its handler raised.
+
+    A service subclasses it to expose its repositories (`uow.handoffs`, `uow.trees`...), built in `__init__` over
+    `session`; handlers use those and never the session. Events given to `collect` are written to the outbox just
+    before the transaction commits, so they reach Kafka if and only if the state change does.
+    """
 
     def __init__(self, session: AsyncSession, topic_prefix: str) -> None:
         self.session = session
         self._topic_prefix = topic_prefix
-        self.published: list[Event] = []
+        self.events: list[Event] = []
+        self._written = 0
+
+    def collect(self, *events: Event) -> None:
+        """Raise events: they are published if and only if this unit of work commits."""
+        self.events.extend(events)
 
     async def publish(self, *events: Event) -> None:
-        """Stage events: they reach Kafka if and only if this transaction commits."""
-        if not events:
+        """Collect events and write them to the outbox now (within the transaction), e.g. before a savepoint."""
+        self.collect(*events)
+        await self.flush_events()
+
+    async def flush_events(self) -> None:
+        """Write the events collected since the last flush to the outbox, in this transaction."""
+        pending = self.events[self._written :]
+        if not pending:
             return
         await self.session.execute(
             insert(outbox),
@@ -41,10 +57,13 @@ class UnitOfWork:
                     "payload": e.to_json(),
                     "headers": {"event_type": e.EVENT_TYPE, "event_id": str(e.event_id)},
                 }
-                for e in events
+                for e in pending
             ],
         )
-        self.published.extend(events)
+        self._written = len(self.events)
+
+
+U = TypeVar("U", bound=UnitOfWork)
 
 
 class Database:
@@ -59,12 +78,22 @@ class Database:
         self._statements: asyncpg.Pool[Any] | None = None
         self._statements_lock = asyncio.Lock()
 
+    @overload
+    def unit_of_work(self) -> AbstractAsyncContextManager[UnitOfWork]: ...
+    @overload
+    def unit_of_work(self, kind: type[U]) -> AbstractAsyncContextManager[U]: ...
+
+    def unit_of_work(self, kind: type[UnitOfWork] = UnitOfWork) -> AbstractAsyncContextManager[UnitOfWork]:
+        """A transaction as a unit of work of the given kind (the service's subclass); commits on a clean exit."""
+        return self._unit_of_work(kind)
+
     @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
+    async def _unit_of_work(self, kind: type[UnitOfWork]) -> AsyncIterator[UnitOfWork]:
         async with self.sessions() as session, session.begin():
-            uow = UnitOfWork(session, self.topic_prefix)
+            uow = kind(session, self.topic_prefix)
             yield uow
-        if uow.published and self.on_publish is not None:
+            await uow.flush_events()
+        if uow.events and self.on_publish is not None:
             self.on_publish()
 
     @asynccontextmanager

@@ -1,35 +1,53 @@
-"""Domain errors that every service raises and the web layer turns into `{"detail": ...}` answers."""
+"""Domain errors: what went wrong, in the domain's words. They know nothing of HTTP; `rfkit.web` maps them."""
+
+from __future__ import annotations
 
 
 class DomainError(Exception):
-    status_code = 400
-    # Headers of the answer besides its body (e.g. WWW-Authenticate, Retry-After); per class or per error.
-    headers: dict[str, str] | None = None
-    # A stable snake_case name of the case for machine clients (the answer's `code`); None: no code yet.
-    code: str | None = None
+    """A refused use case. `code` is a stable snake_case name of the case for machine clients."""
 
-    def __init__(self, detail: object) -> None:
+    code: str | None = None
+    # Seconds after which the same request may succeed (a rate limit, a dependency coming back); None: not known.
+    retry_after_s: int | None = None
+
+    def __init__(self, detail: object, *, code: str | None = None, retry_after_s: int | None = None) -> None:
         super().__init__(str(detail))
         self.detail = detail
+        if code is not None:
+            self.code = code
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
 
 
 class NotFound(DomainError):
     """Missing, or belonging to another account (the two are never told apart)."""
 
-    status_code = 404
-
 
 class Conflict(DomainError):
-    status_code = 409
+    """The current state does not allow it (already claimed, completed, a duplicate...)."""
 
 
 class Forbidden(DomainError):
-    status_code = 403
+    """The caller is known but may not do this."""
+
+
+class Unauthenticated(DomainError):
+    """The caller's credentials are missing, wrong, expired or revoked."""
 
 
 class Invalid(DomainError):
-    status_code = 422
+    """The request is well-formed but its values break a rule."""
+
+
+class PreconditionFailed(DomainError):
+    """The resource changed since the client read it (its If-Match no longer matches)."""
+
+    code = "precondition_failed"
+
+
+class RateLimited(DomainError):
+    """Too many attempts; `retry_after_s` says when the next one can succeed."""
 
 
 class Unavailable(DomainError):
-    status_code = 503
+    """A dependency could not be asked; the same request may succeed later."""

@@ -9,18 +9,13 @@ from typing import Annotated
 
 from fastapi import Header, Request
 
-from rfkit.errors import DomainError
+from rfkit.errors import PreconditionFailed
+
+__all__ = ["IfMatch", "PreconditionFailed", "if_match", "micros", "parse_if_match", "strong_etag"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # One element of an If-Match list: an optional weakness marker and a quoted opaque tag (etagc excludes DQUOTE).
 _ELEMENT = re.compile(r'\s*(W/)?"([\x21\x23-\x7e\x80-\xff]*)"\s*')
-
-
-class PreconditionFailed(DomainError):
-    """The resource changed since the client read it (its If-Match no longer matches)."""
-
-    status_code = 412
-    code = "precondition_failed"
 
 
 def strong_etag(*parts: object) -> str:

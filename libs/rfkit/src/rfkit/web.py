@@ -6,7 +6,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -19,7 +19,17 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rfkit import metrics
-from rfkit.errors import DomainError
+from rfkit.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+)
 from rfkit.jsonbody import StrictJSON
 from rfkit.logs import request_id_var
 
@@ -83,10 +93,46 @@ def health_router() -> APIRouter:
     return router
 
 
-async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
-    body = {"detail": exc.detail} if exc.code is None else {"detail": exc.detail, "code": exc.code}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+# The one place where the kit's domain errors become HTTP answers; a service adds its own errors through
+# `build_app(error_statuses=...)` (a subclass not listed answers as its nearest listed ancestor).
+ERROR_STATUSES: Mapping[type[DomainError], int] = {
+    DomainError: 400,
+    Invalid: 422,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PreconditionFailed: 412,
+    RateLimited: 429,
+    Unavailable: 503,
+}
+
+
+def error_status(exc: DomainError, statuses: Mapping[type[DomainError], int] = ERROR_STATUSES) -> int:
+    """The HTTP status of a domain error: that of its class or of its nearest ancestor in `statuses`."""
+    for cls in type(exc).__mro__:
+        if cls in statuses:
+            return statuses[cls]  # type: ignore[index]
+    return 400
+
+
+def domain_error_handler(
+    statuses: Mapping[type[DomainError], int] = ERROR_STATUSES,
+) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """The exception handler that answers a domain error as `{"detail", "code"}` with its status and headers."""
+
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DomainError)
+        status = error_status(exc, statuses)
+        body = {"detail": exc.detail} if exc.code is None else {"detail": exc.detail, "code": exc.code}
+        headers: dict[str, str] = {}
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        if exc.retry_after_s is not None:
+            headers["Retry-After"] = str(exc.retry_after_s)
+        return JSONResponse(body, status_code=status, headers=headers or None)
+
+    return handle
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -184,6 +230,7 @@ def build_app(
     routers: Sequence[APIRouter] = (),
     prefix: str = "/api/v1",
     version: str = "0.1.0",
+    error_statuses: Mapping[type[DomainError], int] | None = None,
 ) -> FastAPI:
     """A FastAPI app whose lifespan is the runtime's; routers are mounted under `prefix`."""
     # No trailing-slash redirects (a wrong path is a 404): Starlette would build their Location from the Host
@@ -196,7 +243,7 @@ def build_app(
     app.add_middleware(StrictJSON)
     app.add_middleware(LastResort)
     app.add_middleware(RequestContextMiddleware, service=runtime.settings.service_name)
-    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(DomainError, domain_error_handler({**ERROR_STATUSES, **(error_statuses or {})}))
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -5,17 +5,14 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from rfkit.errors import Conflict, DomainError, Forbidden
+from rfkit.errors import Conflict, Forbidden, RateLimited, Unauthenticated
 
 # One answer for every credential failure: it never tells whether the email exists.
 BAD_CREDENTIALS = "incorrect email or password"
 
 
-class AuthenticationFailed(DomainError):
-    """401: bad credentials, or a refresh token that is unknown, used, revoked or expired."""
-
-    status_code = 401
-    headers = {"WWW-Authenticate": "Bearer"}
+class AuthenticationFailed(Unauthenticated):
+    """Bad credentials, or a refresh token that is unknown, used, revoked or expired."""
 
 
 class RegistrationClosed(Forbidden):
@@ -39,15 +36,11 @@ class WrongPassword(Forbidden):
         super().__init__("the current password is incorrect")
 
 
-class RateLimited(DomainError):
-    """429: too many failed logins (or registrations); `retry_after_s` says when the next attempt can succeed."""
-
-    status_code = 429
+class TooManyAttempts(RateLimited):
+    """Too many failed logins (or registrations); `retry_after_s` says when the next attempt can succeed."""
 
     def __init__(self, retry_after_s: int, detail: str = "too many failed login attempts; try again later") -> None:
-        super().__init__(detail)
-        self.retry_after_s = retry_after_s
-        self.headers = {"Retry-After": str(retry_after_s)}
+        super().__init__(detail, retry_after_s=retry_after_s)
 
 
 def retry_after(attempts: list[datetime], *, limit: int, window: timedelta, now: datetime) -> int | None:

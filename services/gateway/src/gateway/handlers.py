@@ -18,8 +18,8 @@ from gateway import repository as repo
 from gateway.domain import (
     BAD_CREDENTIALS,
     AuthenticationFailed,
-    RateLimited,
     RegistrationClosed,
+    TooManyAttempts,
     WrongPassword,
     check_admin_remains,
     retry_after,
@@ -147,7 +147,7 @@ async def _admit(
     if waits:
         async with ctx.db.unit_of_work() as uow:
             await repo.delete_attempts(uow.session, ids=mine)
-        raise RateLimited(max(waits)) if detail is None else RateLimited(max(waits), detail)
+        raise TooManyAttempts(max(waits)) if detail is None else TooManyAttempts(max(waits), detail)
     return mine
 
 
