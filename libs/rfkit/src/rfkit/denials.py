@@ -31,6 +31,7 @@ DENIAL_DETAIL: dict[str, str] = {
     "revoked": "revoked",
     "user_deactivated": "user deactivated",
     "role_changed": "role changed, refresh the token",
+    "api_key_revoked": "API key revoked",
 }
 FEED_PATH = "/internal/v1/token-denials"
 

@@ -72,13 +72,16 @@ class TokenIssuer:
         self.audience = audience
         self.ttl_s = ttl_s
 
-    def access(self, *, user_id: UUID, account_id: UUID, role: Role) -> IssuedAccess:
-        token_id = uuid.uuid4().hex
+    def access(
+        self, *, user_id: UUID, account_id: UUID, role: Role, token_id: str | None = None, ttl_s: int | None = None
+    ) -> IssuedAccess:
+        token_id = token_id or uuid.uuid4().hex
+        ttl_s = ttl_s or self.ttl_s
         token = issue_access_token(
             self._key, user_id=user_id, account_id=account_id, role=role, issuer=self.issuer,
-            audience=self.audience, ttl_s=self.ttl_s, token_id=token_id,
+            audience=self.audience, ttl_s=ttl_s, token_id=token_id,
         )
-        return IssuedAccess(token=token, token_id=token_id, ttl_s=self.ttl_s)
+        return IssuedAccess(token=token, token_id=token_id, ttl_s=ttl_s)
 
 
 def new_refresh_token() -> str:

@@ -1,0 +1,50 @@
+"""API keys for machine clients: stored as a hash, with a role, an optional expiry, revocation and last use.
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute(
+        """
+        CREATE TABLE api_keys (
+            id uuid PRIMARY KEY,
+            account_id uuid NOT NULL REFERENCES accounts (id),
+            name text NOT NULL,
+            role text NOT NULL CONSTRAINT ck_api_keys_role CHECK (role IN ('viewer', 'engineer', 'admin')),
+            prefix text NOT NULL,
+            secret_hash text NOT NULL,
+            created_by uuid NOT NULL,
+            created_at timestamptz NOT NULL,
+            expires_at timestamptz,
+            last_used_at timestamptz,
+            revoked_at timestamptz
+        )
+        """
+    )
+    op.execute("CREATE UNIQUE INDEX uq_api_keys_secret_hash ON api_keys (secret_hash)")
+    op.execute("CREATE INDEX ix_api_keys_account_created ON api_keys (account_id, created_at, id)")
+    # Revoking a key denies the access tokens the gateway issued for it, through the same feed as a logout.
+    op.execute("ALTER TABLE revoked_access_tokens DROP CONSTRAINT ck_revoked_access_tokens_reason")
+    op.execute(
+        "ALTER TABLE revoked_access_tokens ADD CONSTRAINT ck_revoked_access_tokens_reason "
+        "CHECK (reason IN ('revoked', 'user_deactivated', 'role_changed', 'api_key_revoked'))"
+    )
+
+
+def downgrade() -> None:
+    op.execute("DELETE FROM revoked_access_tokens WHERE reason = 'api_key_revoked'")
+    op.execute("ALTER TABLE revoked_access_tokens DROP CONSTRAINT ck_revoked_access_tokens_reason")
+    op.execute(
+        "ALTER TABLE revoked_access_tokens ADD CONSTRAINT ck_revoked_access_tokens_reason "
+        "CHECK (reason IN ('revoked', 'user_deactivated', 'role_changed'))"
+    )
+    op.execute("DROP TABLE api_keys")
