@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.business_hours import WEEKDAYS, InvalidSchedule, Schedule, parse_schedule
+from analytics.business_hours import WEEKDAYS, BusinessClock, InvalidSchedule, Schedule, parse_schedule
 
 ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC", "America/Santiago"]
 # Spans around the 2026 transitions of these zones (and some quiet weeks), so that most examples cross one.
@@ -132,3 +132,23 @@ def test_touching_intervals_are_allowed_and_sorted() -> None:
     schedule = parse_schedule("UTC", {"tue": [["13:00", "17:00"], ["09:00", "13:00"]]}, [])
     assert isinstance(schedule, Schedule)
     assert schedule.week[1] == ((540, 780), (780, 1020))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    week=weeks(),
+    anchor=st.sampled_from(ANCHORS),
+    spans=st.lists(st.tuples(st.integers(0, 6 * 24 * 3600 * 10**6), st.integers(0, 3 * 24 * 3600 * 10**6)),
+                   min_size=1, max_size=20),
+)
+def test_the_clock_agrees_with_open_seconds_on_every_span(
+    zone: str, week: dict[str, list[list[str]]], anchor: datetime, spans: list[tuple[int, int]]
+) -> None:
+    schedule = parse_schedule(zone, week, [(anchor + timedelta(days=1)).date().isoformat()])
+    origin = anchor - timedelta(days=2)
+    clock = BusinessClock(schedule, origin, origin + timedelta(days=9))
+    for offset_us, length_us in spans:
+        start = origin + timedelta(microseconds=offset_us)
+        end = start + timedelta(microseconds=length_us)
+        assert clock.between(start, end) == pytest.approx(schedule.open_seconds(start, end), abs=1e-6)

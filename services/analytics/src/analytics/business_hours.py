@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -139,7 +140,59 @@ def _offset(zone: ZoneInfo, at: datetime) -> timedelta:
 
 
 def _open_wall_time(schedule: Schedule, wall_start: datetime, wall_end: datetime) -> timedelta:
-    total = timedelta(0)
+    return sum((hi - lo for lo, hi in _open_wall_intervals(schedule, wall_start, wall_end)), timedelta(0))
+
+
+class BusinessClock:
+    """Open seconds counted from a fixed start, for many spans at once: `between(a, b)` is `at(b) - at(a)`.
+
+    Built once per query over the span it may be asked about (the window up to now): the open hours become sorted
+    UTC intervals with running totals, and each look-up is a binary search, so thousands of handoffs cost
+    milliseconds. Agrees with `open_seconds` to the microsecond (tested).
+    """
+
+    def __init__(self, schedule: Schedule, start: datetime, end: datetime) -> None:
+        self.start = start.astimezone(UTC)
+        self.end = end.astimezone(UTC)
+        self._starts: list[float] = []
+        self._ends: list[float] = []
+        self._before: list[float] = []  # open seconds before each interval's start
+        total = 0.0
+        for piece_start, piece_end, offset in _constant_offset_pieces(schedule.zone, self.start, self.end):
+            wall_start = (piece_start + offset).replace(tzinfo=None)
+            wall_end = (piece_end + offset).replace(tzinfo=None)
+            for lo, hi in _open_wall_intervals(schedule, wall_start, wall_end):
+                opens = (lo - offset).replace(tzinfo=UTC).timestamp()
+                closes = (hi - offset).replace(tzinfo=UTC).timestamp()
+                if self._ends and opens <= self._ends[-1]:  # touching across a piece boundary: one interval
+                    total += closes - self._ends[-1]
+                    self._ends[-1] = closes
+                    continue
+                self._starts.append(opens)
+                self._ends.append(closes)
+                self._before.append(total)
+                total += closes - opens
+        self.total = total
+
+    def at(self, moment: datetime) -> float:
+        """Open seconds between the clock's start and `moment` (clamped to the clock's span)."""
+        return self.at_epoch(moment.timestamp())
+
+    def at_epoch(self, t: float) -> float:
+        """`at` for a moment given as epoch seconds (as the database hands them over in bulk)."""
+        i = bisect_right(self._starts, t) - 1
+        if i < 0:
+            return 0.0
+        return self._before[i] + min(t, self._ends[i]) - self._starts[i]
+
+    def between(self, start: datetime, end: datetime) -> float:
+        """Open seconds of `[start, end]` (0 when `end <= start`); both must lie within the clock's span."""
+        return max(0.0, self.at(end) - self.at(start))
+
+
+def _open_wall_intervals(
+    schedule: Schedule, wall_start: datetime, wall_end: datetime
+) -> Iterable[tuple[datetime, datetime]]:
     day = wall_start.date()
     while datetime.combine(day, datetime.min.time()) < wall_end:
         if day not in schedule.holidays:
@@ -148,6 +201,5 @@ def _open_wall_time(schedule: Schedule, wall_start: datetime, wall_end: datetime
                 lo = max(wall_start, midnight + timedelta(minutes=opens))
                 hi = min(wall_end, midnight + timedelta(minutes=closes))
                 if hi > lo:
-                    total += hi - lo
+                    yield lo, hi
         day += _DAY
-    return total

@@ -1,0 +1,56 @@
+"""Public REST models of an account's business hours (the schedule behind `clock=business`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeAlias
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+Clock: TypeAlias = Literal["wall", "business"]
+ClockTime = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
+# One opening interval of a day: ["09:00", "17:00"] (start inclusive, end exclusive; "24:00" is the day's end).
+Interval = Annotated[list[ClockTime], Field(min_length=2, max_length=2)]
+DayIntervals = Annotated[list[Interval], Field(max_length=24)]
+IsoDate = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+
+
+class Week(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mon: DayIntervals = []
+    tue: DayIntervals = []
+    wed: DayIntervals = []
+    thu: DayIntervals = []
+    fri: DayIntervals = []
+    sat: DayIntervals = []
+    sun: DayIntervals = []
+
+
+class BusinessHoursWrite(BaseModel):
+    """PUT /analytics/business-hours: when the account's team is at work, in its IANA time zone."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{
+                "timezone": "Europe/Berlin",
+                "week": {"mon": [["09:00", "12:30"], ["13:30", "17:00"]], "tue": [["09:00", "17:00"]],
+                         "wed": [["09:00", "17:00"]], "thu": [["09:00", "17:00"]], "fri": [["09:00", "15:00"]],
+                         "sat": [], "sun": []},
+                "holidays": ["2026-12-24", "2026-12-25"],
+            }]
+        },
+    )
+
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    week: Week
+    holidays: Annotated[list[IsoDate], Field(max_length=1000)] = []
+
+
+class BusinessHoursRead(BusinessHoursWrite):
+    """The schedule in force; `version` grows with each change and is named by every `clock=business` answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int
+    updated_at: AwareDatetime
