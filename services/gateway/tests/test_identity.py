@@ -8,7 +8,7 @@ import uuid
 import jwt
 import pytest
 
-from gateway import repository as repo
+from gateway.repository import UserRepository
 from gateway.testing import API, PASSWORD, Gateway
 
 
@@ -34,7 +34,7 @@ async def test_registering_a_taken_email_in_another_case_gives_409(gateway: Gate
         "email": "TAKEN@example.com", "password": PASSWORD, "full_name": "Other", "account_name": "Other",
     })
     assert r.status_code == 409
-    assert r.json() == {"detail": "a user with this email already exists"}
+    assert r.json() == {"detail": "a user with this email already exists", "code": "email_taken"}
     assert await gateway.scalar("SELECT count(*) FROM accounts WHERE name = 'Other'") == 0
 
 
@@ -44,15 +44,15 @@ async def test_a_registration_that_loses_the_race_for_an_email_gets_409_and_leav
     # Two registrations of one email at once both pass the early check; the unique index decides at insert.
     await gateway.register(email="raced@example.com")
 
-    async def not_taken(session: object, *, email: str) -> bool:
+    async def not_taken(self: UserRepository, *, email: str) -> bool:
         return False
 
-    monkeypatch.setattr(repo, "email_taken", not_taken)
+    monkeypatch.setattr(UserRepository, "email_taken_any_account", not_taken)
     r = await gateway.client.post(f"{API}/auth/register", json={
         "email": "raced@example.com", "password": PASSWORD, "full_name": "Late", "account_name": "Late",
     })
     assert r.status_code == 409, r.text
-    assert r.json() == {"detail": "a user with this email already exists"}
+    assert r.json() == {"detail": "a user with this email already exists", "code": "email_taken"}
     assert await gateway.scalar("SELECT count(*) FROM accounts WHERE name = 'Late'") == 0
 
 
@@ -105,7 +105,7 @@ async def test_wrong_password_and_unknown_email_get_the_same_401(gateway: Gatewa
     form = await gateway.client.post(f"{API}/auth/login", data={"username": "nobody@example.com", "password": "x"})
     for r in (wrong, unknown, form):
         assert r.status_code == 401
-        assert r.json() == {"detail": "incorrect email or password"}
+        assert r.json() == {"detail": "incorrect email or password", "code": "bad_credentials"}
         assert r.headers["www-authenticate"] == "Bearer"
 
 
@@ -261,7 +261,7 @@ async def test_a_deactivated_user_is_locked_out_at_once(gateway: Gateway) -> Non
     assert refresh.status_code == 401
     login = await gateway.client.post(f"{API}/auth/login/json", json={"email": user.email, "password": PASSWORD})
     assert login.status_code == 401
-    assert login.json() == {"detail": "incorrect email or password"}
+    assert login.json() == {"detail": "incorrect email or password", "code": "bad_credentials"}
 
     r = await gateway.client.patch(f"{API}/users/{user.id}", headers=admin.headers, json={"is_active": True})
     assert r.status_code == 200
@@ -336,15 +336,13 @@ async def test_an_unreachable_identity_database_gives_503_not_500(
 ) -> None:
     from sqlalchemy.exc import OperationalError
 
-    from gateway import repository
-
     admin, _ = await gateway.register()
-    gateway.running.app.state.identity.cache.clear()
+    gateway.running.app.state.identity.principals.clear()
 
     async def down(*args: object, **kwargs: object) -> None:
         raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
 
-    monkeypatch.setattr(repository, "principal_state", down)
+    monkeypatch.setattr(UserRepository, "principal_state_any_account", down)
     r = await gateway.client.get(f"{API}/auth/me", headers=admin.headers)
     assert r.status_code == 503
     assert r.json() == {"detail": "identity store unavailable; try again shortly"}

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gateway import repository as repo
+from gateway.repository import TokenRepository, revoked_access_tokens
 from gateway.testing import Gateway
 
 FEED = "/internal/v1/token-denials"
@@ -73,9 +73,9 @@ async def test_a_denial_committed_late_is_not_skipped(gateway: Gateway) -> None:
     before = await _last_seq(gateway)
     async with gateway.engine.connect() as slow:
         transaction = await slow.begin()
-        await repo.deny_access_token(slow, jti=f"slow-{user_id}", user_id=user_id, expires_at=expires)  # type: ignore[arg-type]
+        await TokenRepository(slow).deny_access_token(jti=f"slow-{user_id}", user_id=user_id, expires_at=expires)  # type: ignore[arg-type]
         async with gateway.engine.begin() as fast:
-            await repo.deny_access_token(fast, jti=f"fast-{user_id}", user_id=user_id, expires_at=expires)  # type: ignore[arg-type]
+            await TokenRepository(fast).deny_access_token(jti=f"fast-{user_id}", user_id=user_id, expires_at=expires)  # type: ignore[arg-type]
         # Committed, but behind the open transaction's smaller seq: not served yet.
         assert [item["jti"] for item in await _feed(gateway, before)] == []
         await transaction.commit()
@@ -88,7 +88,7 @@ async def test_expired_denials_are_not_served(gateway: Gateway) -> None:
     async with gateway.engine.begin() as conn:
         for jti, expires in ((f"old-{uuid.uuid4()}", now - timedelta(seconds=1)),
                              (f"live-{uuid.uuid4()}", now + timedelta(minutes=10))):
-            await conn.execute(sa.insert(repo.revoked_access_tokens).values(
+            await conn.execute(sa.insert(revoked_access_tokens).values(
                 jti=jti, user_id=uuid.uuid4(), expires_at=expires))
     # Both were written in one transaction: once the live one is served, the expired one would be too.
     [served] = await _served(gateway, before, 1)

@@ -1,16 +1,18 @@
-"""Identity routes (/auth, /users): validate -> handler -> response model."""
+"""Identity routes (/auth, /users, the internal token-denial feed): parse, authorize, build the command, call
+one handler, return its answer."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Form, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Form, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from gateway import handlers
-from gateway.handlers import Identity
+from gateway.deps import ClientAddress, Db, PasswordHasher, Policy, Principals, Tokens
+from gateway.handlers import auth, denials, users
 from rf_contracts.api.identity import (
     LoginRequest,
     LogoutRequest,
@@ -26,7 +28,7 @@ from rf_contracts.api.identity import (
     UserRead,
     UserUpdate,
 )
-from rfkit.auth import Admin, CurrentPrincipal
+from rfkit.auth import Admin, CurrentPrincipal, Principal
 
 router = APIRouter()
 
@@ -46,22 +48,14 @@ def _coded(description: str, code: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _identity(request: Request) -> Identity:
-    return request.app.state.identity  # type: ignore[no-any-return]
-
-
-IdentityCtx = Annotated[Identity, Depends(_identity)]
-
-
-def _client_address(request: Request) -> str:
-    # The peer, or behind a trusted proxy the client it forwarded for (RF_TRUSTED_PROXIES, gateway.main).
-    return request.client.host if request.client else "unknown"
-
-
 def _no_store(response: Response) -> None:
     # Tokens must not be kept by any cache on the way (RFC 6749 section 5.1).
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
+
+
+def _expiry(principal: Principal) -> datetime:
+    return datetime.fromtimestamp(principal.expires_at, UTC)
 
 
 @router.post("/auth/register", tags=["identity"], status_code=status.HTTP_201_CREATED,
@@ -70,9 +64,13 @@ def _no_store(response: Response) -> None:
                                     "an admin adds users", "registration_closed"),
                         409: {"description": "email already registered"},
                         429: {"description": "too many registrations from this address; see Retry-After"}})
-async def register(body: RegisterRequest, request: Request, ctx: IdentityCtx) -> dict[str, object]:
+async def register(
+    body: RegisterRequest, address: ClientAddress, db: Db, passwords: PasswordHasher, policy: Policy
+) -> RegisterResponse:
     """Create an account and its first user, who is its admin."""
-    return await handlers.register(ctx, body, address=_client_address(request))
+    cmd = auth.Register(email=body.email, password=body.password, full_name=body.full_name,
+                        account_name=body.account_name, address=address)
+    return await auth.register(cmd, db=db, passwords=passwords, policy=policy)
 
 
 class PasswordForm:
@@ -93,43 +91,54 @@ class PasswordForm:
 
 
 @router.post("/auth/login", tags=["identity"], response_model=TokenPair, responses=_CREDENTIALS)
-async def login_form(form: Annotated[PasswordForm, Depends()], request: Request,
-                     response: Response, ctx: IdentityCtx) -> TokenPair:
+async def login_form(
+    form: Annotated[PasswordForm, Depends()], address: ClientAddress, response: Response,
+    db: Db, passwords: PasswordHasher, tokens: Tokens, policy: Policy,
+) -> TokenPair:
     """OAuth2 password flow: form fields `username` (the email) and `password`."""
     try:
         credentials = LoginRequest(email=form.username, password=form.password)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc
     _no_store(response)
-    return await handlers.login(ctx, email=credentials.email, password=credentials.password,
-                                address=_client_address(request))
+    cmd = auth.LogIn(email=credentials.email, password=credentials.password, address=address)
+    return await auth.login(cmd, db=db, passwords=passwords, tokens=tokens, policy=policy)
 
 
 @router.post("/auth/login/json", tags=["identity"], response_model=TokenPair, responses=_CREDENTIALS)
-async def login_json(body: LoginRequest, request: Request, response: Response, ctx: IdentityCtx) -> TokenPair:
+async def login_json(
+    body: LoginRequest, address: ClientAddress, response: Response,
+    db: Db, passwords: PasswordHasher, tokens: Tokens, policy: Policy,
+) -> TokenPair:
     _no_store(response)
-    return await handlers.login(ctx, email=body.email, password=body.password, address=_client_address(request))
+    cmd = auth.LogIn(email=body.email, password=body.password, address=address)
+    return await auth.login(cmd, db=db, passwords=passwords, tokens=tokens, policy=policy)
 
 
 @router.post("/auth/refresh", tags=["identity"], response_model=TokenPair,
              responses={401: {"description": "unknown, expired, revoked or already used refresh token"}})
-async def refresh(body: RefreshRequest, response: Response, ctx: IdentityCtx) -> TokenPair:
+async def refresh(
+    body: RefreshRequest, response: Response, db: Db, tokens: Tokens, policy: Policy, principals: Principals
+) -> TokenPair:
     """A new pair for a refresh token; the presented token is spent (reusing it revokes its family)."""
     _no_store(response)
-    return await handlers.refresh(ctx, token=body.refresh_token)
+    return await auth.refresh(auth.Refresh(refresh_token=body.refresh_token), db=db, tokens=tokens, policy=policy,
+                              principals=principals)
 
 
 @router.get("/auth/me", tags=["identity"], response_model=MeRead, responses=_401)
-async def me(principal: CurrentPrincipal, ctx: IdentityCtx) -> dict[str, object]:
-    return await handlers.me(ctx, principal)
+async def me(principal: CurrentPrincipal, db: Db) -> MeRead:
+    return await auth.me(account_id=principal.account_id, user_id=principal.user_id, db=db)
 
 
 @router.post("/auth/logout", tags=["identity"], status_code=status.HTTP_204_NO_CONTENT,
              response_class=Response, responses=_401)
-async def logout(principal: CurrentPrincipal, ctx: IdentityCtx,
+async def logout(principal: CurrentPrincipal, db: Db, principals: Principals,
                  body: Annotated[LogoutRequest | None, Body()] = None) -> Response:
     """Revoke the current access token and its refresh family (and `refresh_token`'s family, when given)."""
-    await handlers.logout(ctx, principal, refresh_token=body.refresh_token if body else None)
+    cmd = auth.LogOut(account_id=principal.account_id, user_id=principal.user_id, token_id=principal.token_id,
+                      token_expires_at=_expiry(principal), refresh_token=body.refresh_token if body else None)
+    await auth.logout(cmd, db=db, principals=principals)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -137,40 +146,56 @@ async def logout(principal: CurrentPrincipal, ctx: IdentityCtx,
              response_class=Response,
              responses=_401 | {403: _coded("the current password is incorrect", "wrong_password"),
                                429: {"description": "too many wrong passwords; see Retry-After"}})
-async def change_password(body: PasswordChange, principal: CurrentPrincipal, ctx: IdentityCtx) -> Response:
+async def change_password(
+    body: PasswordChange, principal: CurrentPrincipal, db: Db, passwords: PasswordHasher, policy: Policy,
+    principals: Principals,
+) -> Response:
     """Change one's own password. The caller's other sessions end; the one making the change goes on."""
-    await handlers.change_password(ctx, principal, body)
+    cmd = auth.ChangePassword(
+        account_id=principal.account_id, user_id=principal.user_id, token_id=principal.token_id,
+        token_expires_at=_expiry(principal), current_password=body.current_password, new_password=body.new_password,
+    )
+    await auth.change_password(cmd, db=db, passwords=passwords, policy=policy, principals=principals)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/users", tags=["users"], response_model=UserPage, responses=_401 | _403)
 async def list_users(
-    principal: Admin, ctx: IdentityCtx,
+    principal: Admin, db: Db,
     limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
-) -> dict[str, object]:
-    return await handlers.list_users(ctx, principal, limit=limit, offset=offset)
+) -> UserPage:
+    return await users.list_users(account_id=principal.account_id, limit=limit, offset=offset, db=db)
 
 
 @router.post("/users", tags=["users"], status_code=status.HTTP_201_CREATED, response_model=UserRead,
              responses=_401 | _403 | {409: {"description": "email already registered"}})
-async def create_user(body: UserCreate, principal: Admin, ctx: IdentityCtx) -> dict[str, object]:
-    return await handlers.create_user(ctx, principal, body)
+async def create_user(body: UserCreate, principal: Admin, db: Db, passwords: PasswordHasher) -> UserRead:
+    cmd = users.CreateUser(account_id=principal.account_id, email=body.email, password=body.password,
+                           full_name=body.full_name, role=body.role)
+    return await users.create_user(cmd, db=db, passwords=passwords)
 
 
 @router.patch("/users/{user_id:uuid}", tags=["users"], response_model=UserRead,
               responses=_401 | _403 | {404: {"description": "no such user in this account"},
                                        409: {"description": "would leave the account without an active admin"}})
-async def update_user(user_id: UUID, body: UserUpdate, principal: Admin, ctx: IdentityCtx) -> dict[str, object]:
+async def update_user(
+    user_id: UUID, body: UserUpdate, principal: Admin, db: Db, principals: Principals
+) -> UserRead:
     """Change a user's role, deactivate or reactivate them, or rename them."""
-    return await handlers.update_user(ctx, principal, user_id=user_id, cmd=body)
+    cmd = users.UpdateUser(account_id=principal.account_id, user_id=user_id, role=body.role,
+                           is_active=body.is_active, full_name=body.full_name)
+    return await users.update_user(cmd, db=db, principals=principals)
 
 
 @router.post("/users/{user_id}/password", tags=["users"], status_code=status.HTTP_204_NO_CONTENT,
              response_class=Response,
              responses=_401 | _403 | {404: {"description": "no such user in this account"}})
-async def reset_password(user_id: UUID, body: PasswordReset, principal: Admin, ctx: IdentityCtx) -> Response:
+async def reset_password(
+    user_id: UUID, body: PasswordReset, principal: Admin, db: Db, passwords: PasswordHasher, principals: Principals
+) -> Response:
     """Set a user's password. Every session of that user ends: they sign in again with the new password."""
-    await handlers.reset_password(ctx, principal, user_id=user_id, cmd=body)
+    cmd = users.ResetPassword(account_id=principal.account_id, user_id=user_id, new_password=body.new_password)
+    await users.reset_password(cmd, db=db, passwords=passwords, principals=principals)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -179,7 +204,7 @@ internal = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema
 
 @internal.get("/token-denials")
 async def token_denials(
-    ctx: IdentityCtx,
+    db: Db,
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> dict[str, object]:
@@ -189,4 +214,4 @@ async def token_denials(
     nothing usable. It is not part of the public API (not in the OpenAPI document); an ingress needs to publish
     only /api.
     """
-    return await handlers.token_denials(ctx, after=after, limit=limit)
+    return await denials.token_denials(after=after, limit=limit, db=db)

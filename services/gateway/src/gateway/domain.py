@@ -1,18 +1,159 @@
-"""Identity rules, free of HTTP and SQL: who may change whom, login throttling, and the errors they raise."""
+"""Identity in plain Python: users, accounts and tokens, the rules on them, and the errors they raise."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Literal
+from uuid import UUID
 
-from rfkit.errors import Conflict, Forbidden, RateLimited, Unauthenticated
+from rfkit.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthenticated
 
 # One answer for every credential failure: it never tells whether the email exists.
 BAD_CREDENTIALS = "incorrect email or password"
+EMAIL_TAKEN = "a user with this email already exists"
 
+Role = Literal["viewer", "engineer", "admin"]
+# Why an access token was put on the denial feed (the feed's and the table's vocabulary).
+DenialReason = Literal["revoked", "user_deactivated", "role_changed"]
+
+
+# ---- entities ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Account:
+    id: UUID
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class User:
+    id: UUID
+    account_id: UUID
+    email: str
+    full_name: str
+    password_hash: str
+    role: Role
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        """The user as the API shows it: everything but the password hash."""
+        return {k: v for k, v in self.__dict__.items() if k != "password_hash"}
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    """A stored refresh token (its hash only); tokens issued from one login form a family."""
+
+    id: UUID
+    family_id: UUID
+    user_id: UUID
+    account_id: UUID
+    expires_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+
+    def usable(self, now: datetime) -> bool:
+        """Neither revoked nor expired (a used one is usable only as evidence of reuse)."""
+        return self.revoked_at is None and self.expires_at > now
+
+
+@dataclass(frozen=True)
+class PrincipalState:
+    """What a token's user is now, to compare with what the token says."""
+
+    is_active: bool
+    role: str
+    account_id: UUID
+    denied: DenialReason | None  # why the token itself is denied; None: it is not
+
+
+@dataclass(frozen=True)
+class TokenDenial:
+    """One entry of the token-denial feed the other services follow."""
+
+    seq: int
+    jti: str
+    expires_at: datetime
+    reason: DenialReason
+
+
+@dataclass(frozen=True)
+class IdentityPolicy:
+    """The deployment's identity rules (from the settings): registration, throttling, refresh-token lifetime."""
+
+    registration_open: bool
+    register_max_per_address: int
+    register_window: timedelta
+    login_max_failures_per_email: int
+    login_max_failures_per_address: int
+    login_failure_window: timedelta
+    refresh_token_ttl: timedelta
+
+    @property
+    def attempts_kept(self) -> timedelta:
+        """How long a recorded attempt can still count against a limit (older ones are purged)."""
+        return max(self.login_failure_window, self.register_window)
+
+
+@dataclass(frozen=True)
+class AttemptLimit:
+    """At most `limit` attempts of `key` (in `scope`: "email", "address", "register", "password") per window."""
+
+    scope: str
+    key: str
+    limit: int
+
+
+# ---- errors ------------------------------------------------------------------------------------------
 
 class AuthenticationFailed(Unauthenticated):
-    """Bad credentials, or a refresh token that is unknown, used, revoked or expired."""
+    """Bad credentials, or a token that is unknown, used, revoked or expired."""
+
+    code = "authentication_failed"
+
+
+class BadCredentials(AuthenticationFailed):
+    """Wrong email or password, or an inactive user: one answer for all (it tells nothing about the email)."""
+
+    code = "bad_credentials"
+
+    def __init__(self) -> None:
+        super().__init__(BAD_CREDENTIALS)
+
+
+class InvalidRefreshToken(AuthenticationFailed):
+    """A refresh token that is unknown, revoked or expired, or whose user is gone or inactive."""
+
+    code = "invalid_refresh_token"
+
+    def __init__(self) -> None:
+        super().__init__("invalid refresh token")
+
+
+class RefreshTokenReused(AuthenticationFailed):
+    """A refresh token presented a second time: its whole family has been revoked."""
+
+    code = "refresh_token_reused"
+
+    def __init__(self) -> None:
+        super().__init__("refresh token reuse detected; its session is revoked")
+
+
+class TokenRejected(AuthenticationFailed):
+    """A well-signed access token that no longer stands (user gone or deactivated, role changed, revoked).
+
+    The code is RFC 6750's name for it; the detail says which case.
+    """
+
+    code = "invalid_token"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"invalid token: {why}")
 
 
 class RegistrationClosed(Forbidden):
@@ -37,11 +178,46 @@ class WrongPassword(Forbidden):
 
 
 class TooManyAttempts(RateLimited):
-    """Too many failed logins (or registrations); `retry_after_s` says when the next attempt can succeed."""
+    """Too many failed logins (or registrations, or wrong passwords); `retry_after_s` says when the next attempt
+    can succeed. Each throttled case has its own code."""
 
-    def __init__(self, retry_after_s: int, detail: str = "too many failed login attempts; try again later") -> None:
-        super().__init__(detail, retry_after_s=retry_after_s)
+    code = "too_many_login_attempts"
 
+    def __init__(
+        self, retry_after_s: int, detail: str = "too many failed login attempts; try again later", *,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s, code=code)
+
+
+class EmailTaken(Conflict):
+    """Emails are unique across all accounts (they sign in without naming an account)."""
+
+    code = "email_taken"
+
+    def __init__(self) -> None:
+        super().__init__(EMAIL_TAKEN)
+
+
+class LastActiveAdmin(Conflict):
+    """The change would leave the account without an active admin."""
+
+    code = "last_active_admin"
+
+    def __init__(self) -> None:
+        super().__init__("the account's last active admin cannot be demoted or deactivated")
+
+
+class UserNotFound(NotFound):
+    """No such user in the caller's account (another account's user is not told apart)."""
+
+    code = "user_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("user not found")
+
+
+# ---- rules -------------------------------------------------------------------------------------------
 
 def retry_after(attempts: list[datetime], *, limit: int, window: timedelta, now: datetime) -> int | None:
     """Seconds to wait before one more attempt fits under `limit` within `window`; None when it fits now.
@@ -62,4 +238,4 @@ def check_admin_remains(
     was_active_admin = target_role == "admin" and target_active
     stays_active_admin = new_role == "admin" and new_active
     if was_active_admin and not stays_active_admin and active_admins <= 1:
-        raise Conflict("the account's last active admin cannot be demoted or deactivated")
+        raise LastActiveAdmin()

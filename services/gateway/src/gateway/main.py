@@ -9,9 +9,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from gateway import api, handlers, public
-from gateway.handlers import Identity
+from gateway import api, public
+from gateway.deps import IdentityParts
 from gateway.middleware import BodyLimit
+from gateway.principals import PrincipalCache, PrincipalCheck
 from gateway.proxy import Upstreams
 from gateway.security import Passwords, TokenIssuer
 from gateway.settings import Settings
@@ -71,19 +72,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "The public API of ResolutionFlow. Identity is answered by the gateway; every other route is "
         "authenticated and authorized here, then forwarded to the service that owns it, which checks again."
     )
-    identity = Identity(
+    cache = PrincipalCache(settings.principal_cache_ttl_s)
+    app.state.identity = IdentityParts(
         db=runtime.db,
         passwords=Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib,
                             parallelism=settings.argon2_parallelism, concurrency=settings.password_hash_concurrency),
         tokens=TokenIssuer(settings.signing_key_pem, issuer=settings.jwt_issuer, audience=settings.jwt_audience,
                            ttl_s=settings.access_token_ttl_s),
-        settings=settings,
+        policy=settings.identity_policy(),
+        principals=cache,
     )
-    app.state.identity = identity
+    check = PrincipalCheck(runtime.db, cache)
 
     async def principal_check(_: Request, principal: Principal) -> None:
         # rfkit.auth calls this after the signature, issuer, audience and expiry checks, on every request.
-        await handlers.check_principal(identity, principal)
+        await check(principal)
 
     app.state.principal_check = principal_check
     for unavailable in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError):

@@ -1,15 +1,27 @@
-"""The gateway's tables (accounts, users, refresh tokens, revoked access tokens, login attempts) and queries."""
+"""The gateway's only SQL: its tables (accounts, users, refresh tokens, revoked access tokens, login attempts)
+and one repository per subject over a unit of work's session."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.domain import (
+    Account,
+    AttemptLimit,
+    DenialReason,
+    EmailTaken,
+    PrincipalState,
+    RefreshToken,
+    TokenDenial,
+    User,
+)
 
 # The migrations build these tables; tests/test_schema_matches_metadata.py checks that they agree.
 metadata = sa.MetaData()
@@ -89,8 +101,6 @@ revoked_access_tokens = sa.Table(
     sa.Index("uq_revoked_access_tokens_seq", "seq", unique=True),
 )
 
-DenialReason = Literal["revoked", "user_deactivated", "role_changed"]
-
 login_attempts = sa.Table(
     "login_attempts",
     metadata,
@@ -103,217 +113,269 @@ login_attempts = sa.Table(
 )
 
 
-@dataclass(frozen=True)
-class UserRow:
-    id: UUID
-    account_id: UUID
-    email: str
-    full_name: str
-    password_hash: str
-    role: str
-    is_active: bool
-    created_at: datetime
-    updated_at: datetime
-
-    def public(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "password_hash"}
+# The unique index a second user with a taken email runs into.
+_EMAIL_INDEX = "uq_users_email"
 
 
-def _user(row: Any) -> UserRow | None:
-    return None if row is None else UserRow(**row._mapping)
+def _violated_constraint(exc: IntegrityError) -> str | None:
+    # asyncpg's own error (the cause of SQLAlchemy's wrapper) names the constraint.
+    return getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
 
 
-# ---- accounts and users ------------------------------------------------------------------------------
-
-async def insert_account(session: AsyncSession, *, account_id: UUID, name: str, now: datetime) -> dict[str, Any]:
-    await session.execute(sa.insert(accounts).values(id=account_id, name=name, created_at=now))
-    return {"id": account_id, "name": name, "created_at": now}
+def _user(row: Any) -> User | None:
+    return None if row is None else User(**row._mapping)
 
 
-async def get_account(session: AsyncSession, *, account_id: UUID, lock: bool = False) -> dict[str, Any] | None:
-    query = sa.select(accounts).where(accounts.c.id == account_id)
-    if lock:
-        query = query.with_for_update()
-    row = (await session.execute(query)).first()
-    return None if row is None else dict(row._mapping)
+class AccountRepository:
+    """Accounts: the tenants."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, *, account_id: UUID, name: str, now: datetime) -> Account:
+        await self._session.execute(sa.insert(accounts).values(id=account_id, name=name, created_at=now))
+        return Account(id=account_id, name=name, created_at=now)
+
+    async def get(self, *, account_id: UUID, lock: bool = False) -> Account | None:
+        """The account; `lock`: held until the transaction ends (serializes changes to its users)."""
+        query = sa.select(accounts).where(accounts.c.id == account_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self._session.execute(query)).first()
+        return None if row is None else Account(**row._mapping)
 
 
-async def insert_user(
-    session: AsyncSession, *, user_id: UUID, account_id: UUID, email: str, full_name: str, password_hash: str,
-    role: str, now: datetime,
-) -> UserRow:
-    """Insert a user; a taken email raises sqlalchemy.exc.IntegrityError (unique index)."""
-    user = UserRow(id=user_id, account_id=account_id, email=email, full_name=full_name, password_hash=password_hash,
-                   role=role, is_active=True, created_at=now, updated_at=now)
-    await session.execute(sa.insert(users).values(**user.__dict__))
-    return user
+class UserRepository:
+    """Users of an account. Emails are unique across all accounts (a login names no account)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, *, user: User) -> None:
+        """Insert a user; EmailTaken when the email's unique index refuses it (a race the early check lost)."""
+        try:
+            # A savepoint: the refused insert must not poison the caller's transaction before it decides.
+            async with self._session.begin_nested():
+                await self._session.execute(sa.insert(users).values(**user.__dict__))
+        except IntegrityError as exc:
+            if _violated_constraint(exc) == _EMAIL_INDEX:
+                raise EmailTaken() from exc
+            raise
+
+    async def email_taken_any_account(self, *, email: str) -> bool:
+        """System-wide on purpose: an email belongs to one user of one account."""
+        return bool(await self._session.scalar(sa.select(sa.exists().where(users.c.email == email))))
+
+    async def by_email_any_account(self, *, email: str) -> User | None:
+        """System-wide on purpose: a login gives an email, and the email decides the account."""
+        return _user((await self._session.execute(sa.select(users).where(users.c.email == email))).first())
+
+    async def get(self, *, account_id: UUID, user_id: UUID, lock: bool = False) -> User | None:
+        query = sa.select(users).where(users.c.id == user_id, users.c.account_id == account_id)
+        if lock:
+            query = query.with_for_update()
+        return _user((await self._session.execute(query)).first())
+
+    async def page(self, *, account_id: UUID, limit: int, offset: int) -> tuple[list[User], int]:
+        """A page of the account's users, oldest first, and how many it has in all."""
+        total = await self._session.scalar(
+            sa.select(sa.func.count()).select_from(users).where(users.c.account_id == account_id)
+        )
+        rows = await self._session.execute(
+            sa.select(users).where(users.c.account_id == account_id)
+            .order_by(users.c.created_at, users.c.id).limit(limit).offset(offset)
+        )
+        return [User(**r._mapping) for r in rows], int(total or 0)
+
+    async def count_active_admins(self, *, account_id: UUID) -> int:
+        return int(
+            await self._session.scalar(
+                sa.select(sa.func.count()).select_from(users).where(
+                    users.c.account_id == account_id, users.c.role == "admin", users.c.is_active.is_(True)
+                )
+            )
+            or 0
+        )
+
+    async def update(self, *, account_id: UUID, user_id: UUID, changes: dict[str, Any], now: datetime) -> None:
+        await self._session.execute(
+            sa.update(users).where(users.c.id == user_id, users.c.account_id == account_id)
+            .values(**changes, updated_at=now)
+        )
+
+    async def principal_state_any_account(self, *, user_id: UUID, token_id: str) -> PrincipalState | None:
+        """The token's user as it is now, and why the token is denied (if it is); None: no such user.
+
+        System-wide on purpose: the caller compares the user's account with the token's (a mismatch is its own
+        answer, not an unknown user).
+        """
+        denied = (
+            sa.select(revoked_access_tokens.c.reason).where(revoked_access_tokens.c.jti == token_id).scalar_subquery()
+        )
+        row = (
+            await self._session.execute(
+                sa.select(users.c.is_active, users.c.role, users.c.account_id, denied.label("denied"))
+                .where(users.c.id == user_id)
+            )
+        ).first()
+        return None if row is None else PrincipalState(row.is_active, row.role, row.account_id, row.denied)
 
 
-async def email_taken(session: AsyncSession, *, email: str) -> bool:
-    return bool(await session.scalar(sa.select(sa.exists().where(users.c.email == email))))
+class TokenRepository:
+    """Refresh tokens (their families) and denied access tokens (the feed the other services follow)."""
 
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
 
-async def user_by_email(session: AsyncSession, *, email: str) -> UserRow | None:
-    return _user((await session.execute(sa.select(users).where(users.c.email == email))).first())
-
-
-async def get_user(
-    session: AsyncSession, *, account_id: UUID, user_id: UUID, lock: bool = False
-) -> UserRow | None:
-    query = sa.select(users).where(users.c.id == user_id, users.c.account_id == account_id)
-    if lock:
-        query = query.with_for_update()
-    return _user((await session.execute(query)).first())
-
-
-async def list_users(
-    session: AsyncSession, *, account_id: UUID, limit: int, offset: int
-) -> tuple[list[UserRow], int]:
-    total = await session.scalar(sa.select(sa.func.count()).select_from(users).where(users.c.account_id == account_id))
-    rows = await session.execute(
-        sa.select(users).where(users.c.account_id == account_id)
-        .order_by(users.c.created_at, users.c.id).limit(limit).offset(offset)
-    )
-    return [UserRow(**r._mapping) for r in rows], int(total or 0)
-
-
-async def count_active_admins(session: AsyncSession, *, account_id: UUID) -> int:
-    return int(
-        await session.scalar(
-            sa.select(sa.func.count()).select_from(users).where(
-                users.c.account_id == account_id, users.c.role == "admin", users.c.is_active.is_(True)
+    async def add_refresh_token(
+        self, *, token_id: UUID, token_hash: str, family_id: UUID, user_id: UUID, account_id: UUID,
+        access_jti: str, access_expires_at: datetime, now: datetime, expires_at: datetime,
+    ) -> None:
+        await self._session.execute(
+            sa.insert(refresh_tokens).values(
+                id=token_id, token_hash=token_hash, family_id=family_id, user_id=user_id, account_id=account_id,
+                access_jti=access_jti, access_expires_at=access_expires_at, issued_at=now, expires_at=expires_at,
             )
         )
-        or 0
-    )
 
+    async def refresh_token_for_update_any_account(self, *, token_hash: str) -> RefreshToken | None:
+        """The refresh token, locked: two concurrent uses of one token are serialized (the second is reuse).
 
-async def update_user(
-    session: AsyncSession, *, account_id: UUID, user_id: UUID, changes: dict[str, Any], now: datetime
-) -> None:
-    await session.execute(
-        sa.update(users).where(users.c.id == user_id, users.c.account_id == account_id)
-        .values(**changes, updated_at=now)
-    )
+        System-wide on purpose: the token (256 random bits) is the credential, and it names its account.
+        """
+        row = (
+            await self._session.execute(
+                sa.select(
+                    refresh_tokens.c.id, refresh_tokens.c.family_id, refresh_tokens.c.user_id,
+                    refresh_tokens.c.account_id, refresh_tokens.c.expires_at, refresh_tokens.c.used_at,
+                    refresh_tokens.c.revoked_at,
+                ).where(refresh_tokens.c.token_hash == token_hash).with_for_update()
+            )
+        ).first()
+        return None if row is None else RefreshToken(**row._mapping)
 
-
-async def principal_state(
-    session: AsyncSession, *, user_id: UUID, token_id: str
-) -> tuple[bool, str, UUID, str | None] | None:
-    """(is_active, role, account_id, why the token is denied or None) of a token's user; None: no such user."""
-    denied = (
-        sa.select(revoked_access_tokens.c.reason).where(revoked_access_tokens.c.jti == token_id).scalar_subquery()
-    )
-    row = (
-        await session.execute(
-            sa.select(users.c.is_active, users.c.role, users.c.account_id, denied.label("denied"))
-            .where(users.c.id == user_id)
+    async def mark_used(self, *, account_id: UUID, token_id: UUID, now: datetime) -> None:
+        await self._session.execute(
+            sa.update(refresh_tokens)
+            .where(refresh_tokens.c.id == token_id, refresh_tokens.c.account_id == account_id)
+            .values(used_at=now)
         )
-    ).first()
-    return None if row is None else (row.is_active, row.role, row.account_id, row.denied)
 
-
-# ---- refresh tokens and revoked access tokens --------------------------------------------------------
-
-async def insert_refresh_token(
-    session: AsyncSession, *, token_hash: str, family_id: UUID, user_id: UUID, account_id: UUID,
-    access_jti: str, access_expires_at: datetime, now: datetime, expires_at: datetime, token_id: UUID,
-) -> None:
-    await session.execute(
-        sa.insert(refresh_tokens).values(
-            id=token_id, token_hash=token_hash, family_id=family_id, user_id=user_id, account_id=account_id,
-            access_jti=access_jti, access_expires_at=access_expires_at, issued_at=now, expires_at=expires_at,
+    async def family_of_access_token(self, *, account_id: UUID, user_id: UUID, access_jti: str) -> UUID | None:
+        return await self._session.scalar(
+            sa.select(refresh_tokens.c.family_id).where(
+                refresh_tokens.c.access_jti == access_jti, refresh_tokens.c.user_id == user_id,
+                refresh_tokens.c.account_id == account_id,
+            )
         )
-    )
 
-
-async def refresh_token_for_update(session: AsyncSession, *, token_hash: str) -> dict[str, Any] | None:
-    """The refresh token row, locked: two concurrent uses of one token are serialized (the second is reuse)."""
-    row = (
-        await session.execute(
-            sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash).with_for_update()
+    async def revoke_families(
+        self, *, account_id: UUID, now: datetime, family_ids: list[UUID] | None = None, user_id: UUID | None = None,
+        reason: DenialReason = "revoked", keep_family: UUID | None = None,
+    ) -> None:
+        """Revoke the refresh tokens of some families (or of all a user's families but `keep_family`) and deny
+        their live access tokens."""
+        where = sa.and_(
+            refresh_tokens.c.account_id == account_id,
+            refresh_tokens.c.family_id.in_(family_ids) if family_ids is not None
+            else refresh_tokens.c.user_id == user_id,
         )
-    ).first()
-    return None if row is None else dict(row._mapping)
-
-
-async def mark_refresh_used(session: AsyncSession, *, token_id: UUID, now: datetime) -> None:
-    await session.execute(sa.update(refresh_tokens).where(refresh_tokens.c.id == token_id).values(used_at=now))
-
-
-async def family_of_access_token(session: AsyncSession, *, user_id: UUID, access_jti: str) -> UUID | None:
-    return await session.scalar(
-        sa.select(refresh_tokens.c.family_id).where(
-            refresh_tokens.c.access_jti == access_jti, refresh_tokens.c.user_id == user_id
+        if keep_family is not None:
+            where = sa.and_(where, refresh_tokens.c.family_id != keep_family)
+        await self._session.execute(
+            sa.update(refresh_tokens).where(where, refresh_tokens.c.revoked_at.is_(None)).values(revoked_at=now)
         )
-    )
+        await self._deny_live_access_tokens(where=where, now=now, reason=reason)
 
+    async def deny_live_access_tokens(
+        self, *, account_id: UUID, user_id: UUID, now: datetime, reason: DenialReason
+    ) -> None:
+        """Deny every access token of a user that has not expired yet (its refresh families stay usable)."""
+        where = sa.and_(refresh_tokens.c.account_id == account_id, refresh_tokens.c.user_id == user_id)
+        await self._deny_live_access_tokens(where=where, now=now, reason=reason)
 
-async def revoke_families(
-    session: AsyncSession, *, now: datetime, family_ids: list[UUID] | None = None, user_id: UUID | None = None,
-    reason: DenialReason = "revoked", keep_family: UUID | None = None,
-) -> None:
-    """Revoke the refresh tokens of some families (or of all a user's families but `keep_family`) and deny their
-    live access tokens."""
-    where = (
-        refresh_tokens.c.family_id.in_(family_ids) if family_ids is not None else refresh_tokens.c.user_id == user_id
-    )
-    if keep_family is not None:
-        where = sa.and_(where, refresh_tokens.c.family_id != keep_family)
-    await session.execute(
-        sa.update(refresh_tokens).where(where, refresh_tokens.c.revoked_at.is_(None)).values(revoked_at=now)
-    )
-    await _deny_live_access_tokens(session, where=where, now=now, reason=reason)
-
-
-async def deny_live_access_tokens(session: AsyncSession, *, user_id: UUID, now: datetime, reason: DenialReason) -> None:
-    """Deny every access token of a user that has not expired yet (its refresh families stay usable)."""
-    await _deny_live_access_tokens(session, where=refresh_tokens.c.user_id == user_id, now=now, reason=reason)
-
-
-async def _deny_live_access_tokens(
-    session: AsyncSession, *, where: sa.ColumnElement[bool], now: datetime, reason: DenialReason
-) -> None:
-    live = sa.select(
-        refresh_tokens.c.access_jti, refresh_tokens.c.user_id, refresh_tokens.c.access_expires_at, sa.literal(reason)
-    ).where(where, refresh_tokens.c.access_expires_at > now)
-    # One statement for all of them (a user being deactivated may hold many).
-    await session.execute(
-        pg_insert(revoked_access_tokens)
-        .from_select(["jti", "user_id", "expires_at", "reason"], live)
-        .on_conflict_do_nothing(index_elements=["jti"])
-    )
-
-
-async def deny_access_token(session: AsyncSession, *, jti: str, user_id: UUID, expires_at: datetime) -> None:
-    stmt = pg_insert(revoked_access_tokens).values(jti=jti, user_id=user_id, expires_at=expires_at)
-    await session.execute(stmt.on_conflict_do_nothing(index_elements=["jti"]))
-
-
-async def denials_after(session: AsyncSession, *, after: int, now: datetime, limit: int) -> list[dict[str, Any]]:
-    """Denied access tokens still unexpired, in feed order from `after` (exclusive)."""
-    rows = await session.execute(
-        sa.select(
-            revoked_access_tokens.c.seq, revoked_access_tokens.c.jti, revoked_access_tokens.c.expires_at,
-            revoked_access_tokens.c.reason,
+    async def _deny_live_access_tokens(
+        self, *, where: sa.ColumnElement[bool], now: datetime, reason: DenialReason
+    ) -> None:
+        live = sa.select(
+            refresh_tokens.c.access_jti, refresh_tokens.c.user_id, refresh_tokens.c.access_expires_at,
+            sa.literal(reason),
+        ).where(where, refresh_tokens.c.access_expires_at > now)
+        # One statement for all of them (a user being deactivated may hold many).
+        await self._session.execute(
+            pg_insert(revoked_access_tokens)
+            .from_select(["jti", "user_id", "expires_at", "reason"], live)
+            .on_conflict_do_nothing(index_elements=["jti"])
         )
-        .where(
-            revoked_access_tokens.c.seq > after,
-            revoked_access_tokens.c.expires_at > now,
-            # Only rows of transactions older than every running one: none of those can still commit a smaller seq.
-            revoked_access_tokens.c.txid < sa.func.pg_snapshot_xmin(sa.func.pg_current_snapshot()),
+
+    async def deny_access_token(self, *, jti: str, user_id: UUID, expires_at: datetime) -> None:
+        """Deny one access token by its id (ids are unique across accounts; the feed carries no account)."""
+        stmt = pg_insert(revoked_access_tokens).values(jti=jti, user_id=user_id, expires_at=expires_at)
+        await self._session.execute(stmt.on_conflict_do_nothing(index_elements=["jti"]))
+
+    async def denials_after_any_account(self, *, after: int, now: datetime, limit: int) -> list[TokenDenial]:
+        """The feed, system-wide on purpose (every service follows all of it): denied access tokens still
+        unexpired, in feed order from `after` (exclusive)."""
+        rows = await self._session.execute(
+            sa.select(
+                revoked_access_tokens.c.seq, revoked_access_tokens.c.jti, revoked_access_tokens.c.expires_at,
+                revoked_access_tokens.c.reason,
+            )
+            .where(
+                revoked_access_tokens.c.seq > after,
+                revoked_access_tokens.c.expires_at > now,
+                # Only rows of transactions older than every running one: none of those can still commit a
+                # smaller seq.
+                revoked_access_tokens.c.txid < sa.func.pg_snapshot_xmin(sa.func.pg_current_snapshot()),
+            )
+            .order_by(revoked_access_tokens.c.seq)
+            .limit(limit)
         )
-        .order_by(revoked_access_tokens.c.seq)
-        .limit(limit)
-    )
-    return [dict(row._mapping) for row in rows]
+        return [TokenDenial(**row._mapping) for row in rows]
+
+    async def purge_expired_any_account(self, *, now: datetime) -> None:
+        """Housekeeping, system-wide: denied access tokens past their expiry and refresh tokens past theirs."""
+        await _delete_unlocked(self._session, revoked_access_tokens.c.jti, revoked_access_tokens.c.expires_at < now)
+        await _delete_unlocked(self._session, refresh_tokens.c.id, refresh_tokens.c.expires_at < now)
 
 
-async def purge_expired(session: AsyncSession, *, now: datetime, attempts_before: datetime) -> None:
-    """Housekeeping: denied access tokens past their expiry and refresh tokens past theirs can go."""
-    await _delete_unlocked(session, revoked_access_tokens.c.jti, revoked_access_tokens.c.expires_at < now)
-    await _delete_unlocked(session, refresh_tokens.c.id, refresh_tokens.c.expires_at < now)
-    await _delete_unlocked(session, login_attempts.c.id, login_attempts.c.attempted_at < attempts_before)
+class AttemptRepository:
+    """Throttled attempts (logins, registrations, password changes) by scope and key (an email, an address, a
+    user id): no account's data, so no account scope."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def record(self, *, limits: list[AttemptLimit], now: datetime) -> list[int]:
+        """One attempt under each limit's key; their ids."""
+        result = await self._session.execute(
+            sa.insert(login_attempts).returning(login_attempts.c.id),
+            [{"scope": limit.scope, "key": limit.key, "attempted_at": now} for limit in limits],
+        )
+        return [int(i) for i in result.scalars()]
+
+    async def times_since(self, *, scope: str, key: str, since: datetime, exclude: list[int]) -> list[datetime]:
+        """Times of the attempts (failures, and attempts in flight) of one key in the window, oldest first."""
+        rows = await self._session.execute(
+            sa.select(login_attempts.c.attempted_at).where(
+                login_attempts.c.scope == scope, login_attempts.c.key == key, login_attempts.c.attempted_at >= since,
+                login_attempts.c.id.not_in(exclude),
+            ).order_by(login_attempts.c.attempted_at)
+        )
+        return list(rows.scalars())
+
+    async def withdraw(self, *, ids: list[int]) -> None:
+        await self._session.execute(sa.delete(login_attempts).where(login_attempts.c.id.in_(ids)))
+
+    async def clear(self, *, scope: str, key: str) -> None:
+        """Forget a key's failures (a success, or an admin lifting a lockout)."""
+        await _delete_unlocked(
+            self._session, login_attempts.c.id, sa.and_(login_attempts.c.scope == scope, login_attempts.c.key == key)
+        )
+
+    async def purge_before(self, *, before: datetime) -> None:
+        """Housekeeping: attempts too old to count against any limit."""
+        await _delete_unlocked(self._session, login_attempts.c.id, login_attempts.c.attempted_at < before)
 
 
 async def _delete_unlocked(session: AsyncSession, key: sa.Column[Any], where: sa.ColumnElement[bool]) -> None:
@@ -325,35 +387,3 @@ async def _delete_unlocked(session: AsyncSession, key: sa.Column[Any], where: sa
     table = key.table
     held_elsewhere_skipped = sa.select(key).where(where).with_for_update(skip_locked=True)
     await session.execute(sa.delete(table).where(key.in_(held_elsewhere_skipped)))
-
-
-# ---- login attempts ----------------------------------------------------------------------------------
-
-async def record_attempts(session: AsyncSession, *, keys: list[tuple[str, str]], now: datetime) -> list[int]:
-    result = await session.execute(
-        sa.insert(login_attempts).returning(login_attempts.c.id),
-        [{"scope": scope, "key": key, "attempted_at": now} for scope, key in keys],
-    )
-    return [int(i) for i in result.scalars()]
-
-
-async def attempts_since(
-    session: AsyncSession, *, scope: str, key: str, since: datetime, exclude: list[int]
-) -> list[datetime]:
-    """Times of the attempts (failures, and logins in flight) of one key in the window, oldest first."""
-    rows = await session.execute(
-        sa.select(login_attempts.c.attempted_at).where(
-            login_attempts.c.scope == scope, login_attempts.c.key == key, login_attempts.c.attempted_at >= since,
-            login_attempts.c.id.not_in(exclude),
-        ).order_by(login_attempts.c.attempted_at)
-    )
-    return list(rows.scalars())
-
-
-async def delete_attempts(session: AsyncSession, *, ids: list[int]) -> None:
-    await session.execute(sa.delete(login_attempts).where(login_attempts.c.id.in_(ids)))
-
-
-async def clear_failures(session: AsyncSession, *, scope: str, key: str) -> None:
-    await _delete_unlocked(session, login_attempts.c.id, sa.and_(login_attempts.c.scope == scope,
-                                                                  login_attempts.c.key == key))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, IPvAnyNetwork, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from gateway.domain import IdentityPolicy
 from gateway.security import public_pem_of
 from rfkit.auth import generate_keypair
 from rfkit.settings import ServiceSettings, peer_url
@@ -115,6 +117,18 @@ class Settings(ServiceSettings):
     def ephemeral_signing_key(self) -> bool:
         """True when no key was configured and a throwaway pair was generated (local and test only)."""
         return self._ephemeral_key
+
+    def identity_policy(self) -> IdentityPolicy:
+        """The identity rules these settings choose, as the use cases take them."""
+        return IdentityPolicy(
+            registration_open=self.registration == "open",
+            register_max_per_address=self.register_max_per_address,
+            register_window=timedelta(seconds=self.register_window_s),
+            login_max_failures_per_email=self.login_max_failures_per_email,
+            login_max_failures_per_address=self.login_max_failures_per_address,
+            login_failure_window=timedelta(seconds=self.login_failure_window_s),
+            refresh_token_ttl=timedelta(seconds=self.refresh_token_ttl_s),
+        )
 
     def upstreams(self) -> dict[str, str]:
         return {
