@@ -13,6 +13,7 @@ from rf_contracts import HandoffClaimed, HandoffReleased, HandoffRequested, Hand
 from rf_contracts.api.sessions import ExportedTree, PathEntry, SessionExport, SessionRead, StepRead
 from rf_contracts.api.trees import TreeNode
 from rfkit.errors import Conflict, Invalid
+from rfkit.web import error_status
 from sessions import repository
 from sessions.domain import (
     InvalidTree,
@@ -91,7 +92,7 @@ def test_duplicate_option_labels_are_named() -> None:
 def test_invalid_tree_error_is_422_with_every_violation() -> None:
     with pytest.raises(InvalidTree) as caught:
         validate_tree("a", [q("a", "ghost"), end("island")])
-    assert caught.value.status_code == 422
+    assert error_status(caught.value) == 422
     found = {(d["rule"], d["node_id"]) for d in caught.value.detail}
     assert {("unknown_next_node", "a"), ("unreachable_from_root", "island"), ("no_path_to_terminal", "a")} <= found
 

@@ -1,11 +1,11 @@
-"""HTTP routes of trees and sessions: validate -> handler(unit of work) -> response model."""
+"""HTTP routes of trees and sessions: parse, authorize (deps), build the command, call one handler, answer."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from rf_contracts.api.sessions import (
@@ -32,20 +32,13 @@ from rf_contracts.api.trees import (
     TreeSearchPage,
     TreeViolation,
 )
-from rfkit.auth import Admin, CurrentPrincipal, Engineer
-from rfkit.db import Database
-from rfkit.errors import Forbidden
-from rfkit.etags import IfMatch, if_match
-from sessions import handlers
+from sessions.deps import Admin, CurrentPrincipal, Db, Engineer, IfMatchHeader
+from sessions.domain import AccountScopeForbidden
 from sessions.export import render_markdown
+from sessions.handlers import sessions as session_cases
+from sessions.handlers import steps as step_cases
+from sessions.handlers import trees as tree_cases
 
-
-def _db(request: Request) -> Database:
-    db: Database = request.app.state.runtime.db
-    return db
-
-
-Db = Annotated[Database, Depends(_db)]
 Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 CategoryFilter = Annotated[Category | None, Query(description="only trees of this category")]
@@ -60,7 +53,6 @@ _INVALID_TREE: dict[int | str, dict[str, Any]] = {
           "model": dict[str, list[TreeViolation]]}
 }
 
-IfMatchHeader = Annotated[IfMatch | None, Depends(if_match)]
 _ETAG = {"ETag": {"description": "strong entity tag of this version of the resource; send it back as If-Match",
                   "schema": {"type": "string"}}}
 _TREE_ETAG = {"description": "the tree", "headers": _ETAG}
@@ -80,16 +72,14 @@ sessions_router = APIRouter(prefix="/sessions", tags=["sessions"], responses=_ER
 async def list_trees(
     principal: CurrentPrincipal, db: Db, category: CategoryFilter = None, limit: Limit = 50, offset: Offset = 0
 ) -> TreePage:
-    async with db.read() as session:
-        return await handlers.list_trees(
-            session, account_id=principal.account_id, category=category, limit=limit, offset=offset
-        )
+    return await tree_cases.list_trees(
+        db=db, account_id=principal.account_id, category=category, limit=limit, offset=offset
+    )
 
 
 @trees_router.get("/categories", response_model=list[TreeCategory], summary="Categories with their tree counts")
 async def tree_categories(principal: CurrentPrincipal, db: Db) -> list[TreeCategory]:
-    async with db.read() as session:
-        return await handlers.tree_categories(session, account_id=principal.account_id)
+    return await tree_cases.tree_categories(db=db, account_id=principal.account_id)
 
 
 @trees_router.get("/search", response_model=TreeSearchPage, summary="Ranked full-text search")
@@ -101,19 +91,18 @@ async def search_trees(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> TreeSearchPage:
-    async with db.read() as session:
-        return await handlers.search_trees(
-            session, account_id=principal.account_id, q=q, category=category, limit=limit, offset=offset
-        )
+    return await tree_cases.search_trees(
+        db=db, account_id=principal.account_id, q=q, category=category, limit=limit, offset=offset
+    )
 
 
 def _tree_tagged(response: Response, tree: TreeRead) -> TreeRead:
-    response.headers["ETag"] = handlers.tree_etag(tree.id, tree.version)
+    response.headers["ETag"] = tree_cases.tree_etag(tree.id, tree.version)
     return tree
 
 
 def _session_tagged(response: Response, read: SessionRead) -> SessionRead:
-    response.headers["ETag"] = handlers.session_etag(read.id, read.updated_at)
+    response.headers["ETag"] = session_cases.session_etag(read.id, read.updated_at)
     return read
 
 
@@ -130,8 +119,7 @@ async def get_tree(
     response: Response,
     version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> TreeRead:
-    async with db.read() as session:
-        tree = await handlers.get_tree(session, account_id=principal.account_id, tree_id=tree_id, version=version)
+    tree = await tree_cases.get_tree(db=db, account_id=principal.account_id, tree_id=tree_id, version=version)
     return _tree_tagged(response, tree)
 
 
@@ -143,8 +131,8 @@ async def get_tree(
     summary="Create a tree",
 )
 async def create_tree(body: TreeCreate, principal: Engineer, db: Db, response: Response) -> TreeRead:
-    async with db.unit_of_work() as uow:
-        tree = await handlers.create_tree(uow, actor=principal, body=body)
+    cmd = tree_cases.CreateTree(account_id=principal.account_id, user_id=principal.user_id, tree=body)
+    tree = await tree_cases.create_tree(cmd, db=db)
     return _tree_tagged(response, tree)
 
 
@@ -157,15 +145,16 @@ async def create_tree(body: TreeCreate, principal: Engineer, db: Db, response: R
 async def replace_tree(
     tree_id: UUID, body: TreeReplace, principal: Engineer, db: Db, response: Response, precondition: IfMatchHeader
 ) -> TreeRead:
-    async with db.unit_of_work() as uow:
-        tree = await handlers.replace_tree(uow, actor=principal, tree_id=tree_id, body=body, if_match=precondition)
+    cmd = tree_cases.ReplaceTree(
+        account_id=principal.account_id, user_id=principal.user_id, tree_id=tree_id, tree=body, if_match=precondition
+    )
+    tree = await tree_cases.replace_tree(cmd, db=db)
     return _tree_tagged(response, tree)
 
 
 @trees_router.delete("/{tree_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Soft delete (admin)")
 async def delete_tree(tree_id: UUID, principal: Admin, db: Db) -> Response:
-    async with db.unit_of_work() as uow:
-        await handlers.delete_tree(uow, actor=principal, tree_id=tree_id)
+    await tree_cases.delete_tree(tree_cases.DeleteTree(account_id=principal.account_id, tree_id=tree_id), db=db)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -183,17 +172,16 @@ async def list_sessions(
     offset: Offset = 0,
 ) -> SessionPage:
     if scope == "account" and not principal.at_least("engineer"):
-        raise Forbidden("scope=account requires role engineer or higher")
-    async with db.read() as session:
-        return await handlers.list_sessions(
-            session,
-            account_id=principal.account_id,
-            started_by=principal.user_id if scope == "mine" else None,
-            status=status_,
-            tree_id=tree_id,
-            limit=limit,
-            offset=offset,
-        )
+        raise AccountScopeForbidden()
+    return await session_cases.list_sessions(
+        db=db,
+        account_id=principal.account_id,
+        started_by=principal.user_id if scope == "mine" else None,
+        status=status_,
+        tree_id=tree_id,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @sessions_router.get(
@@ -203,8 +191,7 @@ async def list_sessions(
     summary="A session with its current node",
 )
 async def get_session(session_id: UUID, principal: CurrentPrincipal, db: Db, response: Response) -> SessionRead:
-    async with db.read() as session:
-        read = await handlers.get_session(session, account_id=principal.account_id, session_id=session_id)
+    read = await session_cases.get_session(db=db, account_id=principal.account_id, session_id=session_id)
     return _session_tagged(response, read)
 
 
@@ -216,8 +203,14 @@ async def get_session(session_id: UUID, principal: CurrentPrincipal, db: Db, res
     summary="Start a session at a tree's root",
 )
 async def start_session(body: SessionCreate, principal: Engineer, db: Db, response: Response) -> SessionRead:
-    async with db.unit_of_work() as uow:
-        read = await handlers.start_session(uow, actor=principal, body=body)
+    cmd = session_cases.StartSession(
+        account_id=principal.account_id,
+        user_id=principal.user_id,
+        tree_id=body.tree_id,
+        title=body.title,
+        context=body.context,
+    )
+    read = await session_cases.start_session(cmd, db=db)
     return _session_tagged(response, read)
 
 
@@ -230,10 +223,16 @@ async def start_session(body: SessionCreate, principal: Engineer, db: Db, respon
 async def update_session(
     session_id: UUID, body: SessionUpdate, principal: Engineer, db: Db, response: Response, precondition: IfMatchHeader
 ) -> SessionRead:
-    async with db.unit_of_work() as uow:
-        read = await handlers.update_session(
-            uow, actor=principal, session_id=session_id, body=body, if_match=precondition
-        )
+    cmd = session_cases.UpdateSession(
+        account_id=principal.account_id,
+        user_id=principal.user_id,
+        session_id=session_id,
+        title=body.title,
+        notes=body.notes,
+        answer=body.answer,
+        if_match=precondition,
+    )
+    read = await session_cases.update_session(cmd, db=db)
     return _session_tagged(response, read)
 
 
@@ -241,10 +240,9 @@ async def update_session(
 async def list_steps(
     session_id: UUID, principal: CurrentPrincipal, db: Db, limit: Limit = 50, offset: Offset = 0
 ) -> StepPage:
-    async with db.read() as session:
-        return await handlers.list_steps(
-            session, account_id=principal.account_id, session_id=session_id, limit=limit, offset=offset
-        )
+    return await step_cases.list_steps(
+        db=db, account_id=principal.account_id, session_id=session_id, limit=limit, offset=offset
+    )
 
 
 @sessions_router.post(
@@ -255,8 +253,16 @@ async def list_steps(
     summary="Add a step to the journal",
 )
 async def add_step(session_id: UUID, body: StepCreate, principal: Engineer, db: Db) -> StepRead:
-    async with db.unit_of_work() as uow:
-        return await handlers.add_step(uow, actor=principal, session_id=session_id, body=body)
+    cmd = step_cases.AddStep(
+        account_id=principal.account_id,
+        user_id=principal.user_id,
+        session_id=session_id,
+        kind=body.kind,
+        content=body.content,
+        actor_type=body.actor_type,
+        node_id=body.node_id,
+    )
+    return await step_cases.add_step(cmd, db=db)
 
 
 @sessions_router.post(
@@ -268,8 +274,14 @@ async def add_step(session_id: UUID, body: StepCreate, principal: Engineer, db: 
 async def complete_session(
     session_id: UUID, body: SessionComplete, principal: Engineer, db: Db, response: Response
 ) -> SessionRead:
-    async with db.unit_of_work() as uow:
-        read = await handlers.complete_session(uow, actor=principal, session_id=session_id, body=body)
+    cmd = session_cases.CompleteSession(
+        account_id=principal.account_id,
+        user_id=principal.user_id,
+        session_id=session_id,
+        outcome=body.outcome,
+        summary=body.summary,
+    )
+    read = await session_cases.complete_session(cmd, db=db)
     return _session_tagged(response, read)
 
 
@@ -282,8 +294,7 @@ async def complete_session(
 async def export_session(
     session_id: UUID, principal: CurrentPrincipal, db: Db, format: ExportFormat = "markdown"
 ) -> Response:
-    async with db.read() as session:
-        doc = await handlers.export_session(session, account_id=principal.account_id, session_id=session_id)
+    doc = await session_cases.export_session(db=db, account_id=principal.account_id, session_id=session_id)
     filename = f"session-{session_id}.{'md' if format == 'markdown' else 'json'}"
     headers = {"Content-Disposition": f'inline; filename="{filename}"'}
     if format == "json":
