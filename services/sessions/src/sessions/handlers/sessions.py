@@ -130,7 +130,8 @@ async def _read(uow: SessionsUnitOfWork, *, account_id: UUID, session_id: UUID) 
 
 
 async def start_session(cmd: StartSession, *, db: Database) -> SessionRead:
-    """Start on the latest version of a live tree, at its root; publishes session.started."""
+    """Start on the latest version of a live tree, at its root; publishes session.started (with that version's
+    title and category, for consumers that group by tree)."""
     async with db.unit_of_work(SessionsUnitOfWork) as uow:
         tree = await uow.trees.get(account_id=cmd.account_id, tree_id=cmd.tree_id)
         if tree is None:
@@ -161,6 +162,8 @@ async def start_session(cmd: StartSession, *, db: Database) -> SessionRead:
                 tree_version=tree.version,
                 started_by=cmd.user_id,
                 started_at=now,
+                tree_title=tree.title,
+                tree_category=tree.category,
             )
         )
         return await _read(uow, account_id=cmd.account_id, session_id=state.id)
