@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from rf_contracts import HandoffClaimed, StepCreated, parse_event, topics
+from rf_contracts import HandoffClaimed, SessionStarted, StepCreated, parse_event, topics
 from rf_contracts.compat import breaking_changes
 from rf_contracts.events import ContractViolation, json_schemas
 from rf_contracts.schemas_export import SCHEMA_DIR, render, schema_path
@@ -171,3 +171,60 @@ def test_a_non_canonical_uuid_key_is_a_violation() -> None:
 def test_a_null_or_non_object_value_is_a_violation(raw: bytes | None) -> None:
     with pytest.raises(ContractViolation):
         parse_event(topics.HANDOFF_CLAIMED, raw, key=str(uuid4()).encode())
+
+
+def _started(**over: object) -> dict:
+    body = {
+        "event_id": str(uuid4()),
+        "event_type": "session.started",
+        "schema_version": 1,
+        "occurred_at": "2026-11-26T10:00:00+00:00",
+        "account_id": str(uuid4()),
+        "session_id": str(uuid4()),
+        "tree_id": str(uuid4()),
+        "tree_version": 3,
+        "started_by": str(uuid4()),
+        "started_at": "2026-11-26T10:00:00Z",
+    }
+    body.update(over)
+    return body
+
+
+def test_session_started_grew_tree_title_and_category_compatibly() -> None:
+    current = json_schemas()[topics.SESSION_STARTED]
+    before = copy.deepcopy(current)  # the schema as it was before the two fields were added
+    for name in ("tree_title", "tree_category"):
+        del before["properties"][name]
+        assert name not in current["required"]
+    assert breaking_changes(before, current) == []
+
+
+def test_session_started_without_tree_title_and_category_still_parses() -> None:
+    event = parse_event(topics.SESSION_STARTED, json.dumps(_started()).encode())
+    assert isinstance(event, SessionStarted)
+    assert (event.tree_title, event.tree_category) == (None, None)
+    nulls = parse_event(topics.SESSION_STARTED, json.dumps(_started(tree_title=None, tree_category=None)).encode())
+    assert (nulls.tree_title, nulls.tree_category) == (None, None)  # type: ignore[attr-defined]
+
+
+def test_session_started_carries_tree_title_and_category() -> None:
+    body = _started(tree_title="Printer does not print", tree_category="hardware")
+    event = parse_event(topics.SESSION_STARTED, json.dumps(body).encode())
+    assert isinstance(event, SessionStarted)
+    assert (event.tree_title, event.tree_category) == ("Printer does not print", "hardware")
+    assert parse_event(topics.SESSION_STARTED, event.to_json(), event.key()) == event
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"tree_title": ""},
+        {"tree_title": "t" * 201},
+        {"tree_category": "c" * 101},
+        {"tree_title": "nul\u0000inside"},
+        {"tree_category": 7},
+    ],
+)
+def test_tree_title_and_category_out_of_bounds_are_violations(override: dict) -> None:
+    with pytest.raises(ContractViolation, match=next(iter(override))):
+        parse_event(topics.SESSION_STARTED, json.dumps(_started(**override)).encode())

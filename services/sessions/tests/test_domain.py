@@ -13,12 +13,15 @@ from rf_contracts import HandoffClaimed, HandoffReleased, HandoffRequested, Hand
 from rf_contracts.api.sessions import ExportedTree, PathEntry, SessionExport, SessionRead, StepRead
 from rf_contracts.api.trees import TreeNode
 from rfkit.errors import Conflict, Invalid
+from rfkit.web import error_status
 from sessions import repository
 from sessions.domain import (
     InvalidTree,
+    TreeVersion,
     apply_handoff_event,
     current_escalation,
     ensure_active,
+    export_path,
     follow_option,
     node_index,
     tree_violations,
@@ -91,7 +94,7 @@ def test_duplicate_option_labels_are_named() -> None:
 def test_invalid_tree_error_is_422_with_every_violation() -> None:
     with pytest.raises(InvalidTree) as caught:
         validate_tree("a", [q("a", "ghost"), end("island")])
-    assert caught.value.status_code == 422
+    assert error_status(caught.value) == 422
     found = {(d["rule"], d["node_id"]) for d in caught.value.detail}
     assert {("unknown_next_node", "a"), ("unreachable_from_root", "island"), ("no_path_to_terminal", "a")} <= found
 
@@ -99,18 +102,55 @@ def test_invalid_tree_error_is_422_with_every_violation() -> None:
 def test_answer_follows_an_option_of_the_current_node_only() -> None:
     nodes = node_index([q("a", "b"), end("b")])
     assert follow_option(nodes, "a", "a", "b").id == "b"
-    with pytest.raises(Invalid):
+    with pytest.raises(Invalid) as unknown:
         follow_option(nodes, "a", "a", "missing")
-    with pytest.raises(Invalid):
+    assert unknown.value.code == "unknown_option"
+    with pytest.raises(Invalid) as elsewhere:
         follow_option(nodes, "a", "b", "b")  # not the current node
-    with pytest.raises(Invalid):
+    assert elsewhere.value.code == "answer_not_at_current_node"
+    with pytest.raises(Invalid) as terminal:
         follow_option(nodes, "b", "b", "anything")  # terminal: no options
+    assert terminal.value.code == "unknown_option"
 
 
 def test_completed_session_refuses_writes() -> None:
     ensure_active("active")
-    with pytest.raises(Conflict):
+    with pytest.raises(Conflict) as caught:
         ensure_active("completed")
+    assert (caught.value.code, error_status(caught.value)) == ("session_completed", 409)
+
+
+def _version(root: str, nodes: list[TreeNode]) -> TreeVersion:
+    return TreeVersion(tree_id=uuid.uuid4(), account_id=uuid.uuid4(), version=3, title="t", description="",
+                       category="c", tags=[], root_node_id=root, nodes=nodes, created_by=uuid.uuid4(),
+                       created_at=datetime(2025, 1, 1, tzinfo=UTC), tree_created_at=datetime(2025, 1, 1, tzinfo=UTC))
+
+
+def _step(at: datetime, *, node_id: str | None = None, option: str | None = None, to: str | None = None,
+          kind: str = "answer", actor: uuid.UUID | None = None) -> StepRead:
+    return StepRead(id=uuid.uuid4(), session_id=uuid.uuid4(), account_id=uuid.uuid4(), kind=kind, content="x",
+                    node_id=node_id, option_label=option, next_node_id=to, actor_type="human", actor_id=actor,
+                    recorded_by=actor or uuid.uuid4(), created_at=at)
+
+
+def test_export_path_follows_the_answers_from_the_root_to_where_the_session_is() -> None:
+    tree = _version("a", [q("a", "b", "c"), q("b", "d", kind="action"), end("c"), end("d")])
+    t0, who = datetime(2025, 1, 1, tzinfo=UTC), uuid.uuid4()
+    steps = [
+        _step(t0, node_id="a", option="b", to="b", actor=who),
+        _step(t0 + timedelta(seconds=1), node_id="b", kind="note"),  # pinned to a node, but not an answer
+        _step(t0 + timedelta(seconds=2), node_id="b", option="d", to="d", actor=who),
+    ]
+    path = export_path(tree, steps)
+    assert [(p.node_id, p.option_label, p.answered_at) for p in path] == [
+        ("a", "b", t0), ("b", "d", t0 + timedelta(seconds=2)), ("d", None, None)
+    ]
+    assert path[0].answered_by == who and path[0].text == "node a" and path[-1].kind == "solution"
+
+
+def test_export_path_of_a_fresh_session_is_its_root() -> None:
+    tree = _version("a", [q("a", "b"), end("b")])
+    assert [(p.node_id, p.option_label) for p in export_path(tree, [])] == [("a", None)]
 
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

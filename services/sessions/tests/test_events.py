@@ -61,6 +61,7 @@ async def test_each_change_publishes_its_event_once_with_the_contract_fields(env
     assert started[0].key == sid.encode() and body["session_id"] == sid
     assert (body["tree_id"], body["tree_version"]) == (session["tree_id"], 1)
     assert body["started_by"] == str(eng.user_id)
+    assert (body["tree_title"], body["tree_category"]) == ("Printer does not print", "hardware")
     assert datetime.fromisoformat(body["started_at"]) == datetime.fromisoformat(session["started_at"])
 
     assert len(created) == 3
@@ -84,6 +85,25 @@ async def test_each_change_publishes_its_event_once_with_the_contract_fields(env
     assert (body["session_id"], body["outcome"]) == (sid, "unresolved")
     assert datetime.fromisoformat(body["completed_at"]) == datetime.fromisoformat(done.json()["completed_at"])
     assert completed[0].key == sid.encode()
+
+
+async def test_session_started_names_the_title_and_category_of_the_version_it_started_on(env) -> None:
+    eng = env.caller()
+    tree = await env.create_tree(eng, title="Wi-Fi drops", category="network")
+    first = await env.start_session(eng, tree["id"], title="Ticket 7")  # the session's own title is not the tree's
+    replaced = await env.client.put(f"/api/v1/trees/{tree['id']}",
+                                    json=env.tree_body(title="Wi-Fi drops (v2)", category="wireless"),
+                                    headers=eng.headers)
+    assert replaced.status_code == 200, replaced.text
+    second = await env.start_session(eng, tree["id"])
+    old, new = await asyncio.gather(
+        env.events(topics.SESSION_STARTED, session_id=first["id"]),
+        env.events(topics.SESSION_STARTED, session_id=second["id"]),
+    )
+    assert [(_body(r)["tree_version"], _body(r)["tree_title"], _body(r)["tree_category"]) for r in old + new] == [
+        (1, "Wi-Fi drops", "network"),
+        (2, "Wi-Fi drops (v2)", "wireless"),
+    ]
 
 
 async def test_rejected_changes_publish_nothing(env) -> None:

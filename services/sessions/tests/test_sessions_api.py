@@ -57,20 +57,22 @@ async def test_answering_follows_the_option_and_records_an_answer_step(env) -> N
 
 
 @pytest.mark.parametrize(
-    ("answer", "reason"),
+    ("answer", "reason", "code"),
     [
-        (("start", "Perhaps"), "no option 'Perhaps'"),
-        (("restart", "Works now"), "not 'restart'"),
-        (("ghost", "Yes"), "not 'ghost'"),
+        (("start", "Perhaps"), "no option 'Perhaps'", "unknown_option"),
+        (("restart", "Works now"), "not 'restart'", "answer_not_at_current_node"),
+        (("ghost", "Yes"), "not 'ghost'", "answer_not_at_current_node"),
     ],
 )
-async def test_answer_with_an_option_that_does_not_exist_is_422(env, answer: tuple[str, str], reason: str) -> None:
+async def test_answer_with_an_option_that_does_not_exist_is_422(
+    env, answer: tuple[str, str], reason: str, code: str
+) -> None:
     eng = env.caller()
     session = await env.start_session(eng)
     url = f"{SESSIONS}/{session['id']}"
     r = await env.client.put(url, json=_answer(*answer), headers=eng.headers)
     assert r.status_code == 422
-    assert reason in r.json()["detail"]
+    assert reason in r.json()["detail"] and r.json()["code"] == code
     assert (await env.client.get(url, headers=eng.headers)).json()["current_node_id"] == "start"
     assert (await env.client.get(f"{url}/steps", headers=eng.headers)).json()["total"] == 0
 
@@ -143,6 +145,8 @@ async def test_invalid_steps_are_422(env, body: dict) -> None:
     session = await env.start_session(eng)
     r = await env.client.post(f"{SESSIONS}/{session['id']}/steps", json=body, headers=eng.headers)
     assert r.status_code == 422
+    if "node_id" in body:  # a well-formed step naming a node its tree does not have: a domain refusal
+        assert r.json()["code"] == "node_not_in_tree"
 
 
 async def test_completed_session_is_409_for_every_write(env) -> None:
@@ -156,11 +160,11 @@ async def test_completed_session_is_409_for_every_write(env) -> None:
     assert (done["status"], done["outcome"], done["summary"]) == ("completed", "resolved", "Restarted")
     assert done["completed_by"] == str(eng.user_id) and done["completed_at"] is not None
     again = await env.client.post(f"{url}/complete", json={"outcome": "unresolved"}, headers=eng.headers)
-    assert again.status_code == 409
-    assert (await env.client.put(url, json={"title": "x"}, headers=eng.headers)).status_code == 409
-    assert (await env.client.put(url, json=_answer("start", "Yes"), headers=eng.headers)).status_code == 409
+    title = await env.client.put(url, json={"title": "x"}, headers=eng.headers)
+    answer = await env.client.put(url, json=_answer("start", "Yes"), headers=eng.headers)
     step = await env.client.post(f"{url}/steps", json={"kind": "note", "content": "late"}, headers=eng.headers)
-    assert step.status_code == 409
+    for refused in (again, title, answer, step):
+        assert (refused.status_code, refused.json()["code"]) == (409, "session_completed")
     assert (await env.client.get(url, headers=eng.headers)).json() == done
     bad = await env.client.post(f"{SESSIONS}/{(await env.start_session(eng))['id']}/complete",
                                 json={"outcome": "maybe"}, headers=eng.headers)
@@ -184,7 +188,7 @@ async def test_viewer_reads_but_cannot_write(env) -> None:
     assert (await env.client.post(f"{url}/export", headers=viewer.headers)).status_code == 200
     assert (await env.client.get(SESSIONS, headers=viewer.headers)).json()["total"] == 0
     r = await env.client.get(SESSIONS, params={"scope": "account"}, headers=viewer.headers)
-    assert r.status_code == 403
+    assert (r.status_code, r.json()["code"]) == (403, "account_scope_forbidden")
     assert (await env.client.get(SESSIONS)).status_code == 401
 
 
@@ -226,7 +230,7 @@ async def test_another_accounts_session_is_404_on_every_route(env) -> None:
     ]
     for call in calls:
         r = await call
-        assert r.status_code == 404, r.request.url
+        assert (r.status_code, r.json()["code"]) == (404, "session_not_found"), r.request.url
     unchanged = (await env.client.get(url, headers=owner.headers)).json()
     assert unchanged == session
     assert (await env.client.get(f"{url}/steps", headers=owner.headers)).json()["total"] == 0
@@ -241,7 +245,7 @@ async def test_unknown_ids_are_404(env) -> None:
     done = await env.client.post(f"{url}/complete", json={"outcome": "resolved"}, headers=eng.headers)
     assert done.status_code == 404
     r = await env.client.post(SESSIONS, json={"tree_id": str(uuid.uuid4())}, headers=eng.headers)
-    assert r.status_code == 404
+    assert (r.status_code, r.json()["code"]) == (404, "tree_not_found")
     assert (await env.client.post(SESSIONS, json={}, headers=eng.headers)).status_code == 422
 
 

@@ -128,7 +128,7 @@ async def test_replace_creates_a_new_version_and_keeps_the_old_one(env) -> None:
     v1 = (await env.client.get(f"{TREES}/{tree['id']}", params={"version": 1}, headers=eng.headers)).json()
     assert v1["version"] == 1 and v1["title"] == tree["title"] and v1["nodes"] == tree["nodes"]
     missing = await env.client.get(f"{TREES}/{tree['id']}", params={"version": 3}, headers=eng.headers)
-    assert missing.status_code == 404
+    assert (missing.status_code, missing.json()["code"]) == (404, "tree_version_not_found")
     listed = (await env.client.get(TREES, headers=eng.headers)).json()
     assert [(t["id"], t["version"]) for t in listed["items"]] == [(tree["id"], 2)]
 
@@ -167,7 +167,8 @@ async def test_soft_deleted_tree_leaves_lists_search_and_reads(env) -> None:
     assert (await env.client.get(url, headers=admin.headers)).status_code == 404
     assert (await env.client.get(url, params={"version": 1}, headers=admin.headers)).status_code == 404
     assert (await env.client.put(url, json=env.tree_body(), headers=admin.headers)).status_code == 404
-    assert (await env.client.delete(url, headers=admin.headers)).status_code == 404
+    again = await env.client.delete(url, headers=admin.headers)
+    assert (again.status_code, again.json()["code"]) == (404, "tree_not_found")
     assert (await env.client.get(TREES, headers=admin.headers)).json()["total"] == 0
     assert (await env.client.get(f"{TREES}/categories", headers=admin.headers)).json() == []
     found = await env.client.get(f"{TREES}/search", params={"q": "zebra"}, headers=admin.headers)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from rf_contracts import topics
+from rf_contracts.api.text import storable
 
 # What storage can hold bounds what the contract accepts (a validation tightening, no field changes type):
 # versions are PostgreSQL bigints, times are timestamptz read back as Python datetimes.
@@ -64,7 +66,24 @@ class Event(BaseModel):
         return self.model_dump_json().encode()
 
 
+def _may_be_absent(*names: str) -> Callable[[dict[str, Any]], None]:
+    """Fields added to a version that producers of the version before them do not send: not `required` in the
+    published schema (defaults are otherwise listed as required: every producer of today sends them)."""
+
+    def drop(schema: dict[str, Any]) -> None:
+        schema["required"] = [name for name in schema.get("required", []) if name not in names]
+
+    return drop
+
+
+# The tree's title and category as the trees API bounds them (1-200 and 1-100 characters, text PostgreSQL holds).
+TreeTitleText: TypeAlias = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(storable)]
+TreeCategoryText: TypeAlias = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(storable)]
+
+
 class SessionStarted(Event):
+    model_config = ConfigDict(json_schema_extra=_may_be_absent("tree_title", "tree_category"))
+
     TOPIC: ClassVar[str] = topics.SESSION_STARTED
     EVENT_TYPE: ClassVar[str] = "session.started"
     event_type: Literal["session.started"] = "session.started"
@@ -72,6 +91,15 @@ class SessionStarted(Event):
     tree_version: Version
     started_by: UUID
     started_at: Timestamp
+    # Added within version 1 (contracts only grow): the title and category of the tree version the session
+    # started on, so consumers can group by tree without asking the sessions service. Null or absent in events
+    # published before they existed.
+    tree_title: TreeTitleText | None = Field(
+        default=None, description="title of the tree version the session started on"
+    )
+    tree_category: TreeCategoryText | None = Field(
+        default=None, description="category of the tree version the session started on"
+    )
 
 
 class StepCreated(Event):

@@ -1,0 +1,123 @@
+"""Use cases of a session's journal: add a step (by a person or the assistant) and read the steps."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from uuid import UUID
+
+from rf_contracts import StepCreated
+from rf_contracts.api.sessions import ActorType, StepKind, StepPage, StepRead
+from rfkit.db import Database
+from sessions.domain import NodeNotInTree, SessionNotFound, SessionState, next_write
+from sessions.uow import SessionsUnitOfWork
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AddStep:
+    account_id: UUID
+    user_id: UUID
+    session_id: UUID
+    kind: StepKind
+    content: str
+    actor_type: ActorType = "human"
+    node_id: str | None = None
+
+
+async def locked_session(uow: SessionsUnitOfWork, *, account_id: UUID, session_id: UUID) -> SessionState:
+    """The session, its row locked to commit: writes to one session happen one at a time."""
+    state = await uow.sessions.get(account_id=account_id, session_id=session_id, lock=True)
+    if state is None:
+        raise SessionNotFound()
+    return state
+
+
+async def record_step(
+    uow: SessionsUnitOfWork,
+    *,
+    account_id: UUID,
+    user_id: UUID,
+    session_id: UUID,
+    kind: StepKind,
+    content: str,
+    actor_type: ActorType,
+    at: datetime,
+    node_id: str | None = None,
+    option_label: str | None = None,
+    next_node_id: str | None = None,
+) -> StepRead:
+    """Write a step and collect its session.step_created event.
+
+    actor_id: the principal for human steps; null for the assistant's (ai) steps, whose author is not a
+    person. Who typed an ai step in is kept as `recorded_by` on the step (API only, not in the event).
+    """
+    step = StepRead(
+        id=uuid.uuid4(),
+        session_id=session_id,
+        account_id=account_id,
+        kind=kind,
+        content=content,
+        node_id=node_id,
+        option_label=option_label,
+        next_node_id=next_node_id,
+        actor_type=actor_type,
+        actor_id=user_id if actor_type == "human" else None,
+        recorded_by=user_id,
+        created_at=at,
+    )
+    await uow.steps.add(step)
+    uow.collect(
+        StepCreated(
+            event_id=uuid.uuid4(),
+            occurred_at=at,
+            account_id=account_id,
+            session_id=session_id,
+            step_id=step.id,
+            created_at=at,
+            kind=kind,
+            actor_type=actor_type,
+            actor_id=step.actor_id,
+        )
+    )
+    return step
+
+
+async def add_step(cmd: AddStep, *, db: Database) -> StepRead:
+    """Add a journal entry to an active session; publishes session.step_created."""
+    async with db.unit_of_work(SessionsUnitOfWork) as uow:
+        state = await locked_session(uow, account_id=cmd.account_id, session_id=cmd.session_id)
+        state.ensure_active()
+        if cmd.node_id is not None:
+            tree = await uow.trees.get(
+                account_id=cmd.account_id, tree_id=state.tree_id, version=state.tree_version, live_only=False
+            )
+            if tree is None or not tree.has_node(cmd.node_id):
+                raise NodeNotInTree(f"node {cmd.node_id!r} is not a node of this session's tree")
+        now = next_write(state.updated_at, utcnow())
+        step = await record_step(
+            uow,
+            account_id=cmd.account_id,
+            user_id=cmd.user_id,
+            session_id=cmd.session_id,
+            kind=cmd.kind,
+            content=cmd.content,
+            actor_type=cmd.actor_type,
+            node_id=cmd.node_id,
+            at=now,
+        )
+        await uow.sessions.save(replace(state, updated_at=now))
+        return step
+
+
+async def list_steps(*, db: Database, account_id: UUID, session_id: UUID, limit: int, offset: int) -> StepPage:
+    """The journal, oldest first (404 for a session the account does not have)."""
+    async with db.unit_of_work(SessionsUnitOfWork) as uow:
+        if await uow.sessions.get(account_id=account_id, session_id=session_id) is None:
+            raise SessionNotFound()
+        items, total = await uow.steps.page(account_id=account_id, session_id=session_id, limit=limit, offset=offset)
+    return StepPage(items=items, total=total, limit=limit, offset=offset)
