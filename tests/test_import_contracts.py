@@ -120,6 +120,7 @@ def test_the_contracts_are_the_ones_the_shape_asks_for() -> None:
     }
     assert set(by_id["handlers-no-web-sql"]["source_modules"]) == {f"{s}.handlers" for s in SERVICES}
     assert set(by_id["handlers-no-web-sql"]["forbidden_modules"]) >= {"fastapi", "starlette", "httpx", "sqlalchemy"}
+    assert set(by_id["no-test-support-in-production"]["source_modules"]) == set(ROOT_PACKAGES)
 
 
 def test_a_compliant_tree_keeps_every_contract(tmp_path: Path) -> None:

@@ -23,11 +23,11 @@ import pytest_asyncio
 from analytics.main import create_app as analytics_app
 from analytics.settings import Settings as AnalyticsSettings
 from gateway.main import create_app as gateway_app
-from gateway.testing import PASSWORD, User, gateway_settings, login
 from handoffs.main import create_app as handoffs_app
 from handoffs.settings import Settings as HandoffsSettings
+from rf_testsupport import Served, loopback_socket, unique_prefix
+from rf_testsupport.gateway import PASSWORD, User, gateway_settings, login
 from rfkit.auth import generate_keypair
-from rfkit.testing import Served, loopback_socket, unique_prefix
 from sessions.main import create_app as sessions_app
 from sessions.settings import Settings as SessionsSettings
 

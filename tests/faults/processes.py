@@ -34,7 +34,7 @@ from rf_devstack.kafka import LocalKafka
 from rf_devstack.keys import ensure_jwt_keypair
 from rf_devstack.postgres import asyncpg_dsn, drop_database, ensure_databases, url_with_database
 from rf_devstack.stack import SERVICES, ServiceRunner, ServiceSpec, service_env
-from rfkit.testing import unique_prefix
+from rf_testsupport import unique_prefix
 from rfkit.topics import ensure_topics
 
 API = "/api/v1"

@@ -29,11 +29,11 @@ from rf_contracts import Event, topics
 from rf_devstack._paths import default_pom
 from rf_devstack.kafka import LocalKafka, resolve_classpath
 from rf_devstack.prereqs import find_maven
+from rf_testsupport import free_port, step_event, unique_prefix, wait_until
 from rfkit.db import UnitOfWork
 from rfkit.kafka import KafkaAccessError
 from rfkit.service import ServiceRuntime
 from rfkit.settings import KafkaSettings, ServiceSettings
-from rfkit.testing import free_port, step_event, unique_prefix, wait_until
 
 USER, PASSWORD = "rf-service", "correct horse battery staple"
 TOPIC_SCRIPT = Path(__file__).resolve().parents[3] / "deploy/k8s/base/kafka-topics/create-topics.sh"

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Query
 
+from rf_testsupport import Served
 from rfkit.denials import TokenDenials
-from rfkit.testing import Served
 
 
 def _feed_app(rows: list[dict[str, Any]], state: dict[str, Any]) -> FastAPI:

@@ -1,4 +1,4 @@
-"""Test helpers: a gateway on a real database with users to act as, and real HTTP servers for in-process apps."""
+"""Gateway test support: a gateway on a real database, the users to act as, and how they log in."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from gateway.main import create_app
 from gateway.security import public_pem_of
 from gateway.settings import Settings
+from rf_testsupport.apps import RunningApp, free_port
+from rf_testsupport.kafka import unique_prefix
 from rfkit.auth import generate_keypair
-from rfkit.testing import RunningApp, free_port, unique_prefix
 
 PASSWORD = "correct horse battery"
 API = "/api/v1"
@@ -120,8 +121,6 @@ async def start_gateway(kafka_bootstrap: str, database_url: str, **over: Any) ->
             yield Gateway(running, private_pem, public_pem, settings, engine)
     finally:
         await engine.dispose()
-
-
 
 
 def closed_port_url() -> str:
