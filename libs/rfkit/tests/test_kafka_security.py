@@ -29,7 +29,7 @@ from rf_contracts import Event, topics
 from rf_devstack._paths import default_pom
 from rf_devstack.kafka import LocalKafka, resolve_classpath
 from rf_devstack.prereqs import find_maven
-from rf_testsupport import free_port, step_event, unique_prefix, wait_until
+from rf_testsupport import free_port, new_database, step_event, unique_prefix, wait_until
 from rfkit.db import UnitOfWork
 from rfkit.kafka import KafkaAccessError
 from rfkit.service import ServiceRuntime
@@ -211,9 +211,16 @@ def _sasl(secured: SecuredKafka, mechanism: str = "SCRAM-SHA-256", **over: Any) 
     }
 
 
-async def _new_database(make_database: Any) -> str:
-    result = make_database()
-    return str(await result if hasattr(result, "__await__") else result)
+async def _refused_startup(settings: ServiceSettings) -> str:
+    """Start a service with these settings, expecting the broker to refuse it; the message it fails with."""
+    runtime = ServiceRuntime(settings, package="sessions")
+    try:
+        with pytest.raises(KafkaAccessError) as refused:
+            await runtime.start()
+    finally:
+        await runtime.stop()
+    assert not runtime.started
+    return str(refused.value)
 
 
 @pytest.mark.parametrize("access", ["SCRAM-SHA-256", "SCRAM-SHA-512", "mTLS"])
@@ -228,7 +235,7 @@ async def test_a_service_publishes_and_consumes_through_secured_kafka(secured_ka
         }
     else:
         kafka = _sasl(secured_kafka, access)
-    settings = _settings(await _new_database(make_database), **kafka)
+    settings = _settings(await new_database(make_database), **kafka)
     # A real service's runtime (its migrations give the outbox and dedup tables), plus one consumer of ours.
     runtime = ServiceRuntime(settings, package="sessions")
     received: list[Event] = []
@@ -254,52 +261,33 @@ async def test_a_service_publishes_and_consumes_through_secured_kafka(secured_ka
 
 async def test_a_wrong_password_fails_startup_naming_the_cause(secured_kafka, make_database) -> None:
     settings = _settings(
-        await _new_database(make_database),
+        await new_database(make_database),
         **_sasl(secured_kafka, kafka_sasl_password_file=secured_kafka.secrets / "wrong-password"),
     )
-    runtime = ServiceRuntime(settings, package="sessions")
-    try:
-        with pytest.raises(KafkaAccessError) as refused:
-            await runtime.start()
-    finally:
-        await runtime.stop()
-    message = str(refused.value)
+    message = await _refused_startup(settings)
     assert "SASL authentication" in message and repr(USER) in message and "SCRAM-SHA-256" in message
     assert "wrong-password" in message  # names the file the password came from, never the password
     assert "not the password" not in message
-    assert not runtime.started
 
 
 async def test_an_untrusted_broker_certificate_fails_startup_naming_the_cause(secured_kafka, make_database) -> None:
     settings = _settings(
-        await _new_database(make_database), **_sasl(secured_kafka, kafka_ssl_ca_file=secured_kafka.pki.other_ca)
+        await new_database(make_database), **_sasl(secured_kafka, kafka_ssl_ca_file=secured_kafka.pki.other_ca)
     )
-    runtime = ServiceRuntime(settings, package="sessions")
-    try:
-        with pytest.raises(KafkaAccessError) as refused:
-            await runtime.start()
-    finally:
-        await runtime.stop()
-    message = str(refused.value)
+    message = await _refused_startup(settings)
     assert "not trusted" in message and str(secured_kafka.pki.other_ca) in message
-    assert not runtime.started
 
 
 async def test_a_missing_client_certificate_fails_startup_naming_the_cause(secured_kafka, make_database) -> None:
     settings = _settings(
-        await _new_database(make_database),
+        await new_database(make_database),
         kafka_bootstrap=secured_kafka.mtls,
         kafka_security_protocol="SSL",
         kafka_ssl_ca_file=secured_kafka.pki.ca,
     )
-    runtime = ServiceRuntime(settings, package="sessions")
-    try:
-        with pytest.raises(KafkaAccessError) as refused:
-            await runtime.start()
-    finally:
-        await runtime.stop()
-    assert "requires a client certificate" in str(refused.value)
-    assert "presents no client certificate" in str(refused.value)
+    message = await _refused_startup(settings)
+    assert "requires a client certificate" in message
+    assert "presents no client certificate" in message
 
 
 def test_settings_refuse_incomplete_security(tmp_path: Path) -> None:

@@ -57,12 +57,13 @@ class User:
         return {"Authorization": f"Bearer {self.access}"}
 
 
-async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> User:
-    """Log in through the public API (any client bound to a gateway) and ask who that is."""
-    r = await client.post(f"{API}/auth/login/json", json={"email": email, "password": password})
+async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD, *, prefix: str = API) -> User:
+    """Log in through the public API (any client bound to a gateway) and ask who that is; `prefix=""` for a client
+    whose base URL already ends with the API's path."""
+    r = await client.post(f"{prefix}/auth/login/json", json={"email": email, "password": password})
     assert r.status_code == 200, r.text
     tokens = r.json()
-    me = (await client.get(f"{API}/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})).json()
+    me = (await client.get(f"{prefix}/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})).json()
     return User(me["id"], me["account_id"], me["email"], me["role"], tokens["access_token"], tokens["refresh_token"])
 
 
