@@ -20,7 +20,7 @@ help:
 	@echo "  make status      KEY=VALUE addresses and the state of each component"
 	@echo "  make test        every test (PYTEST_ARGS='-k name -x' to narrow)"
 	@echo "  make compose-test  compose.yaml in a real container engine (Docker, else Podman): build, run, check, remove"
-	@echo "  make lint        ruff and mypy"
+	@echo "  make lint        ruff, the import contracts (lint-imports) and mypy"
 	@echo "  make bench       every benchmark"
 	@echo "  make kafka-jars  resolve the local Kafka broker's jars with Maven"
 	@echo "Kafka and PostgreSQL come from RF_KAFKA_BOOTSTRAP / RF_DATABASE_URL when set, else Docker when an"
@@ -61,8 +61,9 @@ test: install
 compose-test: install
 	$(RUN) python -m rf_devstack.compose
 
+# lint-imports: the service shape's import contracts ([tool.importlinter] in pyproject.toml).
 lint: uv
-	$(RUN) ruff check . && $(RUN) mypy $(wildcard libs/*/src services/*/src) bench
+	$(RUN) ruff check . && $(RUN) lint-imports --no-cache --no-logo && $(RUN) mypy $(wildcard libs/*/src services/*/src) bench
 
 bench: install
 	$(RUN) python -m bench

@@ -23,8 +23,8 @@ import httpx
 
 from bench._support import TREE, bench_infra, new_account, serve, wait_ready
 from rf_devstack.postgres import ensure_databases, url_with_database
+from rf_testsupport import free_port
 from rfkit.auth import generate_keypair
-from rfkit.testing import free_port
 
 COMMAND = "uv run python -m bench.analytics_freshness"
 # Free ports picked now: fixed ones in the ephemeral range were sometimes held by a client socket of an earlier run.

@@ -34,9 +34,9 @@ from bench._support import bench_infra
 from rf_contracts import Event, HandoffClaimed, HandoffReleased, StepCreated
 from rf_contracts.events import parse_event
 from rf_devstack.postgres import asyncpg_dsn, ensure_databases, url_with_database
+from rf_testsupport import RunningApp
 from rfkit import migrate
 from rfkit.kafka import KafkaConnection
-from rfkit.testing import RunningApp
 from rfkit.topics import ensure_topics
 
 COMMAND = "uv run python -m bench.analytics_ingest"

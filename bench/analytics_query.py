@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bench._support import bench_infra, serve, wait_ready
 from gateway.upstream import UpstreamPool
 from rf_devstack.postgres import ensure_databases, url_with_database
+from rf_testsupport import Caller, free_port
 from rfkit.auth import generate_keypair
 from rfkit.migrate import upgrade as migrate_upgrade
-from rfkit.testing import Caller, free_port
 
 COMMAND = "uv run python -m bench.analytics_query"
 HTTP_PORT = free_port()

@@ -22,8 +22,8 @@ import httpx
 
 from bench._support import TREE, bench_infra, new_account, serve, wait_ready
 from rf_devstack.postgres import ensure_databases, url_with_database
+from rf_testsupport import free_port
 from rfkit.auth import generate_keypair
-from rfkit.testing import free_port
 
 COMMAND = "uv run python -m bench.gateway_overhead"
 GATEWAY_PORT, SESSIONS_PORT = free_port(), free_port()

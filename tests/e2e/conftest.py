@@ -23,11 +23,12 @@ import pytest_asyncio
 from analytics.main import create_app as analytics_app
 from analytics.settings import Settings as AnalyticsSettings
 from gateway.main import create_app as gateway_app
-from gateway.testing import PASSWORD, User, gateway_settings, login
 from handoffs.main import create_app as handoffs_app
 from handoffs.settings import Settings as HandoffsSettings
+from rf_testsupport import Served, loopback_socket, unique_prefix
+from rf_testsupport.gateway import PASSWORD, User, gateway_settings, login
+from rf_testsupport.samples import printer_tree as tree_body
 from rfkit.auth import generate_keypair
-from rfkit.testing import Served, loopback_socket, unique_prefix
 from sessions.main import create_app as sessions_app
 from sessions.settings import Settings as SessionsSettings
 
@@ -112,19 +113,6 @@ class Account:
 
     def role(self, role: str) -> User:
         return self.admin if role == "admin" else self.users[role]
-
-
-def tree_body(title: str = "Printer offline") -> dict[str, Any]:
-    return {
-        "title": title, "description": "When the office printer shows offline", "category": "hardware",
-        "tags": ["printer"], "root_node_id": "q1",
-        "nodes": [
-            {"id": "q1", "kind": "question", "text": "Is it plugged in?",
-             "options": [{"label": "yes", "next_node_id": "s1"}, {"label": "no", "next_node_id": "e1"}]},
-            {"id": "s1", "kind": "solution", "text": "Restart the spooler"},
-            {"id": "e1", "kind": "escalation", "text": "Ask facilities"},
-        ],
-    }
 
 
 class Api:

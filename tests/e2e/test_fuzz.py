@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from gateway.main import create_app
 from gateway.settings import Settings
-from gateway.testing import PASSWORD
+from rf_testsupport.gateway import PASSWORD
 
 # The stack's own threads (Kafka clients' jitter) use the random module while hypothesis draws; that is not
 # the strategies' doing.

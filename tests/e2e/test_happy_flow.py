@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rfkit.testing import wait_until
+from rf_testsupport import wait_until
 
 
 async def test_an_escalation_claimed_and_acted_on_shows_up_in_the_metric(api: Any) -> None:

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rf_contracts import topics
 from rf_devstack.kafka import LocalKafka
-from rfkit.testing import Caller, Served, free_port, wait_until
+from rf_testsupport import Caller, Served, free_port, wait_until
 from sessions.main import create_app as sessions_app
 from sessions.settings import Settings as SessionsSettings
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from gateway.testing import PASSWORD
+from rf_testsupport.gateway import PASSWORD
 
 # The helpers (Api, Account, User) come from tests/e2e/conftest.py through fixtures; test modules cannot import
 # conftest, so they are typed loosely here.

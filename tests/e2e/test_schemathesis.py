@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.testing import PASSWORD
+from rf_testsupport.gateway import PASSWORD
 
 from .conftest import API, Stack, tree_body
 

@@ -34,11 +34,10 @@ from rf_devstack.kafka import LocalKafka
 from rf_devstack.keys import ensure_jwt_keypair
 from rf_devstack.postgres import asyncpg_dsn, drop_database, ensure_databases, url_with_database
 from rf_devstack.stack import SERVICES, ServiceRunner, ServiceSpec, service_env
-from rfkit.testing import unique_prefix
+from rf_testsupport import unique_prefix
+from rf_testsupport.gateway import API, PASSWORD, User, login
+from rf_testsupport.samples import printer_tree
 from rfkit.topics import ensure_topics
-
-API = "/api/v1"
-PASSWORD = "correct horse battery"
 
 
 class ProcessStack:
@@ -218,17 +217,6 @@ def _kill_group(pid: int) -> None:
 
 
 @dataclass
-class User:
-    id: str
-    account_id: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-@dataclass
 class Team:
     admin: User
     engineers: list[User]
@@ -243,11 +231,7 @@ def gateway_client(stack: ProcessStack) -> httpx.AsyncClient:
 
 
 async def _login(client: httpx.AsyncClient, email: str) -> User:
-    r = await client.post("/auth/login/json", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    token = r.json()["access_token"]
-    me = (await client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})).json()
-    return User(me["id"], me["account_id"], token)
+    return await login(client, email, prefix="")
 
 
 async def new_team(client: httpx.AsyncClient, engineers: int = 0) -> Team:
@@ -269,23 +253,7 @@ async def new_team(client: httpx.AsyncClient, engineers: int = 0) -> Team:
     return Team(admin, members)
 
 
-TREE = {
-    "title": "Printer offline",
-    "description": "When the office printer shows offline",
-    "category": "hardware",
-    "tags": ["printer"],
-    "root_node_id": "q1",
-    "nodes": [
-        {
-            "id": "q1",
-            "kind": "question",
-            "text": "Is it plugged in?",
-            "options": [{"label": "yes", "next_node_id": "s1"}, {"label": "no", "next_node_id": "e1"}],
-        },
-        {"id": "s1", "kind": "solution", "text": "Restart the spooler"},
-        {"id": "e1", "kind": "escalation", "text": "Ask facilities"},
-    ],
-}
+TREE = printer_tree()
 
 
 def ts(value: str) -> datetime:

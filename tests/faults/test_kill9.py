@@ -173,6 +173,15 @@ class Producer:
 # --- what must be reflected ----------------------------------------------------------------------------------------
 
 
+async def start_writing(client: httpx.AsyncClient) -> tuple[User, Ledger, Producer]:
+    """A new team's admin, the ledger of what is acknowledged, and a producer writing with three workers."""
+    team = await new_team(client)
+    ledger = Ledger(team.admin.account_id)
+    producer = Producer(client, ledger, team.admin, await new_tree(client, team.admin))
+    producer.start(workers=3)
+    return team.admin, ledger, producer
+
+
 async def assert_analytics_reflects(stack: ProcessStack, client: httpx.AsyncClient, ledger: Ledger, user: User) -> None:
     """The escalation metric equals the one computed from the acknowledged answers, and analytics holds every
     acknowledged step and claim exactly once (and nothing else of this account)."""
@@ -280,11 +289,8 @@ async def assert_events_once(stack: ProcessStack, ledger: Ledger) -> None:
 async def test_analytics_killed_five_times_while_writing_misses_and_doubles_nothing(
     stack: ProcessStack, client: httpx.AsyncClient
 ) -> None:
-    team = await new_team(client)
-    ledger = Ledger(team.admin.account_id)
-    producer = Producer(client, ledger, team.admin, await new_tree(client, team.admin))
+    admin, ledger, producer = await start_writing(client)
     began = time.monotonic()
-    producer.start(workers=3)
     try:
         for kill in range(1, 6):
             # Writes acknowledged since it came back are being consumed when it dies; a supervisor restarts it
@@ -300,8 +306,8 @@ async def test_analytics_killed_five_times_while_writing_misses_and_doubles_noth
     written = time.monotonic()
     assert ledger.failures == [], "writes do not involve analytics, so none may fail"
     assert ledger.claims, "the scenario wrote nothing"
-    await assert_analytics_reflects(stack, client, ledger, team.admin)
-    await assert_sessions_reflect(client, ledger, team.admin)
+    await assert_analytics_reflects(stack, client, ledger, admin)
+    await assert_sessions_reflect(client, ledger, admin)
     print(
         f"\nanalytics x5: {len(ledger.claims)} claims, {len(ledger.steps)} steps reflected exactly once "
         f"(writes and kills {written - began:.0f}s, checks {time.monotonic() - written:.0f}s)"
@@ -315,11 +321,8 @@ BROKER_DOWN_S = 15.0
 async def test_broker_killed_during_writes_loses_and_doubles_nothing(
     stack: ProcessStack, client: httpx.AsyncClient
 ) -> None:
-    team = await new_team(client)
-    ledger = Ledger(team.admin.account_id)
-    producer = Producer(client, ledger, team.admin, await new_tree(client, team.admin))
+    admin, ledger, producer = await start_writing(client)
     began = time.monotonic()
-    producer.start(workers=3)
     try:
         producer.allow(20)
         await producer.until_claims(8)
@@ -338,8 +341,8 @@ async def test_broker_killed_during_writes_loses_and_doubles_nothing(
 
     assert ledger.failures == [], "writes go to the databases (the outboxes), never to Kafka, so none may fail"
     assert claims_during > 0, "nothing was acknowledged while the broker was down"
-    await assert_analytics_reflects(stack, client, ledger, team.admin)
-    await assert_sessions_reflect(client, ledger, team.admin)
+    await assert_analytics_reflects(stack, client, ledger, admin)
+    await assert_sessions_reflect(client, ledger, admin)
     await assert_events_once(stack, ledger)
     print(
         f"\nbroker down {BROKER_DOWN_S:.0f}s: {claims_during} claims acknowledged during the outage; "

@@ -23,9 +23,10 @@ from analytics.settings import Settings as AnalyticsSettings
 from handoffs.main import create_app as handoffs_app
 from handoffs.settings import Settings as HandoffsSettings
 from rf_contracts import dlq, topics
+from rf_testsupport import Caller, Served, group_lag, produce, read_topic, unique_prefix, wait_until
+from rf_testsupport.samples import printer_tree
 from rfkit.auth import generate_keypair
 from rfkit.consumer import DLQ_REASON_HEADER, DLQ_STUB_HEADER
-from rfkit.testing import Caller, Served, group_lag, produce, read_topic, unique_prefix, wait_until
 from sessions.main import create_app as sessions_app
 from sessions.settings import Settings as SessionsSettings
 
@@ -49,16 +50,7 @@ TIME_FIELD = {
 # Kafka's default message.max.bytes, when the broker does not say.
 DEFAULT_MAX_MESSAGE_BYTES = 1048588
 
-TREE = {
-    "title": "Printer offline", "description": "When the office printer shows offline", "category": "hardware",
-    "tags": ["printer"], "root_node_id": "q1",
-    "nodes": [
-        {"id": "q1", "kind": "question", "text": "Is it plugged in?",
-         "options": [{"label": "yes", "next_node_id": "s1"}, {"label": "no", "next_node_id": "e1"}]},
-        {"id": "s1", "kind": "solution", "text": "Restart the spooler"},
-        {"id": "e1", "kind": "escalation", "text": "Ask facilities"},
-    ],
-}
+TREE = printer_tree()
 
 
 def iso(at: datetime) -> str:

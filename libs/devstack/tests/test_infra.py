@@ -20,7 +20,7 @@ from rf_devstack.keys import ensure_jwt_keypair
 from rf_devstack.postgres import asyncpg_dsn, drop_database, ensure_databases, sqlalchemy_url, url_with_database
 from rf_devstack.prereqs import MissingPrerequisiteError, check_prerequisites
 from rf_devstack.stack import service_env, service_specs
-from rfkit.testing import free_port
+from rf_testsupport import free_port
 
 
 async def test_kafka_accepts_a_produce_consume_round_trip(kafka_bootstrap: str) -> None:

@@ -6,8 +6,8 @@ import asyncio
 
 import sqlalchemy as sa
 
+from rf_testsupport import new_database
 from rfkit.db import Database
-from rfkit.testing import new_database
 
 
 async def test_a_statement_sees_committed_writes_and_leaves_no_transaction_open(make_database) -> None:

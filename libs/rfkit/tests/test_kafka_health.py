@@ -9,8 +9,8 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
+from rf_testsupport import free_port
 from rfkit.kafka_health import KafkaHealth, kafka_answers
-from rfkit.testing import free_port
 
 
 def _sample(name: str, service: str) -> float | None:

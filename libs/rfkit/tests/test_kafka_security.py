@@ -29,11 +29,11 @@ from rf_contracts import Event, topics
 from rf_devstack._paths import default_pom
 from rf_devstack.kafka import LocalKafka, resolve_classpath
 from rf_devstack.prereqs import find_maven
+from rf_testsupport import free_port, new_database, step_event, unique_prefix, wait_until
 from rfkit.db import UnitOfWork
 from rfkit.kafka import KafkaAccessError
 from rfkit.service import ServiceRuntime
 from rfkit.settings import KafkaSettings, ServiceSettings
-from rfkit.testing import free_port, step_event, unique_prefix, wait_until
 
 USER, PASSWORD = "rf-service", "correct horse battery staple"
 TOPIC_SCRIPT = Path(__file__).resolve().parents[3] / "deploy/k8s/base/kafka-topics/create-topics.sh"
@@ -58,18 +58,25 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, pkcs8, serialization.NoEncryption())
 
 
-def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
+def _certificate(cn: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, *, ca: bool) -> x509.CertificateBuilder:
+    """What every certificate here has: its name and issuer, its key, a day of validity, whether it is a CA."""
     now = dt.datetime.now(dt.UTC)
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(_name(cn))
-        .issuer_name(_name(cn))
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+
+
+def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _certificate(cn, _name(cn), key, ca=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
@@ -88,16 +95,8 @@ def _leaf(
     cn: str, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, *, server: bool
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        _certificate(cn, ca_cert.subject, key, ca=False)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
@@ -211,9 +210,16 @@ def _sasl(secured: SecuredKafka, mechanism: str = "SCRAM-SHA-256", **over: Any) 
     }
 
 
-async def _new_database(make_database: Any) -> str:
-    result = make_database()
-    return str(await result if hasattr(result, "__await__") else result)
+async def _refused_startup(settings: ServiceSettings) -> str:
+    """Start a service with these settings, expecting the broker to refuse it; the message it fails with."""
+    runtime = ServiceRuntime(settings, package="sessions")
+    try:
+        with pytest.raises(KafkaAccessError) as refused:
+            await runtime.start()
+    finally:
+        await runtime.stop()
+    assert not runtime.started
+    return str(refused.value)
 
 
 @pytest.mark.parametrize("access", ["SCRAM-SHA-256", "SCRAM-SHA-512", "mTLS"])
@@ -228,7 +234,7 @@ async def test_a_service_publishes_and_consumes_through_secured_kafka(secured_ka
         }
     else:
         kafka = _sasl(secured_kafka, access)
-    settings = _settings(await _new_database(make_database), **kafka)
+    settings = _settings(await new_database(make_database), **kafka)
     # A real service's runtime (its migrations give the outbox and dedup tables), plus one consumer of ours.
     runtime = ServiceRuntime(settings, package="sessions")
     received: list[Event] = []
@@ -254,52 +260,33 @@ async def test_a_service_publishes_and_consumes_through_secured_kafka(secured_ka
 
 async def test_a_wrong_password_fails_startup_naming_the_cause(secured_kafka, make_database) -> None:
     settings = _settings(
-        await _new_database(make_database),
+        await new_database(make_database),
         **_sasl(secured_kafka, kafka_sasl_password_file=secured_kafka.secrets / "wrong-password"),
     )
-    runtime = ServiceRuntime(settings, package="sessions")
-    try:
-        with pytest.raises(KafkaAccessError) as refused:
-            await runtime.start()
-    finally:
-        await runtime.stop()
-    message = str(refused.value)
+    message = await _refused_startup(settings)
     assert "SASL authentication" in message and repr(USER) in message and "SCRAM-SHA-256" in message
     assert "wrong-password" in message  # names the file the password came from, never the password
     assert "not the password" not in message
-    assert not runtime.started
 
 
 async def test_an_untrusted_broker_certificate_fails_startup_naming_the_cause(secured_kafka, make_database) -> None:
     settings = _settings(
-        await _new_database(make_database), **_sasl(secured_kafka, kafka_ssl_ca_file=secured_kafka.pki.other_ca)
+        await new_database(make_database), **_sasl(secured_kafka, kafka_ssl_ca_file=secured_kafka.pki.other_ca)
     )
-    runtime = ServiceRuntime(settings, package="sessions")
-    try:
-        with pytest.raises(KafkaAccessError) as refused:
-            await runtime.start()
-    finally:
-        await runtime.stop()
-    message = str(refused.value)
+    message = await _refused_startup(settings)
     assert "not trusted" in message and str(secured_kafka.pki.other_ca) in message
-    assert not runtime.started
 
 
 async def test_a_missing_client_certificate_fails_startup_naming_the_cause(secured_kafka, make_database) -> None:
     settings = _settings(
-        await _new_database(make_database),
+        await new_database(make_database),
         kafka_bootstrap=secured_kafka.mtls,
         kafka_security_protocol="SSL",
         kafka_ssl_ca_file=secured_kafka.pki.ca,
     )
-    runtime = ServiceRuntime(settings, package="sessions")
-    try:
-        with pytest.raises(KafkaAccessError) as refused:
-            await runtime.start()
-    finally:
-        await runtime.stop()
-    assert "requires a client certificate" in str(refused.value)
-    assert "presents no client certificate" in str(refused.value)
+    message = await _refused_startup(settings)
+    assert "requires a client certificate" in message
+    assert "presents no client certificate" in message
 
 
 def test_settings_refuse_incomplete_security(tmp_path: Path) -> None:

@@ -15,11 +15,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY
 
 from rf_contracts import Event, StepCreated, topics
-from rfkit.consumer import DLQ_REASON_HEADER, DLQ_STUB_HEAD_BYTES, DLQ_STUB_HEADER, EventConsumer, RepeatedFailure
-from rfkit.db import Database, UnitOfWork
-from rfkit.outbox import OutboxRelay
-from rfkit.tables import kit_metadata, processed_events
-from rfkit.testing import (
+from rf_testsupport import (
     free_port,
     group_lag,
     make_topics,
@@ -30,6 +26,10 @@ from rfkit.testing import (
     unique_prefix,
     wait_until,
 )
+from rfkit.consumer import DLQ_REASON_HEADER, DLQ_STUB_HEAD_BYTES, DLQ_STUB_HEADER, EventConsumer, RepeatedFailure
+from rfkit.db import Database, UnitOfWork
+from rfkit.outbox import OutboxRelay
+from rfkit.tables import kit_metadata, processed_events
 
 widgets_md = sa.MetaData()
 widgets = sa.Table("widgets", widgets_md, sa.Column("id", sa.Uuid, primary_key=True))

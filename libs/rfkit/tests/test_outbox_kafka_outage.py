@@ -12,11 +12,11 @@ from prometheus_client import REGISTRY
 
 from rf_contracts import topics
 from rf_devstack.kafka import LocalKafka
+from rf_testsupport import free_port, make_topics, new_database, read_topic, step_event, unique_prefix, wait_until
 from rfkit import metrics
 from rfkit.db import Database
 from rfkit.outbox import OutboxRelay
 from rfkit.tables import kit_metadata
-from rfkit.testing import free_port, make_topics, new_database, read_topic, step_event, unique_prefix, wait_until
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,15 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi import FastAPI, Query
 
+from rf_testsupport import Served
+from rfkit import denials as denials_module
 from rfkit.denials import TokenDenials
-from rfkit.testing import Served
 
 
 def _feed_app(rows: list[dict[str, Any]], state: dict[str, Any]) -> FastAPI:
@@ -57,14 +59,18 @@ async def test_pages_through_the_feed_and_follows_new_denials() -> None:
             await denials.stop()
 
 
-async def test_a_denial_is_forgotten_when_its_token_would_have_expired() -> None:
-    rows = [_row(1, ttl_s=0.3)]
+async def test_a_denial_is_forgotten_when_its_token_would_have_expired(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The follower's wall clock, moved by the test: how long the machine takes to get here changes nothing.
+    clock = {"now": time.time()}
+    monkeypatch.setattr(denials_module, "time", SimpleNamespace(time=lambda: clock["now"], monotonic=time.monotonic))
+    rows = [_row(1, ttl_s=600)]
     async with Served(_feed_app(rows, {"down": False, "requests": 0}), lifespan="off") as served:
         denials = TokenDenials(served.url, poll_interval_s=0.05)
         await denials.start()
         try:
             await asyncio.wait_for(denials.synced.wait(), 10)
             assert denials.reason("jti-1") == "revoked"
+            clock["now"] += 601
             await _until(lambda: denials.reason("jti-1") is None)
         finally:
             await denials.stop()

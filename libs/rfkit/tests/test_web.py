@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import httpx
 from fastapi import APIRouter, Request
 
-from rfkit.testing import Served
+from rf_testsupport import Served
 from rfkit.web import build_app
 
 

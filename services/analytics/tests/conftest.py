@@ -23,8 +23,8 @@ from rf_contracts import (
     HandoffResolved,
     StepCreated,
 )
+from rf_testsupport import Caller, RunningApp, new_database, produce, unique_prefix, wait_until
 from rfkit.auth import generate_keypair
-from rfkit.testing import Caller, RunningApp, new_database, produce, unique_prefix, wait_until
 from rfkit.topics import ensure_topics
 
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from rf_contracts import HandoffClaimed, StepCreated, dlq, topics
 from rf_contracts.api.analytics import EscalationMetricRead
+from rf_testsupport import read_topic
 from rfkit.consumer import DLQ_REASON_HEADER
-from rfkit.testing import read_topic
 
 URL = "/api/v1/analytics/flowpilot/escalations"
 

@@ -17,7 +17,7 @@ from analytics.consumers import TOPICS
 from analytics.main import create_app
 from analytics.rebuild import rebuild
 from rf_contracts import Event, topics
-from rfkit.testing import RunningApp, wait_until
+from rf_testsupport import RunningApp, wait_until
 
 PERIODS = ("7d", "30d", "90d")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from gateway.testing import Gateway, start_gateway
+from rf_testsupport.gateway import Gateway, start_gateway
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -17,9 +17,9 @@ from pydantic import ValidationError
 
 from gateway.main import create_app
 from gateway.settings import Settings
-from gateway.testing import API, PASSWORD, gateway_settings
+from rf_testsupport import Served
+from rf_testsupport.gateway import API, PASSWORD, gateway_settings
 from rfkit.auth import generate_keypair
-from rfkit.testing import Served
 
 PROXY, DIRECT = "127.0.0.1", "127.0.0.2"
 LIMITS = {"login_max_failures_per_address": 3, "register_max_per_address": 2}

@@ -15,8 +15,8 @@ import pytest_asyncio
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
-from gateway.testing import API, Gateway, User, closed_port_url, start_gateway
-from rfkit.testing import Served
+from rf_testsupport import Served
+from rf_testsupport.gateway import API, Gateway, User, closed_port_url, start_gateway
 
 TIMEOUT_S = 1.0
 MAX_BODY = 64 * 1024

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.testing import API, PASSWORD, Gateway
+from rf_testsupport.gateway import API, PASSWORD, Gateway
 
 JSON = {"content-type": "application/json"}
 SECRET = "Sup3r-secret-pw"

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from gateway.repository import UserRepository
-from gateway.testing import API, PASSWORD, Gateway
+from rf_testsupport.gateway import API, PASSWORD, Gateway
 
 
 async def test_register_creates_an_account_and_its_first_admin(gateway: Gateway) -> None:

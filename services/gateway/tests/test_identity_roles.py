@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from gateway.testing import API, PASSWORD, Gateway, User
+from rf_testsupport.gateway import API, PASSWORD, Gateway, User
 
 ROLES = ["viewer", "engineer", "admin", None]
 

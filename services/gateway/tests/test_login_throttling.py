@@ -7,7 +7,7 @@ import uuid
 
 import httpx
 
-from gateway.testing import API, PASSWORD, Gateway, start_gateway
+from rf_testsupport.gateway import API, PASSWORD, Gateway, start_gateway
 
 
 def _address() -> str:

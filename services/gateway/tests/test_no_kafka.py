@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.testing import start_gateway
+from rf_testsupport.gateway import start_gateway
 
 
 async def test_the_gateway_never_connects_to_kafka_and_is_ready_without_it(make_session_database: Any) -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.testing import Gateway
 from rf_contracts.api import handoffs, identity, sessions, trees
+from rf_testsupport.gateway import Gateway
 
 SPEC_ROUTES = {
     ("POST", "/auth/register"), ("POST", "/auth/login"), ("POST", "/auth/login/json"), ("POST", "/auth/refresh"),

@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 
 from gateway.security import refresh_token_hash
-from gateway.testing import API, PASSWORD, Gateway, User, start_gateway
+from rf_testsupport.gateway import API, PASSWORD, Gateway, User, start_gateway
 
 NEW_PASSWORD = "a brand new passphrase"
 

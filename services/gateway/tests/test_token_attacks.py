@@ -12,7 +12,7 @@ import uuid
 import pytest
 import pytest_asyncio
 
-from gateway.testing import API, Gateway, User
+from rf_testsupport.gateway import API, Gateway, User
 from rfkit.auth import generate_keypair, issue_access_token
 
 # One identity route and one forwarded route: the forwarded one must be refused before any forwarding (the
@@ -159,7 +159,7 @@ async def test_a_revoked_token_is_refused_by_another_replica_once_its_cache_expi
     gateway: Gateway, admin: User
 ) -> None:
     # A second gateway process on the same database: the denylist is shared, not per process.
-    from gateway.testing import start_gateway
+    from rf_testsupport.gateway import start_gateway
 
     session = await gateway.login(admin.email)
     replicas = start_gateway(gateway.settings.kafka_bootstrap, gateway.settings.database_url,

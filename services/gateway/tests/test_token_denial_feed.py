@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gateway.repository import TokenRepository, revoked_access_tokens
-from gateway.testing import Gateway
+from rf_testsupport.gateway import Gateway
 
 FEED = "/internal/v1/token-denials"
 

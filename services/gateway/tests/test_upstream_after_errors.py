@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI, Request, Response
 
 from gateway.upstream import UpstreamPool
-from rfkit.testing import Served
+from rf_testsupport import Served
 
 INNOCENT = 20
 

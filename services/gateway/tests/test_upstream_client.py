@@ -12,7 +12,7 @@ import pytest
 from gateway import upstream
 from gateway.proxy import traceparent_of
 from gateway.upstream import BadResponse, ConnectFailed, UpstreamPool
-from rfkit.testing import free_port
+from rf_testsupport import free_port
 
 
 class Scripted:

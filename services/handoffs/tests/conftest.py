@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from handoffs.main import create_app
 from handoffs.settings import Settings
 from rf_contracts import topics
+from rf_testsupport import Caller, RunningApp, Served, unique_prefix, wait_until
 from rfkit.auth import InvalidToken, TokenVerifier, generate_keypair
-from rfkit.testing import Caller, RunningApp, Served, unique_prefix, wait_until
 
 
 @dataclass

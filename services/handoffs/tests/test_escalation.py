@@ -12,7 +12,7 @@ from handoffs.api import get_sessions_client
 from handoffs.consumers import SESSION_COMPLETED_CONSUMER
 from handoffs.sessions_client import SessionsClient
 from rf_contracts import SessionCompleted, topics
-from rfkit.testing import produce, wait_until
+from rf_testsupport import produce, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -12,8 +12,8 @@ from typing import Any
 import jsonschema
 import pytest_asyncio
 
+from rf_testsupport import Caller, RunningApp, new_database, read_to_end, unique_prefix, wait_until
 from rfkit.auth import generate_keypair
-from rfkit.testing import Caller, RunningApp, new_database, read_to_end, unique_prefix, wait_until
 from sessions.main import create_app
 from sessions.settings import Settings
 

@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from rf_contracts import HandoffClaimed, HandoffEvent, HandoffReleased, HandoffRequested, HandoffResolved, topics
+from rf_testsupport import produce, read_topic, wait_until
 from rfkit.consumer import DLQ_REASON_HEADER
 from rfkit.tables import processed_events
-from rfkit.testing import produce, read_topic, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

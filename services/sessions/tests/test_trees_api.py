@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from rfkit.testing import Caller
+from rf_testsupport import Caller
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -1,4 +1,4 @@
-"""Test helpers: a gateway on a real database with users to act as, and real HTTP servers for in-process apps."""
+"""Gateway test support: a gateway on a real database, the users to act as, and how they log in."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from gateway.main import create_app
 from gateway.security import public_pem_of
 from gateway.settings import Settings
+from rf_testsupport.apps import RunningApp, free_port
+from rf_testsupport.kafka import unique_prefix
 from rfkit.auth import generate_keypair
-from rfkit.testing import RunningApp, free_port, unique_prefix
 
 PASSWORD = "correct horse battery"
 API = "/api/v1"
@@ -56,12 +57,13 @@ class User:
         return {"Authorization": f"Bearer {self.access}"}
 
 
-async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> User:
-    """Log in through the public API (any client bound to a gateway) and ask who that is."""
-    r = await client.post(f"{API}/auth/login/json", json={"email": email, "password": password})
+async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD, *, prefix: str = API) -> User:
+    """Log in through the public API (any client bound to a gateway) and ask who that is; `prefix=""` for a client
+    whose base URL already ends with the API's path."""
+    r = await client.post(f"{prefix}/auth/login/json", json={"email": email, "password": password})
     assert r.status_code == 200, r.text
     tokens = r.json()
-    me = (await client.get(f"{API}/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})).json()
+    me = (await client.get(f"{prefix}/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})).json()
     return User(me["id"], me["account_id"], me["email"], me["role"], tokens["access_token"], tokens["refresh_token"])
 
 
@@ -120,8 +122,6 @@ async def start_gateway(kafka_bootstrap: str, database_url: str, **over: Any) ->
             yield Gateway(running, private_pem, public_pem, settings, engine)
     finally:
         await engine.dispose()
-
-
 
 
 def closed_port_url() -> str:
