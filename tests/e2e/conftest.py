@@ -46,6 +46,8 @@ class Stack:
         self.prefix = unique_prefix()
         self.private_pem, self.public_pem = generate_keypair()
         self.urls: dict[str, str] = {}
+        # The settings each service was started with (a test starts another replica of one with them).
+        self.service_settings: dict[str, dict[str, Any]] = {}
         self.gateway_url = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="e2e-stack", daemon=True)
@@ -69,13 +71,14 @@ class Stack:
         return served.url
 
     def _common(self, name: str) -> dict[str, Any]:
-        return {
+        self.service_settings[name] = settings = {
             "env": "test", "database_url": self.make_database(name), "kafka_bootstrap": self.kafka_bootstrap,
             "topic_prefix": self.prefix, "jwt_public_key": self.public_pem, "outbox_poll_interval_s": 0.05,
             # The gateway starts last but its address is known first: the services follow its token denials.
             "gateway_url": self.gateway_url, "denials_poll_interval_s": 0.2,
             **({"service_name": f"{name}{self.name_suffix}"} if self.name_suffix else {}), **self.settings,
         }
+        return settings
 
     async def _start(self) -> None:
         gateway_sock = loopback_socket()

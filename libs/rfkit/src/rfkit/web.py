@@ -30,6 +30,7 @@ from rfkit.errors import (
     Unauthenticated,
     Unavailable,
 )
+from rfkit.idempotency import Idempotency, post_paths
 from rfkit.jsonbody import StrictJSON
 from rfkit.logs import request_id_var
 
@@ -231,8 +232,14 @@ def build_app(
     prefix: str = "/api/v1",
     version: str = "0.1.0",
     error_statuses: Mapping[type[DomainError], int] | None = None,
+    idempotent_routers: Sequence[APIRouter] | None = None,
+    idempotency_secret: bytes | None = None,
 ) -> FastAPI:
-    """A FastAPI app whose lifespan is the runtime's; routers are mounted under `prefix`."""
+    """A FastAPI app whose lifespan is the runtime's; routers are mounted under `prefix`.
+
+    The POST routes of `idempotent_routers` (default: all `routers`) honour Idempotency-Key, keeping answers in
+    this service's database (rfkit.idempotency; `idempotency_secret` seals what is kept).
+    """
     # No trailing-slash redirects (a wrong path is a 404): Starlette would build their Location from the Host
     # header, which the caller chooses.
     app = FastAPI(title=title, version=version, lifespan=runtime.lifespan, redirect_slashes=False)
@@ -240,6 +247,8 @@ def build_app(
     app.state.verifier = runtime.verifier
     app.state.denials = getattr(runtime, "denials", None)
     # Innermost first: a hostile body is refused before any route, and every answer gets its request id.
+    keyed = post_paths(routers if idempotent_routers is None else idempotent_routers, prefix)
+    app.add_middleware(Idempotency, owner=app, paths=keyed, secret=idempotency_secret)
     app.add_middleware(StrictJSON)
     app.add_middleware(LastResort)
     app.add_middleware(RequestContextMiddleware, service=runtime.settings.service_name)

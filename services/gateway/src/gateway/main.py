@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from fastapi import FastAPI, Request
@@ -65,6 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime,
         title="ResolutionFlow API",
         routers=[api.router, *public.routers()],
+        # Forwarded POSTs keep their Idempotency-Key in the owning service; bodies here hold passwords, answers
+        # tokens: what is kept is sealed with a secret derived from the signing key.
+        idempotent_routers=[api.router],
+        idempotency_secret=hashlib.sha256(b"rf-idempotency\0" + settings.signing_key_pem.encode()).digest(),
     )
     app.include_router(api.internal)
     app.description = (
