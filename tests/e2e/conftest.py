@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import uuid
@@ -26,12 +27,58 @@ from gateway.main import create_app as gateway_app
 from gateway.testing import PASSWORD, User, gateway_settings, login
 from handoffs.main import create_app as handoffs_app
 from handoffs.settings import Settings as HandoffsSettings
+from rf_contracts.api.errors import ErrorCode
 from rfkit.auth import generate_keypair
 from rfkit.testing import Served, loopback_socket, unique_prefix
 from sessions.main import create_app as sessions_app
 from sessions.settings import Settings as SessionsSettings
 
 API = "/api/v1"
+
+
+class ErrorAnswers:
+    """Every answer with a status of 400 or more that the stack's apps gave, whoever asked (the tests' clients,
+    schemathesis, direct calls to a service), to check each against the registry of error codes."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str, int, bytes]] = []
+
+    def wrap(self, name: str, app: Any) -> Any:
+        async def recording(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            status = 0
+            chunks: list[bytes] = []
+
+            async def capture(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                elif message["type"] == "http.response.body" and status >= 400:
+                    chunks.append(message.get("body", b""))
+                await send(message)
+
+            await app(scope, receive, capture)
+            if status >= 400:
+                self.seen.append((name, scope["method"], scope["path"], status, b"".join(chunks)))
+
+        return recording
+
+    def unregistered(self) -> list[str]:
+        """The answers that are not `{"detail": sentence, "code": <an ErrorCode>}` (HEAD answers have no body)."""
+        codes = {code.value for code in ErrorCode}
+        wrong = []
+        for name, method, path, status, body in self.seen:
+            if method == "HEAD":
+                continue
+            try:
+                answer = json.loads(body)
+            except ValueError:
+                answer = None
+            if not (isinstance(answer, dict) and answer.get("code") in codes and isinstance(answer.get("detail"), str)):
+                wrong.append(f"{name} {method} {path} -> {status} {body[:300]!r}")
+        return wrong
 
 
 class Stack:
@@ -46,6 +93,7 @@ class Stack:
         self.prefix = unique_prefix()
         self.private_pem, self.public_pem = generate_keypair()
         self.urls: dict[str, str] = {}
+        self.error_answers = ErrorAnswers()
         # The settings each service was started with (a test starts another replica of one with them).
         self.service_settings: dict[str, dict[str, Any]] = {}
         self.gateway_url = ""
@@ -66,7 +114,7 @@ class Stack:
             self._loop.close()
 
     async def _serve(self, name: str, app: Any, sock: socket.socket | None = None) -> str:
-        served = await self._exit.enter_async_context(Served(app, sock=sock))
+        served = await self._exit.enter_async_context(Served(self.error_answers.wrap(name, app), sock=sock))
         self.urls[name] = served.url
         return served.url
 
@@ -105,6 +153,9 @@ def stack(kafka_bootstrap: str, make_session_database: Any) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+    # Every error answer of the whole package's tests carries a registered code (reported at this teardown).
+    wrong = running.error_answers.unregistered()
+    assert not wrong, f"{len(wrong)} error answers without a registered code:\n" + "\n".join(wrong[:50])
 
 
 @dataclass

@@ -34,7 +34,7 @@ async def test_registering_a_taken_email_in_another_case_gives_409(gateway: Gate
         "email": "TAKEN@example.com", "password": PASSWORD, "full_name": "Other", "account_name": "Other",
     })
     assert r.status_code == 409
-    assert r.json() == {"detail": "a user with this email already exists"}
+    assert r.json()["detail"] == "a user with this email already exists" and r.json()["code"]
     assert await gateway.scalar("SELECT count(*) FROM accounts WHERE name = 'Other'") == 0
 
 
@@ -52,7 +52,7 @@ async def test_a_registration_that_loses_the_race_for_an_email_gets_409_and_leav
         "email": "raced@example.com", "password": PASSWORD, "full_name": "Late", "account_name": "Late",
     })
     assert r.status_code == 409, r.text
-    assert r.json() == {"detail": "a user with this email already exists"}
+    assert r.json()["detail"] == "a user with this email already exists" and r.json()["code"]
     assert await gateway.scalar("SELECT count(*) FROM accounts WHERE name = 'Late'") == 0
 
 
@@ -105,7 +105,7 @@ async def test_wrong_password_and_unknown_email_get_the_same_401(gateway: Gatewa
     form = await gateway.client.post(f"{API}/auth/login", data={"username": "nobody@example.com", "password": "x"})
     for r in (wrong, unknown, form):
         assert r.status_code == 401
-        assert r.json() == {"detail": "incorrect email or password"}
+        assert r.json()["detail"] == "incorrect email or password" and r.json()["code"]
         assert r.headers["www-authenticate"] == "Bearer"
 
 
@@ -261,7 +261,7 @@ async def test_a_deactivated_user_is_locked_out_at_once(gateway: Gateway) -> Non
     assert refresh.status_code == 401
     login = await gateway.client.post(f"{API}/auth/login/json", json={"email": user.email, "password": PASSWORD})
     assert login.status_code == 401
-    assert login.json() == {"detail": "incorrect email or password"}
+    assert login.json()["detail"] == "incorrect email or password"
 
     r = await gateway.client.patch(f"{API}/users/{user.id}", headers=admin.headers, json={"is_active": True})
     assert r.status_code == 200
@@ -347,4 +347,4 @@ async def test_an_unreachable_identity_database_gives_503_not_500(
     monkeypatch.setattr(repository, "principal_state", down)
     r = await gateway.client.get(f"{API}/auth/me", headers=admin.headers)
     assert r.status_code == 503
-    assert r.json() == {"detail": "identity store unavailable; try again shortly"}
+    assert r.json() == {"detail": "identity store unavailable; try again shortly", "code": "service_unavailable"}

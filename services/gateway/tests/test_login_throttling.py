@@ -27,7 +27,7 @@ async def test_the_sixth_attempt_after_five_failures_on_an_email_gets_429_with_r
         # Even the right password is refused now: the lock is what stops the guessing.
         r = await _login(client, admin.email, PASSWORD)
     assert r.status_code == 429
-    assert r.json() == {"detail": "too many failed login attempts; try again later"}
+    assert r.json()["detail"] == "too many failed login attempts; try again later" and r.json()["code"]
     assert 0 < int(r.headers["retry-after"]) <= 900
     # The email is locked from everywhere, the form login included.
     async with gateway.client_from(_address()) as elsewhere:
@@ -123,7 +123,7 @@ async def test_registrations_are_throttled_per_client_address(gateway: Gateway) 
                 assert (await client.post(f"{API}/auth/register", json=body())).status_code == 201
             r = await client.post(f"{API}/auth/register", json=body())
             assert r.status_code == 429
-            assert r.json() == {"detail": "too many registrations from this address; try again later"}
+            assert r.json()["detail"] == "too many registrations from this address; try again later"
             assert 0 < int(r.headers["retry-after"]) <= 3600
             assert (await other.post(f"{API}/auth/register", json=body())).status_code == 201
     finally:

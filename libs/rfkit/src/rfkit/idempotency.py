@@ -50,11 +50,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rfkit.auth import InvalidToken, Principal
+from rfkit.problems import problem
 from rfkit.tables import idempotency_keys as keys
 
 log = logging.getLogger(__name__)
@@ -365,8 +366,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 
 def _problem(status: int, detail: str, code: str, *, retry_after: int | None = None) -> Response:
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse({"detail": detail, "code": code}, status_code=status, headers=headers)
+    return problem(status, detail, code, headers={"Retry-After": str(retry_after)} if retry_after is not None else None)
 
 
 def _replay(answer: _Stored) -> Response:

@@ -17,6 +17,7 @@ from gateway.proxy import Upstreams
 from gateway.security import Passwords, TokenIssuer
 from gateway.settings import Settings
 from rfkit.auth import Principal
+from rfkit.problems import problem
 from rfkit.service import ServiceRuntime
 from rfkit.web import build_app
 
@@ -55,8 +56,8 @@ class GatewayRuntime(ServiceRuntime):
 async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
     # The identity database is down or saturated: a condition to retry, not a bug (503, never 500).
     log.warning("identity store unavailable: %r", exc)
-    return JSONResponse({"detail": "identity store unavailable; try again shortly"}, status_code=503,
-                        headers={"Retry-After": "1"})
+    return problem(503, "identity store unavailable; try again shortly", "service_unavailable",
+                   headers={"Retry-After": "1"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
