@@ -3,7 +3,8 @@
 Python's json module accepts `NaN`, `Infinity` and `1e999` (as float infinity) and `"\\ud800"` (a lone surrogate),
 none of which can be stored in PostgreSQL or written back as JSON; a body nested a few hundred levels deep is
 parsed fine but cannot be serialized again by pydantic. Every such body is answered here with a 422 in the
-usual `{"detail", "code": "validation_failed", "errors": [{"loc", "msg", "type"}]}` shape, before any route (and so any write) sees it.
+usual `{"detail", "code": "validation_failed", "errors": [{"loc", "msg", "type"}]}` shape, before any route
+(and so any write) sees it.
 """
 
 from __future__ import annotations
