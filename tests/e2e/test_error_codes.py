@@ -71,10 +71,11 @@ async def test_each_kind_of_error_answer_has_a_sentence_and_a_registered_code(ap
     _coded(await client.post("/api/v1/auth/register", json={
         "email": team.admin.email, "password": "whatever-long-enough", "full_name": "X", "account_name": "Y"}), 409)
     key = {"Idempotency-Key": str(uuid.uuid4())}
-    await api.ok("POST", f"/sessions/{(await api.session(eng))['id']}/steps", eng, 201,
-                 json={"kind": "note", "content": "a", "actor_type": "human"}, headers=key)
-    _coded(await api.call("POST", f"/sessions/{session['id']}/steps", eng, headers=key,
-                          json={"kind": "note", "content": "b", "actor_type": "human"}), 422)
+    steps = f"/sessions/{(await api.session(eng))['id']}/steps"
+    note = {"kind": "note", "content": "a", "actor_type": "human"}
+    await api.ok("POST", steps, eng, 201, json=note, headers=key)
+    reused = await api.call("POST", steps, eng, headers=key, json={**note, "content": "b"})
+    _coded(reused, 422, "idempotency_key_reused")
     _coded(await api.call("POST", f"/sessions/{session['id']}/steps", eng, headers={"Idempotency-Key": "a b"},
                           json={"kind": "note", "content": "b", "actor_type": "human"}), 422,
            "idempotency_key_invalid")

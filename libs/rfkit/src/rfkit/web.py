@@ -292,7 +292,8 @@ def build_app(
     # Innermost first: a hostile body is refused before any route, and every answer gets its request id.
     keyed = post_paths(routers if idempotent_routers is None else idempotent_routers, prefix)
     app.add_middleware(Idempotency, owner=app, paths=keyed, secret=idempotency_secret)
-    document_errors(app, keyed)
+    # Documented on every POST: the gateway's forwarded ones honour the key in the service that owns them.
+    document_errors(app, post_paths(routers, prefix))
     app.add_middleware(StrictJSON)
     app.add_middleware(LastResort)
     app.add_middleware(RequestContextMiddleware, service=runtime.settings.service_name)
