@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import uuid
@@ -28,11 +29,57 @@ from handoffs.settings import Settings as HandoffsSettings
 from rf_testsupport import Served, loopback_socket, unique_prefix
 from rf_testsupport.gateway import PASSWORD, User, gateway_settings, login
 from rf_testsupport.samples import printer_tree as tree_body
+from rf_contracts.api.errors import ErrorCode
 from rfkit.auth import generate_keypair
 from sessions.main import create_app as sessions_app
 from sessions.settings import Settings as SessionsSettings
 
 API = "/api/v1"
+
+
+class ErrorAnswers:
+    """Every answer with a status of 400 or more that the stack's apps gave, whoever asked (the tests' clients,
+    schemathesis, direct calls to a service), to check each against the registry of error codes."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str, int, bytes]] = []
+
+    def wrap(self, name: str, app: Any) -> Any:
+        async def recording(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            status = 0
+            chunks: list[bytes] = []
+
+            async def capture(message: Any) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                elif message["type"] == "http.response.body" and status >= 400:
+                    chunks.append(message.get("body", b""))
+                await send(message)
+
+            await app(scope, receive, capture)
+            if status >= 400:
+                self.seen.append((name, scope["method"], scope["path"], status, b"".join(chunks)))
+
+        return recording
+
+    def unregistered(self) -> list[str]:
+        """The answers that are not `{"detail": sentence, "code": <an ErrorCode>}` (HEAD answers have no body)."""
+        codes = {code.value for code in ErrorCode}
+        wrong = []
+        for name, method, path, status, body in self.seen:
+            if method == "HEAD":
+                continue
+            try:
+                answer = json.loads(body)
+            except ValueError:
+                answer = None
+            if not (isinstance(answer, dict) and answer.get("code") in codes and isinstance(answer.get("detail"), str)):
+                wrong.append(f"{name} {method} {path} -> {status} {body[:300]!r}")
+        return wrong
 
 
 class Stack:
@@ -47,6 +94,9 @@ class Stack:
         self.prefix = unique_prefix()
         self.private_pem, self.public_pem = generate_keypair()
         self.urls: dict[str, str] = {}
+        self.error_answers = ErrorAnswers()
+        # The settings each service was started with (a test starts another replica of one with them).
+        self.service_settings: dict[str, dict[str, Any]] = {}
         self.gateway_url = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="e2e-stack", daemon=True)
@@ -65,18 +115,19 @@ class Stack:
             self._loop.close()
 
     async def _serve(self, name: str, app: Any, sock: socket.socket | None = None) -> str:
-        served = await self._exit.enter_async_context(Served(app, sock=sock))
+        served = await self._exit.enter_async_context(Served(self.error_answers.wrap(name, app), sock=sock))
         self.urls[name] = served.url
         return served.url
 
     def _common(self, name: str) -> dict[str, Any]:
-        return {
+        self.service_settings[name] = settings = {
             "env": "test", "database_url": self.make_database(name), "kafka_bootstrap": self.kafka_bootstrap,
             "topic_prefix": self.prefix, "jwt_public_key": self.public_pem, "outbox_poll_interval_s": 0.05,
             # The gateway starts last but its address is known first: the services follow its token denials.
             "gateway_url": self.gateway_url, "denials_poll_interval_s": 0.2,
             **({"service_name": f"{name}{self.name_suffix}"} if self.name_suffix else {}), **self.settings,
         }
+        return settings
 
     async def _start(self) -> None:
         gateway_sock = loopback_socket()
@@ -103,6 +154,9 @@ def stack(kafka_bootstrap: str, make_session_database: Any) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+    # Every error answer of the whole package's tests carries a registered code (reported at this teardown).
+    wrong = running.error_answers.unregistered()
+    assert not wrong, f"{len(wrong)} error answers without a registered code:\n" + "\n".join(wrong[:50])
 
 
 @dataclass

@@ -346,10 +346,10 @@ def send(world: World, method: str, path: str, case: Case) -> httpx.Response:
 def check(response: httpx.Response, method: str, path: str, case: Case) -> None:
     assert response.status_code < 500, (method, path, case.what, response.status_code, response.text[:300])
     if response.status_code == 422:
-        # A list of problems (the input's shape), or a sentence (a domain rule: "answer the current node").
-        detail = response.json()["detail"]
-        assert isinstance(detail, str) or (isinstance(detail, list) and detail), (case.what, detail)
-        assert isinstance(detail, str) or all("input" not in error for error in detail), (case.what, detail)
+        # A sentence and a code; the input's shape problems (or a tree's broken rules) listed under `errors`.
+        answer = response.json()
+        assert isinstance(answer["detail"], str) and answer["code"], (case.what, answer)
+        assert all("input" not in error for error in answer.get("errors") or ()), (case.what, answer)
 
 
 @pytest.fixture(scope="module")

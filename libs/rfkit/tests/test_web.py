@@ -33,7 +33,7 @@ async def test_an_unhandled_error_is_a_500_and_the_connection_stays_open() -> No
         base_url=served.url, limits=httpx.Limits(max_connections=1)
     ) as client:
         failed = await client.get("/api/v1/boom")
-        assert failed.status_code == 500 and failed.json() == {"detail": "internal error"}
+        assert failed.status_code == 500 and failed.json() == {"detail": "internal error", "code": "internal_error"}
         assert failed.headers.get("connection") != "close" and failed.headers["x-request-id"]
         after = (await client.get("/api/v1/port")).json()
     # The same client port: the request after the failure went over the very same connection.

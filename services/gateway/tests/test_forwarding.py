@@ -187,14 +187,15 @@ async def test_204_comes_back_without_a_body(setup: Setup) -> None:
 async def test_a_service_failure_is_reported_as_502_not_500(setup: Setup) -> None:
     r = await setup.gateway.client.get(f"{API}/handoffs/stats?x_status=500", headers=setup.viewer.headers)
     assert r.status_code == 502, r.text
-    assert r.json() == {"detail": "the handoffs service failed"}
+    assert r.json() == {"detail": "the handoffs service failed", "code": "upstream_failed"}
 
 
 async def test_a_service_that_is_down_gives_503_with_a_clear_detail(setup: Setup) -> None:
     r = await setup.gateway.client.get(f"{API}/analytics/flowpilot/escalations?period=7d",
                                        headers=setup.engineer.headers)
     assert r.status_code == 503
-    assert r.json() == {"detail": "the analytics service is unavailable; try again shortly"}
+    assert r.json() == {"detail": "the analytics service is unavailable; try again shortly",
+                        "code": "upstream_unavailable"}
     assert r.headers["retry-after"] == "1"
 
 
@@ -203,7 +204,8 @@ async def test_a_slow_service_gives_504_within_the_timeout(setup: Setup) -> None
     r = await setup.gateway.client.get(f"{API}/trees?x_sleep=5",
                                        headers={**setup.viewer.headers, "X-Request-ID": request_id})
     assert r.status_code == 504
-    assert r.json() == {"detail": f"the sessions service did not answer within {TIMEOUT_S:g}s"}
+    assert r.json() == {"detail": f"the sessions service did not answer within {TIMEOUT_S:g}s",
+                        "code": "upstream_timeout"}
     # Answered by the gateway's deadline while the service was still busy, not when it finally answered.
     assert request_id not in setup.echo.finished
 
@@ -241,7 +243,7 @@ async def test_a_body_over_the_limit_gets_413_and_is_not_forwarded(setup: Setup)
     before = len(setup.echo.seen)
     big = {**TREE, "description": "x" * MAX_BODY}
     r = await setup.gateway.client.post(f"{API}/trees", json=big, headers=setup.engineer.headers)
-    assert r.status_code == 413 and r.json() == {"detail": "request body too large"}
+    assert r.status_code == 413 and r.json() == {"detail": "request body too large", "code": "request_too_large"}
 
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
         for _ in range(8):

@@ -30,9 +30,10 @@ async def test_a_hostile_login_body_is_a_422_in_the_usual_shape(gateway: Gateway
     for path in ("/auth/login/json", "/auth/register", "/auth/refresh"):
         r = await gateway.client.post(f"{API}{path}", content=body, headers=JSON)
         assert r.status_code == 422, (path, r.status_code, r.text[:300])
-        detail = r.json()["detail"]
-        assert isinstance(detail, list) and detail
-        assert all({"loc", "msg", "type"} <= set(error) and "input" not in error for error in detail)
+        errors = r.json()["errors"]
+        assert isinstance(errors, list) and errors and r.json()["code"] == "validation_failed"
+        assert isinstance(r.json()["detail"], str)
+        assert all({"loc", "msg", "type"} <= set(error) and "input" not in error for error in errors)
 
 
 @pytest.mark.parametrize(("path", "body"), [
@@ -46,7 +47,7 @@ async def test_a_422_never_echoes_what_was_sent(gateway: Gateway, path: str, bod
     r = await gateway.client.post(f"{API}{path}", json=body)
     assert r.status_code == 422, r.text
     assert SECRET not in r.text and SECRET[:6] not in r.text
-    assert all("input" not in error for error in r.json()["detail"])
+    assert all("input" not in error for error in r.json()["errors"])
 
 
 async def test_the_login_form_refuses_nul_with_a_422(gateway: Gateway) -> None:
@@ -76,4 +77,4 @@ async def test_ordinary_json_still_passes(gateway: Gateway) -> None:
     assert r.status_code == 401, r.text
     r = await gateway.client.post(f"{API}/auth/login/json", headers=JSON,
                                   content=b'{"email": "nobody@example.com", "password": "x", "n": -1.5e300}')
-    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "extra_forbidden"
+    assert r.status_code == 422 and r.json()["errors"][0]["type"] == "extra_forbidden"

@@ -345,4 +345,4 @@ async def test_an_unreachable_identity_database_gives_503_not_500(
     monkeypatch.setattr(UserRepository, "principal_state_any_account", down)
     r = await gateway.client.get(f"{API}/auth/me", headers=admin.headers)
     assert r.status_code == 503
-    assert r.json() == {"detail": "identity store unavailable; try again shortly"}
+    assert r.json() == {"detail": "identity store unavailable; try again shortly", "code": "service_unavailable"}

@@ -111,9 +111,10 @@ def test_coded_errors_document_their_code(spec: dict[str, Any], method: str, pat
     assert set(schema["required"]) == {"detail", "code"}
 
 
+# 409: a repeat of a POST whose Idempotency-Key is still being processed (every POST).
 @pytest.mark.parametrize(("method", "path", "statuses"), [
-    ("post", "/auth/password", {"204", "401", "403", "422", "429"}),
-    ("post", "/users/{user_id}/password", {"204", "401", "403", "404", "422"}),
+    ("post", "/auth/password", {"204", "401", "403", "409", "422", "429"}),
+    ("post", "/users/{user_id}/password", {"204", "401", "403", "404", "409", "422"}),
 ])
 def test_password_routes_document_their_answers(
     spec: dict[str, Any], method: str, path: str, statuses: set[str]

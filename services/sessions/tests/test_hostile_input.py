@@ -56,9 +56,9 @@ async def test_a_hostile_session_body_is_a_422_without_its_input_and_nothing_is_
         r = await env.client.post(SESSIONS, content=body,
                                   headers={**eng.headers, "content-type": "application/json"})
         assert r.status_code == 422, (body[:120], r.status_code, r.text[:300])
-        detail = r.json()["detail"]
-        assert detail and all({"loc", "msg", "type"} <= set(error) and "input" not in error for error in detail)
-        assert r.json()["detail"][0]["loc"][0] == "body"
+        errors = r.json()["errors"]
+        assert errors and all({"loc", "msg", "type"} <= set(error) and "input" not in error for error in errors)
+        assert r.json()["errors"][0]["loc"][0] == "body" and r.json()["code"] == "validation_failed"
     listed = await env.client.get(SESSIONS, headers=eng.headers)
     assert listed.status_code == 200 and listed.json()["total"] == 0
 
@@ -111,7 +111,7 @@ async def test_a_tree_too_large_to_index_is_a_422_with_the_reason_and_one_at_the
     eng = env.caller()
     r = await env.client.post(TREES, json=_tree_with_text(MAX_TREE_TEXT_BYTES + 10_000), headers=eng.headers)
     assert r.status_code == 422, r.text[:300]
-    assert "indexed for search" in r.json()["detail"][0]["msg"] and "input" not in r.json()["detail"][0]
+    assert "indexed for search" in r.json()["errors"][0]["msg"] and "input" not in r.json()["errors"][0]
     body = _tree_with_text(MAX_TREE_TEXT_BYTES - 4_000)
     r = await env.client.post(TREES, json=body, headers=eng.headers)
     assert r.status_code == 201, r.text[:300]

@@ -10,10 +10,11 @@ from uuid import UUID
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from rfkit.denials import DENIAL_DETAIL
+from rfkit.errors import Forbidden, Unauthenticated
 
 Role = Literal["viewer", "engineer", "admin"]
 ROLE_RANK: dict[str, int] = {"viewer": 0, "engineer": 1, "admin": 2}
@@ -35,7 +36,11 @@ class Principal:
 
 
 class InvalidToken(Exception):
-    pass
+    """A token refused by its signature or claims; `code` is what the client is told (rf_contracts ErrorCode)."""
+
+    def __init__(self, reason: str, *, code: str = "invalid_token") -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 class TokenVerifier:
@@ -67,6 +72,8 @@ class TokenVerifier:
                 break
             except jwt.InvalidSignatureError as exc:
                 last = exc
+            except jwt.ExpiredSignatureError as exc:
+                raise InvalidToken(str(exc), code="token_expired") from exc
             except jwt.PyJWTError as exc:
                 raise InvalidToken(str(exc)) from exc
         else:
@@ -128,23 +135,24 @@ def _ed25519_public_key(pem: str) -> Ed25519PublicKey:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+def _unauthorized(detail: str, code: str) -> Unauthenticated:
+    # A domain error: rfkit.web answers it 401 with WWW-Authenticate: Bearer and its code.
+    return Unauthenticated(detail, code=code)
 
 
 async def current_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise _unauthorized("missing bearer token")
+        raise _unauthorized("missing bearer token", "not_authenticated")
     verifier: TokenVerifier | RememberingVerifier = request.app.state.verifier
     try:
         principal = verifier.verify(credentials.credentials)
     except InvalidToken as exc:
-        raise _unauthorized(f"invalid token: {exc}") from exc
+        raise _unauthorized(f"invalid token: {exc}", exc.code) from exc
     denials = getattr(request.app.state, "denials", None)
     if denials is not None and (reason := denials.reason(principal.token_id)) is not None:
-        raise _unauthorized(f"invalid token: {DENIAL_DETAIL[reason]}")
+        raise _unauthorized(f"invalid token: {DENIAL_DETAIL[reason]}", "invalid_token")
     check = getattr(request.app.state, "principal_check", None)
     if check is not None:
         await check(request, principal)
@@ -157,7 +165,7 @@ def require_role(role: Role):  # type: ignore[no-untyped-def]
 
     async def dependency(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if not principal.at_least(role):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"requires role {role} or higher")
+            raise Forbidden(f"requires role {role} or higher", code="forbidden")
         return principal
 
     return dependency

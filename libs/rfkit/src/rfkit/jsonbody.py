@@ -3,7 +3,8 @@
 Python's json module accepts `NaN`, `Infinity` and `1e999` (as float infinity) and `"\\ud800"` (a lone surrogate),
 none of which can be stored in PostgreSQL or written back as JSON; a body nested a few hundred levels deep is
 parsed fine but cannot be serialized again by pydantic. Every such body is answered here with a 422 in the
-usual `{"detail": [{"loc", "msg", "type"}]}` shape, before any route (and so any write) sees it.
+usual `{"detail", "code": "validation_failed", "errors": [{"loc", "msg", "type"}]}` shape, before any route
+(and so any write) sees it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rfkit.problems import invalid_request, problem
 
 # Deep enough for every model of the API (a tree body is 5 levels deep) and for free-form session contexts;
 # far below the depth at which pydantic refuses to serialize (255) or Python's parser recurses out (~1000).
@@ -107,7 +110,7 @@ def loads(body: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
 
 
 def refusal(exc: Refused) -> JSONResponse:
-    return JSONResponse({"detail": [{"type": exc.kind, "loc": ["body", *exc.loc], "msg": exc.msg}]}, 422)
+    return invalid_request([{"type": exc.kind, "loc": ["body", *exc.loc], "msg": exc.msg}])
 
 
 def _is_json(scope: Scope) -> bool:
@@ -138,7 +141,7 @@ class StrictJSON:
             try:
                 message = await receive()
             except HTTPException as exc:  # an outer limit refusing the body as it arrives (the gateway's)
-                await JSONResponse({"detail": exc.detail}, exc.status_code, exc.headers)(scope, receive, send)
+                await problem(exc.status_code, str(exc.detail), headers=exc.headers)(scope, receive, send)
                 return
             messages.append(message)
             if message["type"] != "http.request":
@@ -146,7 +149,7 @@ class StrictJSON:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await JSONResponse({"detail": _TOO_LARGE}, status_code=413)(scope, receive, send)
+                await problem(413, _TOO_LARGE, "request_too_large")(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

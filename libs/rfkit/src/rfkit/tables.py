@@ -1,4 +1,4 @@
-"""The tables the kit keeps in every service's database: the outbox and the processed-event ledger."""
+"""The tables the kit keeps in every service's database: the outbox, the processed-event ledger, idempotency keys."""
 
 from __future__ import annotations
 
@@ -29,3 +29,22 @@ processed_events = sa.Table(
     sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
+
+# Idempotency-Key answers (rfkit.idempotency): one row per (account, caller, request line, key), kept 24 h.
+# `status_code` NULL: the first request is still running, held by the attempt named `owner`.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    kit_metadata,
+    sa.Column("account_id", sa.Uuid, primary_key=True),
+    sa.Column("caller", sa.Text, primary_key=True),
+    sa.Column("request", sa.Text, primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("fingerprint", sa.LargeBinary, nullable=False),
+    sa.Column("owner", sa.Uuid, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("headers", JSONB),
+    sa.Column("body", sa.LargeBinary),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+sa.Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)

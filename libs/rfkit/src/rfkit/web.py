@@ -1,4 +1,4 @@
-"""The HTTP side every service shares: app factory, request ids, errors as `{"detail"}`, health and metrics."""
+"""The HTTP side every service shares: app factory, request ids, errors as `{"detail", "code"}`, health, metrics."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rfkit import metrics
+from rfkit.error_docs import document_errors
 from rfkit.errors import (
     Conflict,
     DomainError,
@@ -30,8 +31,10 @@ from rfkit.errors import (
     Unauthenticated,
     Unavailable,
 )
+from rfkit.idempotency import Idempotency, post_paths
 from rfkit.jsonbody import StrictJSON
 from rfkit.logs import request_id_var
+from rfkit.problems import invalid_request, problem
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +119,46 @@ def error_status(exc: DomainError, statuses: Mapping[type[DomainError], int] = E
     return 400
 
 
+# The code of a domain error whose raise site named none, and the sentence of one that carries only data.
+DEFAULT_CODES: Mapping[type[DomainError], tuple[str, str]] = {
+    DomainError: ("bad_request", "the request was refused"),
+    Invalid: ("invalid_input", "the request breaks a rule"),
+    Unauthenticated: ("not_authenticated", "not authenticated"),
+    Forbidden: ("forbidden", "not allowed"),
+    NotFound: ("not_found", "not found"),
+    Conflict: ("conflict", "the current state does not allow this"),
+    PreconditionFailed: ("precondition_failed", "the resource has changed since it was read"),
+    RateLimited: ("rate_limited", "too many requests; try again later"),
+    Unavailable: ("service_unavailable", "a dependency is unavailable; try again shortly"),
+}
+_RESERVED = frozenset({"detail", "code", "errors"})
+
+
+def error_body(exc: DomainError) -> dict[str, Any]:
+    """`{"detail": sentence, "code", ...}` of a domain error.
+
+    A detail that is data rather than a sentence is kept: a mapping's members go beside detail and code (its
+    `message`, if any, is the sentence), a list goes under `errors`.
+    """
+    default_code, default_detail = next(DEFAULT_CODES[c] for c in type(exc).__mro__ if c in DEFAULT_CODES)
+    code = exc.code or default_code
+    detail = exc.detail
+    if isinstance(detail, str):
+        return {"detail": detail, "code": code}
+    if isinstance(detail, Mapping):
+        context = {str(k): v for k, v in detail.items()}
+        sentence = context.pop("message", None) or default_detail
+        return {"detail": str(sentence), "code": code, **{k: v for k, v in context.items() if k not in _RESERVED}}
+    if isinstance(detail, list | tuple):
+        first = detail[0] if detail else None
+        said = first.get("message") or first.get("msg") if isinstance(first, Mapping) else None
+        sentence = f"{default_detail}: {said}" if said else default_detail
+        if len(detail) > 1:
+            sentence += f" (and {len(detail) - 1} more; each is listed in errors)"
+        return {"detail": sentence, "code": code, "errors": list(detail)}
+    return {"detail": default_detail if detail is None else str(detail), "code": code}
+
+
 def domain_error_handler(
     statuses: Mapping[type[DomainError], int] = ERROR_STATUSES,
 ) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
@@ -124,20 +167,19 @@ def domain_error_handler(
     async def handle(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, DomainError)
         status = error_status(exc, statuses)
-        body = {"detail": exc.detail} if exc.code is None else {"detail": exc.detail, "code": exc.code}
         headers: dict[str, str] = {}
         if status == 401:
             headers["WWW-Authenticate"] = "Bearer"
         if exc.retry_after_s is not None:
             headers["Retry-After"] = str(exc.retry_after_s)
-        return JSONResponse(body, status_code=status, headers=headers or None)
+        return JSONResponse(error_body(exc), status_code=status, headers=headers or None)
 
     return handle
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
-    return JSONResponse({"detail": "internal error"}, status_code=500)
+    return problem(500, "internal error", "internal_error")
 
 
 class LastResort:
@@ -203,7 +245,7 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
 
 async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
+    return invalid_request(validation_errors(exc.errors()))
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -220,7 +262,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         )]
         if allowed:
             exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
-    return await http_exception_handler(request, exc)
+    if exc.status_code in (204, 304) or exc.status_code < 400:
+        return await http_exception_handler(request, exc)
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
 def build_app(
@@ -231,8 +275,14 @@ def build_app(
     prefix: str = "/api/v1",
     version: str = "0.1.0",
     error_statuses: Mapping[type[DomainError], int] | None = None,
+    idempotent_routers: Sequence[APIRouter] | None = None,
+    idempotency_secret: bytes | None = None,
 ) -> FastAPI:
-    """A FastAPI app whose lifespan is the runtime's; routers are mounted under `prefix`."""
+    """A FastAPI app whose lifespan is the runtime's; routers are mounted under `prefix`.
+
+    The POST routes of `idempotent_routers` (default: all `routers`) honour Idempotency-Key, keeping answers in
+    this service's database (rfkit.idempotency; `idempotency_secret` seals what is kept).
+    """
     # No trailing-slash redirects (a wrong path is a 404): Starlette would build their Location from the Host
     # header, which the caller chooses.
     app = FastAPI(title=title, version=version, lifespan=runtime.lifespan, redirect_slashes=False)
@@ -240,6 +290,10 @@ def build_app(
     app.state.verifier = runtime.verifier
     app.state.denials = getattr(runtime, "denials", None)
     # Innermost first: a hostile body is refused before any route, and every answer gets its request id.
+    keyed = post_paths(routers if idempotent_routers is None else idempotent_routers, prefix)
+    app.add_middleware(Idempotency, owner=app, paths=keyed, secret=idempotency_secret)
+    # Documented on every POST: the gateway's forwarded ones honour the key in the service that owns them.
+    document_errors(app, post_paths(routers, prefix))
     app.add_middleware(StrictJSON)
     app.add_middleware(LastResort)
     app.add_middleware(RequestContextMiddleware, service=runtime.settings.service_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from gateway.proxy import Upstreams
 from gateway.security import Passwords, TokenIssuer
 from gateway.settings import Settings
 from rfkit.auth import Principal
+from rfkit.problems import problem
 from rfkit.service import ServiceRuntime
 from rfkit.web import build_app
 
@@ -55,8 +57,8 @@ class GatewayRuntime(ServiceRuntime):
 async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
     # The identity database is down or saturated: a condition to retry, not a bug (503, never 500).
     log.warning("identity store unavailable: %r", exc)
-    return JSONResponse({"detail": "identity store unavailable; try again shortly"}, status_code=503,
-                        headers={"Retry-After": "1"})
+    return problem(503, "identity store unavailable; try again shortly", "service_unavailable",
+                   headers={"Retry-After": "1"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,6 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runtime,
         title="ResolutionFlow API",
         routers=[api.router, *public.routers()],
+        # Forwarded POSTs keep their Idempotency-Key in the owning service; bodies here hold passwords, answers
+        # tokens: what is kept is sealed with a secret derived from the signing key.
+        idempotent_routers=[api.router],
+        idempotency_secret=hashlib.sha256(b"rf-idempotency\0" + settings.signing_key_pem.encode()).digest(),
     )
     app.include_router(api.internal)
     app.description = (

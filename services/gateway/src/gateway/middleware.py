@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rfkit.problems import problem
 
 TOO_LARGE = "request body too large"
 
@@ -27,7 +28,7 @@ class BodyLimit:
                 except ValueError:
                     declared = 0  # uvicorn refuses a malformed length before we get here
                 if declared > self.max_bytes:
-                    await JSONResponse({"detail": TOO_LARGE}, status_code=413)(scope, receive, send)
+                    await problem(413, TOO_LARGE, "request_too_large")(scope, receive, send)
                     return
         received = 0
 

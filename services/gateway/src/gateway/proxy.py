@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from gateway.upstream import BadResponse, ConnectFailed, UpstreamPool
 from rfkit.logs import request_id_var
+from rfkit.problems import problem
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +88,19 @@ class Upstreams:
                 answer = await pool.request(method, target, headers, content)
         except ConnectFailed as exc:
             log.warning("%s unreachable: %s", service, exc)
-            return _error(503, f"the {service} service is unavailable; try again shortly", retry_after=1)
+            return _error(503, f"the {service} service is unavailable; try again shortly", "upstream_unavailable",
+                          retry_after=1)
         except TimeoutError:
             log.warning("%s did not answer within %.1fs", service, self.timeout_s)
-            return _error(504, f"the {service} service did not answer within {self.timeout_s:g}s")
+            return _error(504, f"the {service} service did not answer within {self.timeout_s:g}s", "upstream_timeout")
         except BadResponse as exc:
             log.warning("%s answered badly: %s", service, exc)
-            return _error(502, f"the {service} service gave no valid answer")
+            return _error(502, f"the {service} service gave no valid answer", "upstream_failed")
         except ValueError:
-            return _error(400, "the request cannot be forwarded")
+            return _error(400, "the request cannot be forwarded", "bad_request")
         if answer.status == 500:
             # Whatever went wrong over there is the service's failure, not the gateway's.
-            return _error(502, f"the {service} service failed")
+            return _error(502, f"the {service} service failed", "upstream_failed")
         # Starlette sets content-length (none for 204 and 304); the service's own headers follow, filtered.
         response = Response(b"" if answer.status in _BODYLESS else answer.body, status_code=answer.status)
         response.raw_headers += [(k, v) for k, v in answer.headers if k.lower() not in _DROPPED_RESPONSE_HEADERS]
@@ -114,6 +116,6 @@ def _parse_base(url: str) -> tuple[str, str, int, bytes]:
     return parts.scheme, parts.hostname, port, parts.path.rstrip("/").encode()
 
 
-def _error(status: int, detail: str, *, retry_after: int | None = None) -> JSONResponse:
+def _error(status: int, detail: str, code: str, *, retry_after: int | None = None) -> JSONResponse:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    return problem(status, detail, code, headers=headers)

@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
-from pydantic import BaseModel
 
 from gateway.proxy import Upstreams
 from rf_contracts.api.analytics import EscalationMetricRead, Period
+from rf_contracts.api.errors import ErrorResponse
 from rf_contracts.api.handoffs import (
     HandoffCreate,
     HandoffDetail,
@@ -46,39 +46,10 @@ from rf_contracts.api.trees import (
     TreeRead,
     TreeReplace,
     TreeSearchPage,
-    TreeViolation,
 )
 from rfkit.auth import Admin, CurrentPrincipal, Engineer
 from rfkit.etags import IfMatch, if_match
-
-
-class ErrorDetail(BaseModel):
-    """Every error answer but 422: `{"detail": "what went wrong"}`."""
-
-    detail: Any
-
-
-class InvalidField(BaseModel):
-    """One problem with the request: where (`loc`: "body", "query", "path" then the field), what and its kind."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-    ctx: dict[str, Any] | None = None
-
-
-class Unprocessable(BaseModel):
-    """A 422: the problems with the input's shape, or one sentence when the input is well-formed but refused by
-    the current state (answering another node than the session's current one, an option it does not have)."""
-
-    detail: str | list[InvalidField]
-
-
-class InvalidTree(BaseModel):
-    """A 422 of a tree write: the problems with the input's shape, or each rule the graph breaks."""
-
-    detail: list[TreeViolation | InvalidField]
-
+from rfkit.problems import problem
 
 _TEXT = {
     401: "no, invalid, expired or revoked token",
@@ -97,11 +68,11 @@ _TEXT = {
 def _answers(*codes: int, extra: dict[int | str, dict[str, Any]] | None = None) -> dict[int | str, dict[str, Any]]:
     """The documented answers of a forwarded route besides its success: its errors, and the gateway's own."""
     answers: dict[int | str, dict[str, Any]] = {
-        code: {"description": _TEXT[code], "model": ErrorDetail} for code in (400, 401, *codes, 413, 502, 503, 504)
+        code: {"description": _TEXT[code], "model": ErrorResponse} for code in (400, 401, *codes, 413, 502, 503, 504)
     }
     # Documented on every route, so that FastAPI's own 422 (a list only) does not stand for it.
     answers[422] = {"description": "invalid input (each problem located), or input the current state refuses",
-                    "model": Unprocessable}
+                    "model": ErrorResponse}
     answers.update(extra or {})
     return answers
 
@@ -109,7 +80,7 @@ def _answers(*codes: int, extra: dict[int | str, dict[str, Any]] | None = None) 
 async def _forward(request: Request, service: str) -> Response:
     upstreams: Upstreams | None = request.app.state.runtime.upstreams
     if upstreams is None:  # only between app construction and start
-        return Response('{"detail":"the gateway is starting"}', status_code=503, media_type="application/json")
+        return problem(503, "the gateway is starting", "service_unavailable")
     return await upstreams.forward(request, service)
 
 
@@ -125,7 +96,7 @@ _TREE_ETAG = {"description": "the tree", "headers": _ETAG}
 _SESSION_ETAG = {"description": "the session", "headers": _ETAG}
 _INVALID_TREE = {
     "description": "invalid input, or a tree that is not a valid graph (each violation names node and rule)",
-    "model": InvalidTree,
+    "model": ErrorResponse,
 }
 # Ids are UUIDs in the routes themselves: a path with anything else in an id's place names nothing (404), and
 # /trees/categories is then no tree id, so PUT on it is a 405 (a method the path does not have).
