@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from rf_testsupport import new_database
 from rfkit.db import Database
 from rfkit.idempotency import Idempotency
 from rfkit.tables import idempotency_keys, kit_metadata
-from rf_testsupport import new_database
 
 
 @dataclass
