@@ -60,11 +60,9 @@ class AccountScopeForbidden(Forbidden):
 
 
 class InvalidTree(Invalid):
-    """A tree that is not a valid graph; the detail lists every violation with its node and rule.
+    """A tree that is not a valid graph: every violation, with its node and rule, goes under `errors`."""
 
-    The body carries no `code` field: its documented 422 is `{"detail": [violation, ...]}` (every property an
-    array), and each violation already names its rule as a stable code (`TreeViolation.rule`).
-    """
+    code = "invalid_tree"
 
     def __init__(self, violations: Sequence[TreeViolation]) -> None:
         super().__init__([v.model_dump() for v in violations])
