@@ -206,13 +206,22 @@ async def reset_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+# FastAPI's 422 (each problem located) or expires_at in the past (one sentence, with its code).
+_INVALID_KEY: dict[str, Any] = {
+    "description": "invalid input (each problem located), or expires_at not in the future (code "
+                   "api_key_expiry_in_past)",
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["detail"],
+        "properties": {"detail": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+                       "code": {"type": "string", "enum": ["api_key_expiry_in_past"]}},
+    }}},
+}
 _KEY_ADMIN: Answers = _401 | {403: {"description": "role too low, or the call is made with an API key "
                                                  "(code api_key_not_allowed): keys are managed by people"}}
 
 
 @router.post("/api-keys", tags=["api-keys"], status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated,
-             responses=_KEY_ADMIN | {422: _coded("invalid input, or expires_at not in the future",
-                                                 "api_key_expiry_in_past")})
+             responses=_KEY_ADMIN | {422: _INVALID_KEY})
 async def create_api_key(body: ApiKeyCreate, principal: PersonAdmin, db: Db) -> ApiKeyCreated:
     """Create an API key acting with `role` in the caller's account. The answer is the only time its secret is
     shown: send it as `Authorization: Bearer rf_...`."""
@@ -233,11 +242,13 @@ async def list_api_keys(
 @router.delete("/api-keys/{key_id}", tags=["api-keys"], status_code=status.HTTP_204_NO_CONTENT,
                response_class=Response,
                responses=_KEY_ADMIN | {404: _coded("no such API key in this account", "api_key_not_found")})
-async def revoke_api_key(key_id: UUID, principal: PersonAdmin, db: Db, keys: Keys, tokens: Tokens) -> Response:
+async def revoke_api_key(
+    key_id: UUID, principal: PersonAdmin, db: Db, keys: Keys, tokens: Tokens, principals: Principals
+) -> Response:
     """Revoke an API key: refused at once by this gateway, within seconds everywhere. Revoking a revoked key is a
     no-op 204."""
     cmd = api_keys.RevokeApiKey(account_id=principal.account_id, key_id=key_id)
-    await api_keys.revoke_api_key(cmd, db=db, known=keys, token_ttl_s=tokens.ttl_s)
+    await api_keys.revoke_api_key(cmd, db=db, known=keys, principals=principals, token_ttl_s=tokens.ttl_s)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -92,14 +92,16 @@ class PrincipalCheck:
         cache.remember(principal.token_id, generation)
 
     async def _check_key(self, principal: Principal) -> None:
-        if self.cache.is_fresh(principal.token_id):
+        # All of a key's tokens share one `jti`: remembered with what else the token claims.
+        remembered = f"{principal.token_id} {principal.account_id} {principal.role}"
+        if self.cache.is_fresh(remembered):
             return
         generation = self.cache.generation
         async with self._db.unit_of_work(GatewayUnitOfWork) as uow:
             grant = await uow.api_keys.grant_by_id_any_account(key_id=principal.user_id, now=datetime.now(UTC))
         if not _token_of(grant, principal):
             raise TokenRejected("API key revoked, expired or unknown")
-        self.cache.remember(principal.token_id, generation)
+        self.cache.remember(remembered, generation)
 
     async def _state(self, user_id: UUID, token_id: str) -> PrincipalState | None:
         async with self._db.unit_of_work(GatewayUnitOfWork) as uow:

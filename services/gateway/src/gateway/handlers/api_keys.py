@@ -9,6 +9,7 @@ from typing import Protocol
 from uuid import UUID
 
 from gateway.domain import ApiKey, ApiKeyExpiryInPast, ApiKeyNotFound, KeyGrant, Role
+from gateway.principals import PrincipalCache
 from gateway.security import SHOWN_PREFIX, api_key_hash, new_api_key_secret
 from gateway.uow import GatewayUnitOfWork
 from rf_contracts.api.api_keys import ApiKeyCreated, ApiKeyPage, ApiKeyRead
@@ -66,7 +67,9 @@ async def list_api_keys(*, account_id: UUID, limit: int, offset: int, db: Databa
     return ApiKeyPage(items=[ApiKeyRead(**k.public()) for k in keys], total=total, limit=limit, offset=offset)
 
 
-async def revoke_api_key(cmd: RevokeApiKey, *, db: Database, known: KnownKeys, token_ttl_s: int) -> None:
+async def revoke_api_key(
+    cmd: RevokeApiKey, *, db: Database, known: KnownKeys, principals: PrincipalCache, token_ttl_s: int
+) -> None:
     """Revoke a key: this gateway refuses it at once, the services within about a second (the token-denial feed),
     other gateway processes at their next look-up. Revoking a revoked key changes nothing (idempotent)."""
     now = _now()
@@ -78,6 +81,7 @@ async def revoke_api_key(cmd: RevokeApiKey, *, db: Database, known: KnownKeys, t
             await uow.api_keys.revoke(account_id=cmd.account_id, key_id=cmd.key_id, now=now,
                                       deny_until=now + timedelta(seconds=token_ttl_s) + _DENIAL_MARGIN)
     known.forget(key.secret_hash)
+    principals.clear()
 
 
 async def grant_for(secret_hash: str, now: datetime, *, db: Database) -> KeyGrant | None:
