@@ -11,8 +11,11 @@ from typing import Any
 
 import httpx
 
+from gateway.domain import KeyGrant
+from gateway.key_exchange import KeyExchange, KeyLookup
 from gateway.security import SHOWN_PREFIX, TokenIssuer, api_key_hash
 from gateway.testing import API, Gateway, User, start_gateway
+from rfkit.auth import generate_keypair
 
 FEED = "/internal/v1/token-denials"
 
@@ -199,3 +202,31 @@ async def test_a_second_gateway_process_sees_a_revocation_within_its_recheck(
             return r.status_code == 401 and r.json()["code"] == "invalid_api_key"
 
         await _until(refused, "the second gateway still accepts a revoked key")
+
+
+def _exchange(lookup: KeyLookup) -> KeyExchange:
+    return KeyExchange(lookup, TokenIssuer(generate_keypair()[0], issuer="i", audience="a", ttl_s=300),
+                       recheck_s=3600)
+
+
+async def test_a_look_up_under_way_when_the_key_is_forgotten_is_not_remembered() -> None:
+    grant = KeyGrant(key_id=uuid.uuid4(), account_id=uuid.uuid4(), role="viewer", expires_at=None)
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def lookup(secret_hash: str, now: datetime) -> KeyGrant | None:
+        calls.append(secret_hash)
+        await release.wait()
+        return grant
+
+    exchange = _exchange(lookup)
+    first = [asyncio.create_task(exchange.token_for("rf_secret")) for _ in range(5)]
+    await _until(lambda: asyncio.sleep(0, bool(calls)), "no look-up began")
+    exchange.forget(api_key_hash("rf_secret"))  # a revocation commits while the query runs
+    release.set()
+    assert all(await asyncio.gather(*first))  # the requests already under way are served
+    assert len(calls) == 1  # concurrent requests shared one query
+    await exchange.token_for("rf_secret")
+    assert len(calls) == 2  # but its answer was not remembered
+    await exchange.token_for("rf_secret")
+    assert len(calls) == 2

@@ -60,13 +60,18 @@ class KeyExchange:
         self._max_entries = max_entries
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[KeyGrant | None]] = {}
+        # Counts forget() calls: a look-up begun before one must not put back what it dropped.
+        self._generation = 0
 
     def forget(self, secret_hash: str | None = None) -> None:
         """Drop what is known of one key (or of all): the next request looks it up again."""
+        self._generation += 1
         if secret_hash is None:
             self._entries.clear()
+            self._inflight.clear()
         else:
             self._entries.pop(secret_hash, None)
+            self._inflight.pop(secret_hash, None)
 
     async def token_for(self, secret: str) -> bytes | None:
         """An access token for the key, or None when the key is unknown, revoked or expired."""
@@ -74,15 +79,19 @@ class KeyExchange:
         now = time.time()
         entry = self._entries.get(digest)
         if entry is None or time.monotonic() - entry.checked_at >= self.recheck_s:
+            generation = self._generation
             grant = await self._look_up(digest)
             entry = _Entry(grant=grant, checked_at=time.monotonic())
             old = self._entries.get(digest)
             if old is not None and old.grant == grant:
                 entry.token, entry.token_expires_at = old.token, old.token_expires_at
-            self._entries[digest] = entry
-            self._entries.move_to_end(digest)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+            # A revocation here while the query ran: its answer may predate it, so it serves only the request that
+            # was already under way and is not remembered for the next ones.
+            if generation == self._generation:
+                self._entries[digest] = entry
+                self._entries.move_to_end(digest)
+                while len(self._entries) > self._max_entries:
+                    self._entries.popitem(last=False)
         grant = entry.grant
         if grant is None or (grant.expires_at is not None and grant.expires_at.timestamp() <= now):
             return None
@@ -103,7 +112,9 @@ class KeyExchange:
         if query is None:
             query = asyncio.ensure_future(self._lookup(digest, datetime.now(UTC)))
             self._inflight[digest] = query
-            query.add_done_callback(lambda _: self._inflight.pop(digest, None))
+            query.add_done_callback(
+                lambda done: self._inflight.pop(digest) if self._inflight.get(digest) is done else None
+            )
         return await asyncio.shield(query)
 
 
