@@ -175,8 +175,9 @@ class World:
         spare = world.ok("POST", "/sessions", {"tree_id": tree["id"]})
         handoff = world.ok("POST", "/handoffs", {"session_id": session["id"], "reason": "fuzz", "priority": "low"})
         world.ok("POST", f"/handoffs/{handoff['id']}/claim")
+        key = world.ok("POST", "/api-keys", {"name": "fuzz", "role": "viewer"})
         world.ids = {"tree_id": tree["id"], "session_id": session["id"], "handoff_id": handoff["id"],
-                     "user_id": target["id"], "spare_session_id": spare["id"]}
+                     "user_id": target["id"], "spare_session_id": spare["id"], "key_id": key["id"]}
         return world
 
     def seed(self, method: str, path: str) -> Any:
@@ -204,6 +205,7 @@ class World:
             ("POST", "/sessions/{session_id}/complete"): {"outcome": "resolved", "summary": "s"},
             ("POST", "/handoffs"): {"session_id": self.ids["spare_session_id"], "reason": "r", "priority": "high"},
             ("POST", "/handoffs/{handoff_id}/resolve"): {"resolution_note": "n"},
+            ("POST", "/api-keys"): {"name": "k", "role": "viewer", "expires_at": "2999-01-01T00:00:00Z"},
         }
         return seeds.get((method, path.removeprefix(API)))
 
@@ -251,6 +253,8 @@ class World:
                 get(f"/handoffs/{handoff['id']}")
         get("/handoffs/stats")
         get("/analytics/flowpilot/escalations?period=7d")
+        for key in pages("/api-keys"):
+            assert "secret" not in key
         return reads
 
     @property

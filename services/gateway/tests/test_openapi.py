@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from rf_contracts.api import handoffs, identity, sessions, trees
+from rf_contracts.api import api_keys, handoffs, identity, sessions, trees
 from rf_testsupport.gateway import Gateway
 
 SPEC_ROUTES = {
@@ -22,6 +22,7 @@ SPEC_ROUTES = {
     ("POST", "/handoffs/{handoff_id}/claim"), ("POST", "/handoffs/{handoff_id}/release"),
     ("POST", "/handoffs/{handoff_id}/resolve"), ("GET", "/handoffs/stats"),
     ("GET", "/analytics/flowpilot/escalations"),
+    ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{key_id}"),
 }
 
 
@@ -55,6 +56,7 @@ def test_every_public_route_is_described(spec: dict[str, Any]) -> None:
     ("post", "/sessions/{session_id}/steps", sessions.StepCreate),
     ("post", "/sessions/{session_id}/complete", sessions.SessionComplete),
     ("post", "/handoffs", handoffs.HandoffCreate),
+    ("post", "/api-keys", api_keys.ApiKeyCreate),
 ])
 def test_request_bodies_are_the_contract_models(spec: dict[str, Any], method: str, path: str, model: type) -> None:
     body = spec["paths"]["/api/v1" + path][method]["requestBody"]
@@ -75,6 +77,8 @@ def test_request_bodies_are_the_contract_models(spec: dict[str, Any], method: st
     ("get", "/handoffs/{handoff_id}", "200", handoffs.HandoffDetail),
     ("get", "/handoffs/stats", "200", handoffs.HandoffStats),
     ("post", "/handoffs/{handoff_id}/claim", "200", handoffs.HandoffRead),
+    ("post", "/api-keys", "201", api_keys.ApiKeyCreated),
+    ("get", "/api-keys", "200", api_keys.ApiKeyPage),
 ])
 def test_success_answers_are_the_contract_models(
     spec: dict[str, Any], method: str, path: str, status: str, model: type
@@ -94,7 +98,7 @@ def test_protected_routes_declare_bearer_auth_and_public_ones_do_not(spec: dict[
 
 def test_forwarded_routes_document_the_gateways_own_failures(spec: dict[str, Any]) -> None:
     for path, ops in spec["paths"].items():
-        if path.startswith(("/api/v1/auth", "/api/v1/users")):
+        if path.startswith(("/api/v1/auth", "/api/v1/users", "/api/v1/api-keys")):
             continue
         for op in ops.values():
             assert {"401", "502", "503", "504"} <= set(op["responses"]), path
@@ -103,12 +107,22 @@ def test_forwarded_routes_document_the_gateways_own_failures(spec: dict[str, Any
 @pytest.mark.parametrize(("method", "path", "status", "code"), [
     ("post", "/auth/register", "403", "registration_closed"),
     ("post", "/auth/password", "403", "wrong_password"),
+    ("post", "/auth/password", "403", "api_key_not_allowed"),
+    ("get", "/auth/me", "403", "api_key_not_allowed"),
+    ("post", "/auth/logout", "403", "api_key_not_allowed"),
+    ("delete", "/api-keys/{key_id}", "404", "api_key_not_found"),
 ])
 def test_coded_errors_document_their_code(spec: dict[str, Any], method: str, path: str, status: str, code: str) -> None:
     answer = spec["paths"]["/api/v1" + path][method]["responses"][status]
     schema = answer["content"]["application/json"]["schema"]
-    assert schema["properties"]["code"]["enum"] == [code]
+    assert code in schema["properties"]["code"]["enum"]
     assert set(schema["required"]) == {"detail", "code"}
+
+
+def test_a_new_keys_422_documents_its_code_besides_the_field_list(spec: dict[str, Any]) -> None:
+    schema = spec["paths"]["/api/v1/api-keys"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["code"]["enum"] == ["api_key_expiry_in_past"]
+    assert schema["required"] == ["detail"]  # a located field problem has no code
 
 
 # 409: a repeat of a POST whose Idempotency-Key is still being processed (every POST).

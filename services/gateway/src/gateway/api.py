@@ -1,5 +1,5 @@
-"""Identity routes (/auth, /users, the internal token-denial feed): parse, authorize, build the command, call
-one handler, return its answer."""
+"""Identity routes (/auth, /users, /api-keys, the internal token-denial feed): parse, authorize, build the command,
+call one handler, return its answer."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from fastapi import APIRouter, Body, Depends, Form, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from gateway.deps import ClientAddress, Db, PasswordHasher, Policy, Principals, Tokens
-from gateway.handlers import auth, denials, users
+from gateway.deps import ClientAddress, Db, Keys, PasswordHasher, Person, PersonAdmin, Policy, Principals, Tokens
+from gateway.handlers import api_keys, auth, denials, users
+from rf_contracts.api.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyPage
 from rf_contracts.api.identity import (
     LoginRequest,
     LogoutRequest,
@@ -28,7 +29,7 @@ from rf_contracts.api.identity import (
     UserRead,
     UserUpdate,
 )
-from rfkit.auth import Admin, CurrentPrincipal, Principal
+from rfkit.auth import Admin, Principal
 
 router = APIRouter()
 
@@ -41,11 +42,15 @@ _CREDENTIALS: Answers = {
 }
 
 
-def _coded(description: str, code: str) -> dict[str, Any]:
+def _coded(description: str, *codes: str) -> dict[str, Any]:
     """An error answer that carries a machine-readable `code` besides its readable `detail`."""
     schema = {"type": "object", "required": ["detail", "code"],
-              "properties": {"detail": {"type": "string"}, "code": {"type": "string", "enum": [code]}}}
+              "properties": {"detail": {"type": "string"}, "code": {"type": "string", "enum": list(codes)}}}
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+# Routes meant for people answer an API key's request so.
+_NOT_FOR_KEYS: Answers = {403: _coded("called with an API key: this route is for people", "api_key_not_allowed")}
 
 
 def _no_store(response: Response) -> None:
@@ -126,14 +131,14 @@ async def refresh(
                               principals=principals)
 
 
-@router.get("/auth/me", tags=["identity"], response_model=MeRead, responses=_401)
-async def me(principal: CurrentPrincipal, db: Db) -> MeRead:
+@router.get("/auth/me", tags=["identity"], response_model=MeRead, responses=_401 | _NOT_FOR_KEYS)
+async def me(principal: Person, db: Db) -> MeRead:
     return await auth.me(account_id=principal.account_id, user_id=principal.user_id, db=db)
 
 
 @router.post("/auth/logout", tags=["identity"], status_code=status.HTTP_204_NO_CONTENT,
-             response_class=Response, responses=_401)
-async def logout(principal: CurrentPrincipal, db: Db, principals: Principals,
+             response_class=Response, responses=_401 | _NOT_FOR_KEYS)
+async def logout(principal: Person, db: Db, principals: Principals,
                  body: Annotated[LogoutRequest | None, Body()] = None) -> Response:
     """Revoke the current access token and its refresh family (and `refresh_token`'s family, when given)."""
     cmd = auth.LogOut(account_id=principal.account_id, user_id=principal.user_id, token_id=principal.token_id,
@@ -144,10 +149,12 @@ async def logout(principal: CurrentPrincipal, db: Db, principals: Principals,
 
 @router.post("/auth/password", tags=["identity"], status_code=status.HTTP_204_NO_CONTENT,
              response_class=Response,
-             responses=_401 | {403: _coded("the current password is incorrect", "wrong_password"),
+             responses=_401 | {403: _coded("the current password is incorrect (wrong_password), or the call is made "
+                                           "with an API key (api_key_not_allowed)",
+                                           "wrong_password", "api_key_not_allowed"),
                                429: {"description": "too many wrong passwords; see Retry-After"}})
 async def change_password(
-    body: PasswordChange, principal: CurrentPrincipal, db: Db, passwords: PasswordHasher, policy: Policy,
+    body: PasswordChange, principal: Person, db: Db, passwords: PasswordHasher, policy: Policy,
     principals: Principals,
 ) -> Response:
     """Change one's own password. The caller's other sessions end; the one making the change goes on."""
@@ -196,6 +203,52 @@ async def reset_password(
     """Set a user's password. Every session of that user ends: they sign in again with the new password."""
     cmd = users.ResetPassword(account_id=principal.account_id, user_id=user_id, new_password=body.new_password)
     await users.reset_password(cmd, db=db, passwords=passwords, principals=principals)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# FastAPI's 422 (each problem located) or expires_at in the past (one sentence, with its code).
+_INVALID_KEY: dict[str, Any] = {
+    "description": "invalid input (each problem located), or expires_at not in the future (code "
+                   "api_key_expiry_in_past)",
+    "content": {"application/json": {"schema": {
+        "type": "object", "required": ["detail"],
+        "properties": {"detail": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+                       "code": {"type": "string", "enum": ["api_key_expiry_in_past"]}},
+    }}},
+}
+_KEY_ADMIN: Answers = _401 | {403: {"description": "role too low, or the call is made with an API key "
+                                                 "(code api_key_not_allowed): keys are managed by people"}}
+
+
+@router.post("/api-keys", tags=["api-keys"], status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated,
+             responses=_KEY_ADMIN | {422: _INVALID_KEY})
+async def create_api_key(body: ApiKeyCreate, principal: PersonAdmin, db: Db) -> ApiKeyCreated:
+    """Create an API key acting with `role` in the caller's account. The answer is the only time its secret is
+    shown: send it as `Authorization: Bearer rf_...`."""
+    cmd = api_keys.CreateApiKey(account_id=principal.account_id, created_by=principal.user_id, name=body.name,
+                                role=body.role, expires_at=body.expires_at)
+    return await api_keys.create_api_key(cmd, db=db)
+
+
+@router.get("/api-keys", tags=["api-keys"], response_model=ApiKeyPage, responses=_KEY_ADMIN)
+async def list_api_keys(
+    principal: PersonAdmin, db: Db,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> ApiKeyPage:
+    """The account's API keys, revoked ones included, oldest first; never their secrets."""
+    return await api_keys.list_api_keys(account_id=principal.account_id, limit=limit, offset=offset, db=db)
+
+
+@router.delete("/api-keys/{key_id}", tags=["api-keys"], status_code=status.HTTP_204_NO_CONTENT,
+               response_class=Response,
+               responses=_KEY_ADMIN | {404: _coded("no such API key in this account", "api_key_not_found")})
+async def revoke_api_key(
+    key_id: UUID, principal: PersonAdmin, db: Db, keys: Keys, tokens: Tokens, principals: Principals
+) -> Response:
+    """Revoke an API key: refused at once by this gateway, within seconds everywhere. Revoking a revoked key is a
+    no-op 204."""
+    cmd = api_keys.RevokeApiKey(account_id=principal.account_id, key_id=key_id)
+    await api_keys.revoke_api_key(cmd, db=db, known=keys, principals=principals, token_ttl_s=tokens.ttl_s)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

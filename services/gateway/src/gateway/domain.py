@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
-from rfkit.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthenticated
+from rfkit.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unauthenticated
 
 # One answer for every credential failure: it never tells whether the email exists.
 BAD_CREDENTIALS = "incorrect email or password"
@@ -16,7 +16,9 @@ EMAIL_TAKEN = "a user with this email already exists"
 
 Role = Literal["viewer", "engineer", "admin"]
 # Why an access token was put on the denial feed (the feed's and the table's vocabulary).
-DenialReason = Literal["revoked", "user_deactivated", "role_changed"]
+DenialReason = Literal["revoked", "user_deactivated", "role_changed", "api_key_revoked"]
+# Every access token the gateway issues for an API key has this `jti` prefix (then the key's id).
+API_KEY_TOKEN_PREFIX = "apikey-"
 
 
 # ---- entities ----------------------------------------------------------------------------------------
@@ -60,6 +62,42 @@ class RefreshToken:
     def usable(self, now: datetime) -> bool:
         """Neither revoked nor expired (a used one is usable only as evidence of reuse)."""
         return self.revoked_at is None and self.expires_at > now
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A machine client's credential in an account: only the secret's hash and first characters are kept."""
+
+    id: UUID
+    account_id: UUID
+    name: str
+    role: Role
+    prefix: str
+    secret_hash: str
+    created_by: UUID
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    def public(self) -> dict[str, Any]:
+        """The key as the API lists it: everything but the secret's hash."""
+        return {k: v for k, v in self.__dict__.items() if k != "secret_hash"}
+
+
+@dataclass(frozen=True)
+class KeyGrant:
+    """A valid API key (not revoked, not expired): whom its requests act as, and until when."""
+
+    key_id: UUID
+    account_id: UUID
+    role: Role
+    expires_at: datetime | None
+
+
+def is_api_key_token(token_id: str) -> bool:
+    """Whether an access token was issued for an API key (its `jti`), rather than for a person's login."""
+    return token_id.startswith(API_KEY_TOKEN_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -215,6 +253,36 @@ class UserNotFound(NotFound):
 
     def __init__(self) -> None:
         super().__init__("user not found")
+
+
+class ApiKeyNotFound(NotFound):
+    """No such API key in the caller's account (another account's key is not told apart)."""
+
+    code = "api_key_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("API key not found")
+
+
+class ApiKeyExpiryInPast(Invalid):
+    """422: a new key's `expires_at` must lie in the future (a key born expired would be useless)."""
+
+    code = "api_key_expiry_in_past"
+
+    def __init__(self) -> None:
+        super().__init__("expires_at must be in the future")
+
+
+class ApiKeyNotAllowed(Forbidden):
+    """403: a route meant for a person (their profile, password, logout, managing API keys) called with an API key.
+
+    Keys cannot manage keys: a leaked admin key must not be a way to mint keys that outlive its revocation.
+    """
+
+    code = "api_key_not_allowed"
+
+    def __init__(self) -> None:
+        super().__init__("this route is for people signed in with a password, not for API keys")
 
 
 # ---- rules -------------------------------------------------------------------------------------------

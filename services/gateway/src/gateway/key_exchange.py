@@ -11,8 +11,6 @@ process sees the revocation at its next look-up (within `recheck_s`).
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -23,39 +21,19 @@ from uuid import UUID
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.security import TokenIssuer
-from rfkit.auth import Role
+from gateway.domain import API_KEY_TOKEN_PREFIX, KeyGrant
+from gateway.security import KEY_PREFIX, TokenIssuer, api_key_hash
+from rfkit.errors import Unavailable
 
-KEY_PREFIX = "rf_"
-# How many characters of a secret are kept in clear so that a person can recognise a key in a list.
-SHOWN_PREFIX = 7
+# The request scope's mark of a request whose key this process's exchange vouched for (gateway.principals).
+EXCHANGED = "rf.api_key_exchanged"
 # A minted token is replaced this long before it expires, so a forwarded request never carries a dying token.
 _RENEW_BEFORE_S = 60
 
 
-def new_api_key_secret() -> str:
-    """`rf_` and 256 random bits."""
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def api_key_hash(secret: str) -> str:
-    # A plain hash suffices: the secret is 256 random bits, not a password.
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
 def api_key_token_id(key_id: UUID) -> str:
     """The `jti` of every access token issued for the key: one denial covers them all."""
-    return f"apikey-{key_id}"
-
-
-@dataclass(frozen=True)
-class KeyGrant:
-    """A valid key: who it acts as, and until when."""
-
-    key_id: UUID
-    account_id: UUID
-    role: Role
-    expires_at: datetime | None
+    return f"{API_KEY_TOKEN_PREFIX}{key_id}"
 
 
 # (secret hash, now) -> the grant of a valid key (not revoked, not expired), recording its use; else None.
@@ -82,13 +60,18 @@ class KeyExchange:
         self._max_entries = max_entries
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[KeyGrant | None]] = {}
+        # Counts forget() calls: a look-up begun before one must not put back what it dropped.
+        self._generation = 0
 
     def forget(self, secret_hash: str | None = None) -> None:
         """Drop what is known of one key (or of all): the next request looks it up again."""
+        self._generation += 1
         if secret_hash is None:
             self._entries.clear()
+            self._inflight.clear()
         else:
             self._entries.pop(secret_hash, None)
+            self._inflight.pop(secret_hash, None)
 
     async def token_for(self, secret: str) -> bytes | None:
         """An access token for the key, or None when the key is unknown, revoked or expired."""
@@ -96,15 +79,19 @@ class KeyExchange:
         now = time.time()
         entry = self._entries.get(digest)
         if entry is None or time.monotonic() - entry.checked_at >= self.recheck_s:
+            generation = self._generation
             grant = await self._look_up(digest)
             entry = _Entry(grant=grant, checked_at=time.monotonic())
             old = self._entries.get(digest)
             if old is not None and old.grant == grant:
                 entry.token, entry.token_expires_at = old.token, old.token_expires_at
-            self._entries[digest] = entry
-            self._entries.move_to_end(digest)
-            while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+            # A revocation here while the query ran: its answer may predate it, so it serves only the request that
+            # was already under way and is not remembered for the next ones.
+            if generation == self._generation:
+                self._entries[digest] = entry
+                self._entries.move_to_end(digest)
+                while len(self._entries) > self._max_entries:
+                    self._entries.popitem(last=False)
         grant = entry.grant
         if grant is None or (grant.expires_at is not None and grant.expires_at.timestamp() <= now):
             return None
@@ -125,7 +112,9 @@ class KeyExchange:
         if query is None:
             query = asyncio.ensure_future(self._lookup(digest, datetime.now(UTC)))
             self._inflight[digest] = query
-            query.add_done_callback(lambda _: self._inflight.pop(digest, None))
+            query.add_done_callback(
+                lambda done: self._inflight.pop(digest) if self._inflight.get(digest) is done else None
+            )
         return await asyncio.shield(query)
 
 
@@ -147,8 +136,15 @@ class ApiKeyAuth:
                 if scheme.lower() == b"bearer" and credential.startswith(KEY_PREFIX.encode()):
                     exchange: KeyExchange | None = getattr(scope["app"].state, "key_exchange", None)
                     token = None
-                    if exchange is not None:
-                        token = await exchange.token_for(credential.decode("latin-1"))
+                    try:
+                        if exchange is not None:
+                            token = await exchange.token_for(credential.decode("latin-1"))
+                    except Unavailable as exc:
+                        # Raised here, outside the routes: the app's exception handlers do not see it.
+                        busy = JSONResponse({"detail": exc.detail, "code": exc.code}, status_code=503,
+                                            headers={"Retry-After": str(exc.retry_after_s or 1)})
+                        await busy(scope, receive, send)
+                        return
                     if token is None:
                         answer = JSONResponse(
                             {"detail": "invalid API key: unknown, revoked or expired", "code": "invalid_api_key"},
@@ -158,6 +154,6 @@ class ApiKeyAuth:
                         return
                     swapped = list(headers)
                     swapped[index] = (b"authorization", b"Bearer " + token)
-                    scope = {**scope, "headers": swapped}
+                    scope = {**scope, "headers": swapped, EXCHANGED: token}
                 break
         await self.app(scope, receive, send)

@@ -1,12 +1,14 @@
-"""The check every authenticated request goes through here: the token's user still stands as the token says."""
+"""The check every authenticated request goes through here: the token's user (or API key) still stands as the token
+says."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from uuid import UUID
 
-from gateway.domain import PrincipalState, TokenRejected
+from gateway.domain import API_KEY_TOKEN_PREFIX, KeyGrant, PrincipalState, TokenRejected, is_api_key_token
 from gateway.uow import GatewayUnitOfWork
 from rfkit.auth import Principal
 from rfkit.db import Database
@@ -45,6 +47,11 @@ class PrincipalCheck:
 
     rfkit.auth calls it (as `app.state.principal_check`) after the signature, issuer, audience and expiry checks.
     Identity use cases that revoke anything clear `cache`.
+
+    A token issued for an API key (gateway.key_exchange) has no user: when this process's exchange has just
+    swapped the key for it (`exchanged`), the exchange vouched for the key at most `recheck_s` ago and nothing is
+    looked up; such a token presented as it is (it never leaves the gateway and the services, but if it did) is
+    checked against its key instead (not revoked, not expired, same account and role).
     """
 
     def __init__(self, db: Database, cache: PrincipalCache) -> None:
@@ -52,8 +59,12 @@ class PrincipalCheck:
         self.cache = cache
         self._inflight: dict[tuple[str, int], asyncio.Future[PrincipalState | None]] = {}
 
-    async def __call__(self, principal: Principal) -> None:
+    async def __call__(self, principal: Principal, *, exchanged: bool = False) -> None:
         cache = self.cache
+        if is_api_key_token(principal.token_id):
+            if not exchanged:
+                await self._check_key(principal)
+            return
         if cache.is_fresh(principal.token_id):
             return
         generation = cache.generation
@@ -80,6 +91,24 @@ class PrincipalCheck:
             raise TokenRejected("role changed, refresh the token")
         cache.remember(principal.token_id, generation)
 
+    async def _check_key(self, principal: Principal) -> None:
+        # All of a key's tokens share one `jti`: remembered with what else the token claims.
+        remembered = f"{principal.token_id} {principal.account_id} {principal.role}"
+        if self.cache.is_fresh(remembered):
+            return
+        generation = self.cache.generation
+        async with self._db.unit_of_work(GatewayUnitOfWork) as uow:
+            grant = await uow.api_keys.grant_by_id_any_account(key_id=principal.user_id, now=datetime.now(UTC))
+        if not _token_of(grant, principal):
+            raise TokenRejected("API key revoked, expired or unknown")
+        self.cache.remember(remembered, generation)
+
     async def _state(self, user_id: UUID, token_id: str) -> PrincipalState | None:
         async with self._db.unit_of_work(GatewayUnitOfWork) as uow:
             return await uow.users.principal_state_any_account(user_id=user_id, token_id=token_id)
+
+
+def _token_of(grant: KeyGrant | None, principal: Principal) -> bool:
+    """Whether the token is one the exchange would issue for this (valid) key now."""
+    return (grant is not None and principal.token_id == f"{API_KEY_TOKEN_PREFIX}{grant.key_id}"
+            and grant.account_id == principal.account_id and grant.role == principal.role)

@@ -1,9 +1,9 @@
-"""The gateway's only SQL: its tables (accounts, users, refresh tokens, revoked access tokens, login attempts)
-and one repository per subject over a unit of work's session."""
+"""The gateway's only SQL: its tables (accounts, users, refresh tokens, revoked access tokens, login attempts,
+API keys) and one repository per subject over a unit of work's session."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -13,10 +13,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain import (
+    API_KEY_TOKEN_PREFIX,
     Account,
+    ApiKey,
     AttemptLimit,
     DenialReason,
     EmailTaken,
+    KeyGrant,
     PrincipalState,
     RefreshToken,
     TokenDenial,
@@ -95,7 +98,8 @@ revoked_access_tokens = sa.Table(
     sa.Column("reason", sa.Text, nullable=False, server_default="revoked"),
     sa.Column("txid", Xid8, nullable=False, server_default=sa.text("pg_current_xact_id()")),
     sa.CheckConstraint(
-        "reason IN ('revoked', 'user_deactivated', 'role_changed')", name="ck_revoked_access_tokens_reason"
+        "reason IN ('revoked', 'user_deactivated', 'role_changed', 'api_key_revoked')",
+        name="ck_revoked_access_tokens_reason",
     ),
     sa.Index("ix_revoked_access_tokens_expires", "expires_at"),
     sa.Index("uq_revoked_access_tokens_seq", "seq", unique=True),
@@ -111,6 +115,29 @@ login_attempts = sa.Table(
     sa.Index("ix_login_attempts_key", "scope", "key", "attempted_at"),
     sa.Index("ix_login_attempts_time", "attempted_at"),
 )
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("account_id", sa.Uuid, sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("prefix", sa.Text, nullable=False),
+    # sha256 of the secret (gateway.security.api_key_hash); the secret itself is never stored.
+    sa.Column("secret_hash", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Uuid, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("last_used_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint("role IN ('viewer', 'engineer', 'admin')", name="ck_api_keys_role"),
+    sa.Index("uq_api_keys_secret_hash", "secret_hash", unique=True),
+    sa.Index("ix_api_keys_account_created", "account_id", "created_at", "id"),
+)
+
+# How often a key's use is written down at most: a busy key must not turn every look-up into a row update.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
 # The unique index a second user with a taken email runs into.
@@ -337,6 +364,96 @@ class TokenRepository:
         """Housekeeping, system-wide: denied access tokens past their expiry and refresh tokens past theirs."""
         await _delete_unlocked(self._session, revoked_access_tokens.c.jti, revoked_access_tokens.c.expires_at < now)
         await _delete_unlocked(self._session, refresh_tokens.c.id, refresh_tokens.c.expires_at < now)
+
+
+class ApiKeyRepository:
+    """API keys of an account, and the system-wide look-ups of a presented key (its secret names its account)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def add(self, *, key: ApiKey) -> None:
+        await self._session.execute(sa.insert(api_keys).values(**key.__dict__))
+
+    async def get(self, *, account_id: UUID, key_id: UUID, lock: bool = False) -> ApiKey | None:
+        query = sa.select(api_keys).where(api_keys.c.id == key_id, api_keys.c.account_id == account_id)
+        if lock:
+            query = query.with_for_update()
+        row = (await self._session.execute(query)).first()
+        return None if row is None else ApiKey(**row._mapping)
+
+    async def page(self, *, account_id: UUID, limit: int, offset: int) -> tuple[list[ApiKey], int]:
+        """A page of the account's keys (revoked ones too), oldest first, and how many it has in all."""
+        total = await self._session.scalar(
+            sa.select(sa.func.count()).select_from(api_keys).where(api_keys.c.account_id == account_id)
+        )
+        rows = await self._session.execute(
+            sa.select(api_keys).where(api_keys.c.account_id == account_id)
+            .order_by(api_keys.c.created_at, api_keys.c.id).limit(limit).offset(offset)
+        )
+        return [ApiKey(**r._mapping) for r in rows], int(total or 0)
+
+    async def revoke(self, *, account_id: UUID, key_id: UUID, now: datetime, deny_until: datetime) -> bool:
+        """Revoke the key (False: it was revoked already, nothing changes) and deny every access token issued for
+        it, through the feed the other services follow, until `deny_until` (when the last of them has expired)."""
+        revoked = await self._session.scalar(
+            sa.update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.account_id == account_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now).returning(api_keys.c.id)
+        )
+        if revoked is None:
+            return False
+        await self._session.execute(
+            pg_insert(revoked_access_tokens)
+            .values(jti=f"{API_KEY_TOKEN_PREFIX}{key_id}", user_id=key_id, expires_at=deny_until,
+                    reason="api_key_revoked")
+            .on_conflict_do_nothing(index_elements=["jti"])
+        )
+        return True
+
+    async def grant_by_secret_any_account(self, *, secret_hash: str, now: datetime) -> KeyGrant | None:
+        """The grant of a valid key (not revoked, not expired) by its secret's hash, recording its use (at most once
+        per LAST_USED_GRANULARITY); None for any other secret.
+
+        System-wide on purpose: the secret (256 random bits) is the credential, and it names its account.
+        """
+        valid = sa.and_(
+            api_keys.c.secret_hash == secret_hash, api_keys.c.revoked_at.is_(None),
+            sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
+        )
+        row = (
+            await self._session.execute(
+                sa.select(api_keys.c.id, api_keys.c.account_id, api_keys.c.role, api_keys.c.expires_at,
+                          api_keys.c.last_used_at).where(valid)
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.last_used_at is None or row.last_used_at <= now - LAST_USED_GRANULARITY:
+            # Conditional again in SQL: of several gateways looking the key up at once, one writes.
+            await self._session.execute(
+                sa.update(api_keys).where(
+                    api_keys.c.id == row.id,
+                    sa.or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at <= now - LAST_USED_GRANULARITY),
+                ).values(last_used_at=now)
+            )
+        return KeyGrant(key_id=row.id, account_id=row.account_id, role=row.role, expires_at=row.expires_at)
+
+    async def grant_by_id_any_account(self, *, key_id: UUID, now: datetime) -> KeyGrant | None:
+        """The grant of a valid key by its id (the `sub` of its tokens); None: unknown, revoked or expired.
+
+        System-wide on purpose: the caller compares the key's account with that of the token it checks.
+        """
+        row = (
+            await self._session.execute(
+                sa.select(api_keys.c.id, api_keys.c.account_id, api_keys.c.role, api_keys.c.expires_at).where(
+                    api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None),
+                    sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now),
+                )
+            )
+        ).first()
+        return None if row is None else KeyGrant(key_id=row.id, account_id=row.account_id, role=row.role,
+                                                 expires_at=row.expires_at)
 
 
 class AttemptRepository:

@@ -1,4 +1,4 @@
-"""Credentials: the signing key, password hashing, access-token issuing and opaque refresh tokens."""
+"""Credentials: the signing key, password hashing, access-token issuing, opaque refresh tokens and API-key secrets."""
 
 from __future__ import annotations
 
@@ -92,3 +92,18 @@ def new_refresh_token() -> str:
 def refresh_token_hash(token: str) -> str:
     # A plain hash suffices (no salt, no slow hash): the token is a 256-bit random value, not a password.
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+KEY_PREFIX = "rf_"
+# How many characters of a secret are kept in clear so that a person can recognise a key in a list.
+SHOWN_PREFIX = 7
+
+
+def new_api_key_secret() -> str:
+    """`rf_` and 256 random bits."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def api_key_hash(secret: str) -> str:
+    # A plain hash suffices: the secret is 256 random bits, not a password.
+    return hashlib.sha256(secret.encode()).hexdigest()

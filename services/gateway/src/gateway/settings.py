@@ -66,6 +66,10 @@ class Settings(ServiceSettings):
 
     # How long a token's "user still active, token not revoked" answer may be reused (per process).
     principal_cache_ttl_s: float = Field(default=1.0, ge=0, le=5)
+    # How long a process trusts its last look-up of an API key (RF_API_KEY_RECHECK_S): a key revoked through
+    # another gateway process stops working here within this. Bounded well below the margin by which a revoked
+    # key's denial outlives its tokens (gateway.handlers.api_keys).
+    api_key_recheck_s: float = Field(default=2.0, gt=0, le=30)
 
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65_536, ge=8)
