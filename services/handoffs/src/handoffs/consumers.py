@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from handoffs import handlers
+from handoffs.uow import HandoffsUnitOfWork
 from rf_contracts import Event, SessionCompleted, topics
-from rfkit.db import UnitOfWork
 from rfkit.service import ServiceRuntime
 
 SESSION_COMPLETED_CONSUMER = "handoffs.session-completed"
 
 
-async def on_session_completed(uow: UnitOfWork, events: list[Event]) -> None:
+async def on_session_completed(uow: HandoffsUnitOfWork, events: list[Event]) -> None:
     """Apply a batch in arrival order, in the transaction that also marks the events as processed."""
     for event in events:
         if isinstance(event, SessionCompleted):
@@ -18,9 +18,10 @@ async def on_session_completed(uow: UnitOfWork, events: list[Event]) -> None:
 
 
 def register(runtime: ServiceRuntime) -> None:
-    runtime.consumer(
+    consumer = runtime.consumer(
         name=SESSION_COMPLETED_CONSUMER,
         topics=[topics.SESSION_COMPLETED],
         handler=on_session_completed,
         batch=True,
     )
+    consumer.unit_of_work = HandoffsUnitOfWork

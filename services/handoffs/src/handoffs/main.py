@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from handoffs import api, consumers
-from handoffs.sessions_client import SessionsClient
+from handoffs.clients import SessionsClient
 from handoffs.settings import Settings
 from rfkit.service import ServiceRuntime
 from rfkit.web import build_app

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -12,8 +11,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.domain import LIVE_STATUSES, Action, Status
-from rfkit.errors import NotFound
+from handoffs.domain import (
+    LIVE_STATUSES,
+    Action,
+    Handoff,
+    HandoffNotFound,
+    HistoryEntry,
+    QueueCounts,
+    Status,
+)
 
 metadata = sa.MetaData()
 
@@ -99,6 +105,16 @@ completed_sessions = sa.Table(
 _LIVE = [s.value for s in LIVE_STATUSES]
 _LIVE_PREDICATE = "status IN (" + ", ".join(f"'{s}'" for s in _LIVE) + ")"  # as in ux_handoffs_live_session
 _QUEUE_ORDER = (handoffs.c.priority_rank.desc(), handoffs.c.requested_at.asc(), handoffs.c.id.asc())
+# The handoff's own columns (priority_rank is the database's, for ordering only).
+_HANDOFF_COLUMNS = [c for c in handoffs.c if c.name != "priority_rank"]
+
+
+def _handoff(row: Row[Any]) -> Handoff:
+    return Handoff(**row._mapping)
+
+
+def _maybe(row: Row[Any] | None) -> Handoff | None:
+    return _handoff(row) if row is not None else None
 
 
 class HandoffRepository:
@@ -138,7 +154,7 @@ class HandoffRepository:
 
     # --- handoffs
 
-    async def insert_live(self, *, values: dict[str, Any]) -> Row[Any] | None:
+    async def insert_live(self, *, values: dict[str, Any]) -> Handoff | None:
         """Insert a new open handoff unless its session already has a live one (then None)."""
         stmt = (
             insert(handoffs)
@@ -149,35 +165,35 @@ class HandoffRepository:
                 # the partial index matches and PostgreSQL refuses the ON CONFLICT inference.
                 index_where=sa.text(_LIVE_PREDICATE),
             )
-            .returning(*handoffs.c)
+            .returning(*_HANDOFF_COLUMNS)
         )
-        return (await self.session.execute(stmt)).first()
+        return _maybe((await self.session.execute(stmt)).first())
 
     async def live_for_session(
         self, *, account_id: UUID, session_id: UUID, for_update: bool = False
-    ) -> Row[Any] | None:
-        stmt = sa.select(handoffs).where(
+    ) -> Handoff | None:
+        stmt = sa.select(*_HANDOFF_COLUMNS).where(
             handoffs.c.account_id == account_id,
             handoffs.c.session_id == session_id,
             handoffs.c.status.in_(_LIVE),
         )
         if for_update:
             stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).first()
+        return _maybe((await self.session.execute(stmt)).first())
 
-    async def get(self, *, account_id: UUID, handoff_id: UUID, for_update: bool = False) -> Row[Any]:
-        """The handoff, or NotFound (also when it belongs to another account)."""
-        stmt = sa.select(handoffs).where(handoffs.c.id == handoff_id, handoffs.c.account_id == account_id)
+    async def get(self, *, account_id: UUID, handoff_id: UUID, for_update: bool = False) -> Handoff:
+        """The handoff, or HandoffNotFound (also when it belongs to another account)."""
+        stmt = sa.select(*_HANDOFF_COLUMNS).where(handoffs.c.id == handoff_id, handoffs.c.account_id == account_id)
         if for_update:
             stmt = stmt.with_for_update()
         row = (await self.session.execute(stmt)).first()
         if row is None:
-            raise NotFound("handoff not found")
-        return row
+            raise HandoffNotFound("handoff not found")
+        return _handoff(row)
 
     async def claim_if_open(
         self, *, account_id: UUID, handoff_id: UUID, user_id: UUID, at: datetime
-    ) -> Row[Any] | None:
+    ) -> Handoff | None:
         """The claim race in one statement: exactly one of any number of concurrent claimers gets the row back.
 
         PostgreSQL re-checks `status = 'open'` on the latest row version after waiting for a concurrent
@@ -198,11 +214,11 @@ class HandoffRepository:
                 version=handoffs.c.version + 1,
                 updated_at=at,
             )
-            .returning(*handoffs.c)
+            .returning(*_HANDOFF_COLUMNS)
         )
-        return (await self.session.execute(stmt)).first()
+        return _maybe((await self.session.execute(stmt)).first())
 
-    async def release(self, *, account_id: UUID, handoff_id: UUID, at: datetime) -> Row[Any]:
+    async def release(self, *, account_id: UUID, handoff_id: UUID, at: datetime) -> Handoff:
         """Back to open (the caller holds the row lock and checked the rules)."""
         return await self._change(
             account_id,
@@ -216,7 +232,7 @@ class HandoffRepository:
 
     async def resolve(
         self, *, account_id: UUID, handoff_id: UUID, resolved_by: UUID, at: datetime, note: str | None
-    ) -> Row[Any]:
+    ) -> Handoff:
         """Resolved for good; the last claim (if any) is kept, analytics measure from it."""
         return await self._change(
             account_id,
@@ -229,36 +245,36 @@ class HandoffRepository:
             updated_at=at,
         )
 
-    async def _change(self, account_id: UUID, handoff_id: UUID, **values: Any) -> Row[Any]:
+    async def _change(self, account_id: UUID, handoff_id: UUID, **values: Any) -> Handoff:
         stmt = (
             sa.update(handoffs)
             .where(handoffs.c.id == handoff_id, handoffs.c.account_id == account_id)
             .values(version=handoffs.c.version + 1, **values)
-            .returning(*handoffs.c)
+            .returning(*_HANDOFF_COLUMNS)
         )
         row = (await self.session.execute(stmt)).first()
         if row is None:
-            raise NotFound("handoff not found")
-        return row
+            raise HandoffNotFound("handoff not found")
+        return _handoff(row)
 
     # --- history
 
     async def add_history(
         self,
-        row: Row[Any],
         *,
+        handoff: Handoff,
         action: Action,
         actor_id: UUID,
         at: datetime,
         actor_type: str = "user",
         note: str | None = None,
     ) -> None:
-        """Record the change that gave `row` (the handoff as just written) its version."""
+        """Record the change that gave `handoff` (as just written) its version."""
         await self.session.execute(
             sa.insert(history).values(
-                handoff_id=row.id,
-                account_id=row.account_id,
-                version=row.version,
+                handoff_id=handoff.id,
+                account_id=handoff.account_id,
+                version=handoff.version,
                 action=action.value,
                 actor_id=actor_id,
                 actor_type=actor_type,
@@ -267,13 +283,20 @@ class HandoffRepository:
             )
         )
 
-    async def history_of(self, *, account_id: UUID, handoff_id: UUID) -> Sequence[Row[Any]]:
+    async def history_of(self, *, account_id: UUID, handoff_id: UUID) -> list[HistoryEntry]:
         stmt = (
-            sa.select(history)
+            sa.select(
+                history.c.action,
+                history.c.actor_id,
+                history.c.actor_type,
+                history.c.at,
+                history.c.version,
+                history.c.note,
+            )
             .where(history.c.account_id == account_id, history.c.handoff_id == handoff_id)
             .order_by(history.c.version)
         )
-        return (await self.session.execute(stmt)).all()
+        return [HistoryEntry(**r._mapping) for r in (await self.session.execute(stmt)).all()]
 
     # --- the queue
 
@@ -285,7 +308,7 @@ class HandoffRepository:
         claimed_by: UUID | None,
         limit: int,
         offset: int,
-    ) -> tuple[Sequence[Row[Any]], int]:
+    ) -> tuple[list[Handoff], int]:
         """One page of the queue, most urgent first, then oldest first; and the total that matches."""
         conditions: list[sa.ColumnElement[bool]] = [handoffs.c.account_id == account_id]
         if status == Action.RELEASED.value:
@@ -298,12 +321,12 @@ class HandoffRepository:
         total = await self.session.scalar(sa.select(sa.func.count()).select_from(handoffs).where(*conditions))
         rows = (
             await self.session.execute(
-                sa.select(handoffs).where(*conditions).order_by(*_QUEUE_ORDER).limit(limit).offset(offset)
+                sa.select(*_HANDOFF_COLUMNS).where(*conditions).order_by(*_QUEUE_ORDER).limit(limit).offset(offset)
             )
         ).all()
-        return rows, int(total or 0)
+        return [_handoff(r) for r in rows], int(total or 0)
 
-    async def stats(self, *, account_id: UUID, now: datetime) -> dict[str, Any]:
+    async def stats(self, *, account_id: UUID, now: datetime) -> QueueCounts:
         """Counts, the oldest open request time, and the median wait of the claims made in the last 24 h."""
         counts = (
             await self.session.execute(
@@ -328,9 +351,9 @@ class HandoffRepository:
                 history.c.at <= now,
             )
         )
-        return {
-            "open": int(counts.open),
-            "claimed": int(counts.claimed),
-            "oldest_open_requested_at": counts.oldest_open_requested_at,
-            "median_wait_to_claim_seconds": float(median) if median is not None else None,
-        }
+        return QueueCounts(
+            open=int(counts.open),
+            claimed=int(counts.claimed),
+            oldest_open_requested_at=counts.oldest_open_requested_at,
+            median_wait_to_claim_seconds=float(median) if median is not None else None,
+        )
