@@ -8,7 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Query
 
 from handoffs import handlers
-from handoffs.deps import CurrentPrincipal, Db, Engineer, SessionsLookup, actor_of
+from handoffs.deps import Admin, CurrentPrincipal, Db, Engineer, SessionsLookup, actor_of
 from rf_contracts.api.handoffs import (
     HandoffCreate,
     HandoffDetail,
@@ -16,6 +16,7 @@ from rf_contracts.api.handoffs import (
     HandoffRead,
     HandoffResolve,
     HandoffStats,
+    StalePolicy,
     StatusFilter,
 )
 
@@ -70,6 +71,25 @@ async def list_handoffs(
 async def handoff_stats(principal: CurrentPrincipal, db: Db) -> HandoffStats:
     """The queue stat card of the caller's account."""
     return await handlers.queue_stats(db=db, account_id=principal.account_id)
+
+
+# Declared before /handoffs/{handoff_id} so that "policy" is not taken for an id.
+@router.get("/handoffs/policy", responses=_errors(403))
+async def get_stale_policy(principal: Engineer, db: Db) -> StalePolicy:
+    """The account's stale-claim policy (engineer+); never stale until an admin sets one."""
+    return await handlers.get_stale_policy(db=db, account_id=principal.account_id)
+
+
+@router.put("/handoffs/policy", responses=_errors(403))
+async def put_stale_policy(body: StalePolicy, principal: Admin, db: Db) -> StalePolicy:
+    """Replace the account's stale-claim policy (admin); it applies to the claims already running."""
+    command = handlers.SetStalePolicy(
+        account_id=principal.account_id,
+        user_id=principal.user_id,
+        stale_after_seconds=body.stale_after_seconds,
+        auto_release=body.auto_release,
+    )
+    return await handlers.set_stale_policy(command, db=db)
 
 
 @router.get("/handoffs/{handoff_id}", responses=_errors(404))

@@ -1,4 +1,4 @@
-"""Events the handoffs service consumes: a completed session resolves its open or claimed handoff."""
+"""Events the handoffs service consumes: a completed session resolves its handoff; steps keep claims fresh."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from rf_contracts import Event, SessionCompleted, topics
 from rfkit.service import ServiceRuntime
 
 SESSION_COMPLETED_CONSUMER = "handoffs.session-completed"
+STEP_CREATED_CONSUMER = "handoffs.step-created"
 
 
 async def on_session_completed(uow: HandoffsUnitOfWork, events: list[Event]) -> None:
@@ -15,6 +16,11 @@ async def on_session_completed(uow: HandoffsUnitOfWork, events: list[Event]) -> 
     for event in events:
         if isinstance(event, SessionCompleted):
             await handlers.complete_session(event, uow)
+
+
+async def on_step_created(uow: HandoffsUnitOfWork, events: list[Event]) -> None:
+    """Remember each session's newest step: the stale-claim detector asks whether one came since the claim."""
+    await handlers.record_steps(events, uow)
 
 
 def register(runtime: ServiceRuntime) -> None:
@@ -25,3 +31,10 @@ def register(runtime: ServiceRuntime) -> None:
         batch=True,
     )
     consumer.unit_of_work = HandoffsUnitOfWork
+    steps = runtime.consumer(
+        name=STEP_CREATED_CONSUMER,
+        topics=[topics.STEP_CREATED],
+        handler=on_step_created,
+        batch=True,
+    )
+    steps.unit_of_work = HandoffsUnitOfWork

@@ -22,6 +22,12 @@ class Action(StrEnum):
     CLAIMED = "claimed"
     RELEASED = "released"
     RESOLVED = "resolved"
+    # Only in the history: the system found the claim stale (the handoff stays claimed unless auto-released).
+    STALE = "stale"
+
+
+# The history note of a release the system made because the claim went stale.
+STALE_RELEASE_NOTE = "stale"
 
 
 LIVE_STATUSES = (Status.OPEN, Status.CLAIMED)
@@ -101,6 +107,12 @@ class Handoff:
     resolved_at: datetime | None
     resolution_note: str | None
     updated_at: datetime
+    # claimed_at + stale_after_seconds once the current claim was found stale; None otherwise.
+    stale_since: datetime | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self.status == Status.CLAIMED and self.stale_since is not None
 
     def state(self) -> HandoffState:
         return HandoffState(id=self.id, status=self.status, claimed_by=self.claimed_by)
@@ -111,11 +123,40 @@ class HistoryEntry:
     """One change of a handoff, and the version it produced."""
 
     action: str
-    actor_id: UUID
+    actor_id: UUID | None
     actor_type: str
     at: datetime
     version: int
     note: str | None
+
+
+@dataclass(frozen=True)
+class StalePolicy:
+    """An account's rule for stale claims; the default (no policy set) never calls a claim stale."""
+
+    stale_after_seconds: int | None = None
+    auto_release: bool = False
+
+
+@dataclass(frozen=True)
+class DueStaleClaim:
+    """A claim past its deadline with no step on its session since it was made (locked for this transaction)."""
+
+    handoff_id: UUID
+    account_id: UUID
+    deadline: datetime
+    auto_release: bool
+
+
+@dataclass(frozen=True)
+class StaleClaimFound:
+    """What the detector did with one claim: marked it stale, and released it if the policy says so."""
+
+    handoff_id: UUID
+    account_id: UUID
+    deadline: datetime
+    found_at: datetime
+    auto_released: bool
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,20 @@ from typing import Any
 from uuid import UUID
 
 from handoffs import domain
-from handoffs.domain import Action, Actor, Handoff, Status
+from handoffs.domain import Action, Actor, Handoff, StaleClaimFound, StalePolicy, Status
 from handoffs.ports import SessionLookup
 from handoffs.uow import HandoffsUnitOfWork
-from rf_contracts import HandoffClaimed, HandoffReleased, HandoffRequested, HandoffResolved, SessionCompleted
+from rf_contracts import (
+    Event,
+    HandoffClaimed,
+    HandoffReleased,
+    HandoffRequested,
+    HandoffResolved,
+    HandoffStale,
+    SessionCompleted,
+    StepCreated,
+)
+from rf_contracts.api import handoffs as api_models
 from rf_contracts.api.handoffs import HandoffDetail, HandoffHistoryEntry, HandoffPage, HandoffRead, HandoffStats
 from rfkit.db import Database
 
@@ -56,11 +66,22 @@ class ResolveHandoff:
     note: str | None
 
 
+@dataclass(frozen=True)
+class SetStalePolicy:
+    account_id: UUID
+    user_id: UUID
+    stale_after_seconds: int | None
+    auto_release: bool
+
+
 # --- helpers
 
 
 def _read(row: Handoff) -> HandoffRead:
-    return HandoffRead.model_validate(dataclasses.asdict(row))
+    fields = dataclasses.asdict(row)
+    if not row.stale:
+        fields["stale_since"] = None
+    return HandoffRead.model_validate({**fields, "stale": row.stale})
 
 
 def _common(row: Handoff, at: datetime) -> dict[str, Any]:
@@ -231,7 +252,81 @@ async def complete_session(event: SessionCompleted, uow: HandoffsUnitOfWork) -> 
     uow.collect(HandoffResolved(**_common(row, now), resolved_by=resolver, resolved_at=now))
 
 
+async def record_steps(events: list[Event], uow: HandoffsUnitOfWork) -> None:
+    """Remember the newest step per session: a claim has had a step since it was made iff that step is not older.
+
+    Idempotent and order tolerant by itself (a maximum): a step arriving before its claim, twice, or after an
+    older one leaves the same answer.
+    """
+    latest: dict[tuple[UUID, UUID], datetime] = {}
+    for event in events:
+        if isinstance(event, StepCreated):
+            key = (event.account_id, event.session_id)
+            if key not in latest or event.created_at > latest[key]:
+                latest[key] = event.created_at
+    await uow.handoffs.record_steps(latest=latest)
+
+
+async def mark_stale_claims(*, db: Database, now: datetime, limit: int) -> list[StaleClaimFound]:
+    """Mark the claims past their account's deadline with no step since they were made, once per claim.
+
+    Marking grows the version (a change like any other, with its `handoff.stale` event); with the account's
+    auto_release the system then releases the claim (`released_by` null, history note "stale").
+    """
+    found: list[StaleClaimFound] = []
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        repo = uow.handoffs
+        for due in await repo.due_stale_claims_system_wide(now=now, limit=limit):
+            row = await repo.mark_stale(
+                account_id=due.account_id, handoff_id=due.handoff_id, stale_since=due.deadline, at=now
+            )
+            await repo.add_history(handoff=row, action=Action.STALE, actor_id=None, actor_type="system", at=now)
+            assert row.claimed_by is not None and row.claimed_at is not None  # a due claim is claimed
+            uow.collect(
+                HandoffStale(**_common(row, now), claimed_by=row.claimed_by, claimed_at=row.claimed_at, stale_at=now)
+            )
+            if due.auto_release:
+                row = await repo.release(account_id=due.account_id, handoff_id=due.handoff_id, at=now)
+                await repo.add_history(
+                    handoff=row,
+                    action=Action.RELEASED,
+                    actor_id=None,
+                    actor_type="system",
+                    at=now,
+                    note=domain.STALE_RELEASE_NOTE,
+                )
+                uow.collect(HandoffReleased(**_common(row, now), released_by=None, released_at=now))
+            found.append(
+                StaleClaimFound(
+                    handoff_id=due.handoff_id,
+                    account_id=due.account_id,
+                    deadline=due.deadline,
+                    found_at=now,
+                    auto_released=due.auto_release,
+                )
+            )
+    return found
+
+
+async def set_stale_policy(cmd: SetStalePolicy, *, db: Database) -> api_models.StalePolicy:
+    """Replace the account's stale policy; it applies to the claims already running from the detector's next pass."""
+    policy = StalePolicy(stale_after_seconds=cmd.stale_after_seconds, auto_release=cmd.auto_release)
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        await uow.handoffs.put_stale_policy(
+            account_id=cmd.account_id, policy=policy, updated_by=cmd.user_id, at=utcnow()
+        )
+    return api_models.StalePolicy.model_validate(dataclasses.asdict(policy))
+
+
 # --- queries
+
+
+async def get_stale_policy(*, db: Database, account_id: UUID) -> api_models.StalePolicy:
+    """The account's stale policy (never stale, no auto-release, until an admin sets one)."""
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        policy = await uow.handoffs.stale_policy(account_id=account_id)
+    return api_models.StalePolicy.model_validate(dataclasses.asdict(policy))
+
 
 
 async def get_detail(*, db: Database, account_id: UUID, handoff_id: UUID) -> HandoffDetail:
