@@ -121,7 +121,13 @@ async def test_a_claim_without_a_step_becomes_stale_once_and_says_so_once(svc: A
         stale["version"], h["claimed_by"], ts(h["claimed_at"]),
     )
     assert await svc.events(topics.HANDOFF_RELEASED, handoff_id=h["id"]) == []
-    assert (await detail(svc, admin, h["id"]))["version"] == stale["version"]
+
+    # A step that arrives after the mark undoes nothing: the claim stays stale, the event stays the only one.
+    await steps(svc, admin.account_id, (h["session_id"], ts(h["claimed_at"]) + timedelta(seconds=10)))
+    assert uuid.UUID(h["id"]) not in await one_pass_each(svc)
+    after = await detail(svc, admin, h["id"])
+    assert (after["stale"], after["version"]) == (True, stale["version"])
+    assert len(await svc.events(topics.HANDOFF_STALE, handoff_id=h["id"])) == 1
 
 
 async def test_auto_release_puts_a_stale_claim_back_in_the_queue_as_the_system(svc: Any) -> None:
