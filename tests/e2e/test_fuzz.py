@@ -204,6 +204,7 @@ class World:
             ("POST", "/sessions/{session_id}/complete"): {"outcome": "resolved", "summary": "s"},
             ("POST", "/handoffs"): {"session_id": self.ids["spare_session_id"], "reason": "r", "priority": "high"},
             ("POST", "/handoffs/{handoff_id}/resolve"): {"resolution_note": "n"},
+            ("PUT", "/handoffs/policy"): {"stale_after_seconds": 600, "auto_release": False},
         }
         return seeds.get((method, path.removeprefix(API)))
 
