@@ -206,6 +206,7 @@ class World:
             ("POST", "/handoffs"): {"session_id": self.ids["spare_session_id"], "reason": "r", "priority": "high"},
             ("POST", "/handoffs/{handoff_id}/resolve"): {"resolution_note": "n"},
             ("POST", "/api-keys"): {"name": "k", "role": "viewer", "expires_at": "2999-01-01T00:00:00Z"},
+            ("PUT", "/handoffs/policy"): {"stale_after_seconds": 600, "auto_release": False},
         }
         return seeds.get((method, path.removeprefix(API)))
 

@@ -115,6 +115,8 @@ CASES = [
     Case("GET", "/handoffs", ALL),
     Case("GET", "/handoffs?status=open&mine=true", ALL),
     Case("GET", "/handoffs/stats", ALL),
+    Case("GET", "/handoffs/policy", ENGINEER_UP),
+    Case("PUT", "/handoffs/policy", ADMIN_ONLY, body={"stale_after_seconds": 600, "auto_release": False}),
     Case("GET", "/handoffs/{id}", ALL, _with_handoff()),
     Case("POST", "/handoffs/{id}/claim", ENGINEER_UP, _with_handoff("/claim")),
     Case("POST", "/handoffs/{id}/release", ENGINEER_UP, _with_handoff("/release", claimed_by_caller=True)),

@@ -93,12 +93,15 @@ class History:
             claimed_at=claimed_at,
         )
 
-    def released(self, handoff_id: uuid.UUID, session_id: uuid.UUID, at: datetime, *, version: int) -> HandoffReleased:
+    def released(
+        self, handoff_id: uuid.UUID, session_id: uuid.UUID, at: datetime, *, version: int, by_system: bool = False
+    ) -> HandoffReleased:
         return HandoffReleased(
             **self._common(session_id, at),
             handoff_id=handoff_id,
             version=version,
-            released_by=uuid.uuid4(),
+            # The system releases a stale claim (auto_release) with released_by null.
+            released_by=None if by_system else uuid.uuid4(),
             released_at=at,
         )
 

@@ -265,6 +265,23 @@ async def test_a_release_without_a_later_claim_removes_the_handoff(env, history)
     assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (1, 0)
 
 
+async def test_a_claim_the_system_released_as_stale_no_longer_counts(env, history) -> None:
+    acc = history()
+    session, handoff = uuid.uuid4(), uuid.uuid4()
+    t = now() - timedelta(hours=2)
+    # v3 was the handoff.stale mark (not an event analytics reads); v4 the system's release, released_by null.
+    await env.publish(
+        [
+            acc.claimed(handoff, session, t, version=2),
+            acc.released(handoff, session, t + timedelta(minutes=15), version=4, by_system=True),
+            acc.step(session, t + timedelta(minutes=20)),  # a late step changes nothing
+        ]
+    )
+    await env.settle()
+    body = await env.metric(acc.account_id)
+    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (0, 0)
+
+
 async def test_a_step_exactly_at_claimed_at_is_an_action_of_zero_seconds(env, history) -> None:
     acc = history()
     session, handoff = uuid.uuid4(), uuid.uuid4()

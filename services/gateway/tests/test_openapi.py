@@ -21,6 +21,7 @@ SPEC_ROUTES = {
     ("POST", "/handoffs"), ("GET", "/handoffs"), ("GET", "/handoffs/{handoff_id}"),
     ("POST", "/handoffs/{handoff_id}/claim"), ("POST", "/handoffs/{handoff_id}/release"),
     ("POST", "/handoffs/{handoff_id}/resolve"), ("GET", "/handoffs/stats"),
+    ("GET", "/handoffs/policy"), ("PUT", "/handoffs/policy"),
     ("GET", "/analytics/flowpilot/escalations"),
     ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{key_id}"),
 }
@@ -76,6 +77,8 @@ def test_request_bodies_are_the_contract_models(spec: dict[str, Any], method: st
     ("get", "/sessions/{session_id}/steps", "200", sessions.StepPage),
     ("get", "/handoffs/{handoff_id}", "200", handoffs.HandoffDetail),
     ("get", "/handoffs/stats", "200", handoffs.HandoffStats),
+    ("get", "/handoffs/policy", "200", handoffs.StalePolicy),
+    ("put", "/handoffs/policy", "200", handoffs.StalePolicy),
     ("post", "/handoffs/{handoff_id}/claim", "200", handoffs.HandoffRead),
     ("post", "/api-keys", "201", api_keys.ApiKeyCreated),
     ("get", "/api-keys", "200", api_keys.ApiKeyPage),

@@ -7,7 +7,9 @@ import json
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,9 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from handoffs.main import create_app
 from handoffs.settings import Settings
+from handoffs.stale import StaleDetector
 from rf_contracts import topics
 from rf_testsupport import Caller, RunningApp, Served, unique_prefix, wait_until
 from rfkit.auth import InvalidToken, TokenVerifier, generate_keypair
+
+
+class ShiftedClock:
+    """What the stale-claim detectors take as now: the real time plus an offset a test moves past a deadline."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
 
 
 @dataclass
@@ -105,6 +118,13 @@ class Service:
     prefix: str
     bootstrap: str
     engine: AsyncEngine
+    clock: ShiftedClock = field(default_factory=ShiftedClock)
+    # Further instances of the service on the same database and topics (other replicas), if any.
+    replicas: list[RunningApp] = field(default_factory=list)
+
+    @property
+    def detectors(self) -> list[StaleDetector]:
+        return [r.app.state.stale_detector for r in [self.running, *self.replicas]]
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -201,6 +221,19 @@ async def read_to_end(bootstrap: str, topic: str) -> list[Any]:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def service(kafka_bootstrap: str, make_session_database: Any) -> AsyncIterator[Service]:
     """One running handoffs service per test module (each module its own database and topics)."""
+    async with _running(kafka_bootstrap, make_session_database, replicas=1) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def two_replicas(kafka_bootstrap: str, make_session_database: Any) -> AsyncIterator[Service]:
+    """Two instances of the service side by side on one database and topic prefix, sharing a movable clock."""
+    async with _running(kafka_bootstrap, make_session_database, replicas=2) as running:
+        yield running
+
+
+@asynccontextmanager
+async def _running(kafka_bootstrap: str, make_session_database: Any, *, replicas: int) -> AsyncIterator[Service]:
     private_pem, public_pem = generate_keypair()
     standin = SessionsStandIn(public_pem)
     await standin.start()
@@ -214,11 +247,16 @@ async def service(kafka_bootstrap: str, make_session_database: Any) -> AsyncIter
         jwt_public_key=public_pem,
         sessions_url=standin.url,
         outbox_poll_interval_s=0.05,
+        stale_check_interval_s=0.2,
     )
     engine = create_async_engine(url)
+    clock = ShiftedClock()
     try:
-        async with RunningApp(create_app(settings)) as running:
-            yield Service(running, standin, private_pem, prefix, kafka_bootstrap, engine)
+        async with AsyncExitStack() as stack:
+            apps = [
+                await stack.enter_async_context(RunningApp(create_app(settings, clock=clock))) for _ in range(replicas)
+            ]
+            yield Service(apps[0], standin, private_pem, prefix, kafka_bootstrap, engine, clock, apps[1:])
     finally:
         await engine.dispose()
         await standin.stop()

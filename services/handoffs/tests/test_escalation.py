@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from handoffs.api import get_sessions_client
+from handoffs.clients import SessionsClient
 from handoffs.consumers import SESSION_COMPLETED_CONSUMER
-from handoffs.sessions_client import SessionsClient
+from handoffs.deps import get_sessions_client
 from rf_contracts import SessionCompleted, topics
 from rf_testsupport import produce, wait_until
 

@@ -150,7 +150,8 @@ class HandoffReleased(HandoffEvent):
     TOPIC: ClassVar[str] = topics.HANDOFF_RELEASED
     EVENT_TYPE: ClassVar[str] = "handoff.released"
     event_type: Literal["handoff.released"] = "handoff.released"
-    released_by: UUID
+    # null: released by the system (a stale claim with auto-release), not by a user.
+    released_by: UUID | None
     released_at: Timestamp
 
 
@@ -162,6 +163,17 @@ class HandoffResolved(HandoffEvent):
     resolved_at: Timestamp
 
 
+class HandoffStale(HandoffEvent):
+    """A claim saw no step on its session for the account's `stale_after_seconds`: once per claim."""
+
+    TOPIC: ClassVar[str] = topics.HANDOFF_STALE
+    EVENT_TYPE: ClassVar[str] = "handoff.stale"
+    event_type: Literal["handoff.stale"] = "handoff.stale"
+    claimed_by: UUID
+    claimed_at: Timestamp
+    stale_at: Timestamp
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     SessionStarted,
     StepCreated,
@@ -170,6 +182,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     HandoffClaimed,
     HandoffReleased,
     HandoffResolved,
+    HandoffStale,
 )
 EVENT_BY_TOPIC: dict[str, type[Event]] = {e.TOPIC: e for e in ALL_EVENTS}
 EVENT_BY_TYPE: dict[str, type[Event]] = {e.EVENT_TYPE: e for e in ALL_EVENTS}

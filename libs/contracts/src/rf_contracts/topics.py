@@ -9,6 +9,7 @@ HANDOFF_REQUESTED: Final = "handoffs.handoff-requested.v1"
 HANDOFF_CLAIMED: Final = "handoffs.handoff-claimed.v1"
 HANDOFF_RELEASED: Final = "handoffs.handoff-released.v1"
 HANDOFF_RESOLVED: Final = "handoffs.handoff-resolved.v1"
+HANDOFF_STALE: Final = "handoffs.handoff-stale.v1"
 
 ALL_TOPICS: Final = (
     SESSION_STARTED,
@@ -18,6 +19,7 @@ ALL_TOPICS: Final = (
     HANDOFF_CLAIMED,
     HANDOFF_RELEASED,
     HANDOFF_RESOLVED,
+    HANDOFF_STALE,
 )
 
 # Every topic has the same partition count so that one session_id lands on the same partition number

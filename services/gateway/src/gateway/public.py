@@ -23,6 +23,7 @@ from rf_contracts.api.handoffs import (
     HandoffRead,
     HandoffResolve,
     HandoffStats,
+    StalePolicy,
     StatusFilter,
 )
 from rf_contracts.api.sessions import (
@@ -268,6 +269,19 @@ async def list_handoffs(
 # Declared before /handoffs/{handoff_id} so that "stats" is not taken for an id.
 @handoffs.get("/stats", response_model=HandoffStats, responses=_answers(403), summary="The queue stat card")
 async def handoff_stats(request: Request, _: CurrentPrincipal) -> Response:
+    return await _forward(request, "handoffs")
+
+
+# Declared before /handoffs/{handoff_id} so that "policy" is not taken for an id.
+@handoffs.get("/policy", response_model=StalePolicy, responses=_answers(403),
+              summary="The account's stale-claim policy (engineer+)")
+async def get_stale_policy(request: Request, _: Engineer) -> Response:
+    return await _forward(request, "handoffs")
+
+
+@handoffs.put("/policy", response_model=StalePolicy, responses=_answers(403),
+              summary="Replace the account's stale-claim policy (admin); it applies to running claims")
+async def put_stale_policy(request: Request, _: Admin, body: StalePolicy) -> Response:
     return await _forward(request, "handoffs")
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Query
 
 from handoffs import handlers
-from handoffs.domain import Actor
-from handoffs.sessions_client import SessionsClient
+from handoffs.deps import Admin, CurrentPrincipal, Db, Engineer, SessionsLookup, actor_of
 from rf_contracts.api.handoffs import (
     HandoffCreate,
     HandoffDetail,
@@ -17,30 +16,11 @@ from rf_contracts.api.handoffs import (
     HandoffRead,
     HandoffResolve,
     HandoffStats,
+    StalePolicy,
     StatusFilter,
 )
-from rfkit.auth import CurrentPrincipal, Engineer, Principal
-from rfkit.db import Database
-from rfkit.logs import request_id_var
 
 router = APIRouter(tags=["handoffs"])
-
-
-def get_db(request: Request) -> Database:
-    return request.app.state.runtime.db
-
-
-def get_sessions_client(request: Request) -> SessionsClient:
-    """The sessions client opened by the app's lifespan (tests may override this dependency)."""
-    return request.app.state.sessions_client
-
-
-Db = Annotated[Database, Depends(get_db)]
-Sessions = Annotated[SessionsClient, Depends(get_sessions_client)]
-
-
-def _actor(principal: Principal) -> Actor:
-    return Actor(user_id=principal.user_id, is_admin=principal.at_least("admin"))
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -54,11 +34,8 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 @router.post("/handoffs", status_code=201, responses=_errors(403, 404, 409, 503))
-async def escalate(
-    body: HandoffCreate, principal: Engineer, request: Request, db: Db, sessions: Sessions
-) -> HandoffRead:
+async def escalate(body: HandoffCreate, principal: Engineer, db: Db, sessions: SessionsLookup) -> HandoffRead:
     """Escalate a session into its account's queue."""
-    lookup = sessions.on_behalf_of(authorization=request.headers["authorization"], request_id=request_id_var.get())
     command = handlers.EscalateSession(
         account_id=principal.account_id,
         user_id=principal.user_id,
@@ -66,7 +43,7 @@ async def escalate(
         reason=body.reason,
         priority=body.priority,
     )
-    return await handlers.escalate(command, db=db, sessions=lookup)
+    return await handlers.escalate(command, db=db, sessions=sessions)
 
 
 @router.get("/handoffs")
@@ -96,6 +73,25 @@ async def handoff_stats(principal: CurrentPrincipal, db: Db) -> HandoffStats:
     return await handlers.queue_stats(db=db, account_id=principal.account_id)
 
 
+# Declared before /handoffs/{handoff_id} so that "policy" is not taken for an id.
+@router.get("/handoffs/policy", responses=_errors(403))
+async def get_stale_policy(principal: Engineer, db: Db) -> StalePolicy:
+    """The account's stale-claim policy (engineer+); never stale until an admin sets one."""
+    return await handlers.get_stale_policy(db=db, account_id=principal.account_id)
+
+
+@router.put("/handoffs/policy", responses=_errors(403))
+async def put_stale_policy(body: StalePolicy, principal: Admin, db: Db) -> StalePolicy:
+    """Replace the account's stale-claim policy (admin); it applies to the claims already running."""
+    command = handlers.SetStalePolicy(
+        account_id=principal.account_id,
+        user_id=principal.user_id,
+        stale_after_seconds=body.stale_after_seconds,
+        auto_release=body.auto_release,
+    )
+    return await handlers.set_stale_policy(command, db=db)
+
+
 @router.get("/handoffs/{handoff_id}", responses=_errors(404))
 async def get_handoff(handoff_id: UUID, principal: CurrentPrincipal, db: Db) -> HandoffDetail:
     """One handoff with its history."""
@@ -105,14 +101,14 @@ async def get_handoff(handoff_id: UUID, principal: CurrentPrincipal, db: Db) -> 
 @router.post("/handoffs/{handoff_id}/claim", responses=_errors(403, 404, 409))
 async def claim_handoff(handoff_id: UUID, principal: Engineer, db: Db) -> HandoffRead:
     """Claim it; exactly one concurrent claimer wins, the others get 409 naming the holder."""
-    command = handlers.ClaimHandoff(account_id=principal.account_id, handoff_id=handoff_id, actor=_actor(principal))
+    command = handlers.ClaimHandoff(account_id=principal.account_id, handoff_id=handoff_id, actor=actor_of(principal))
     return await handlers.claim(command, db=db)
 
 
 @router.post("/handoffs/{handoff_id}/release", responses=_errors(403, 404, 409))
 async def release_handoff(handoff_id: UUID, principal: Engineer, db: Db) -> HandoffRead:
     """Back to open, by the holder or an admin."""
-    command = handlers.ReleaseHandoff(account_id=principal.account_id, handoff_id=handoff_id, actor=_actor(principal))
+    command = handlers.ReleaseHandoff(account_id=principal.account_id, handoff_id=handoff_id, actor=actor_of(principal))
     return await handlers.release(command, db=db)
 
 
@@ -127,7 +123,7 @@ async def resolve_handoff(
     command = handlers.ResolveHandoff(
         account_id=principal.account_id,
         handoff_id=handoff_id,
-        actor=_actor(principal),
+        actor=actor_of(principal),
         note=(body.resolution_note or None) if body else None,
     )
     return await handlers.resolve(command, db=db)

@@ -1,20 +1,26 @@
-"""Events the handoffs service consumes: a completed session resolves its open or claimed handoff."""
+"""Events the handoffs service consumes: a completed session resolves its handoff; steps keep claims fresh."""
 
 from __future__ import annotations
 
 from handoffs import handlers
+from handoffs.uow import HandoffsUnitOfWork
 from rf_contracts import Event, SessionCompleted, topics
-from rfkit.db import UnitOfWork
 from rfkit.service import ServiceRuntime
 
 SESSION_COMPLETED_CONSUMER = "handoffs.session-completed"
+STEP_CREATED_CONSUMER = "handoffs.step-created"
 
 
-async def on_session_completed(uow: UnitOfWork, events: list[Event]) -> None:
+async def on_session_completed(uow: HandoffsUnitOfWork, events: list[Event]) -> None:
     """Apply a batch in arrival order, in the transaction that also marks the events as processed."""
     for event in events:
         if isinstance(event, SessionCompleted):
             await handlers.complete_session(event, uow)
+
+
+async def on_step_created(uow: HandoffsUnitOfWork, events: list[Event]) -> None:
+    """Remember each session's newest step: the stale-claim detector asks whether one came since the claim."""
+    await handlers.record_steps(events, uow)
 
 
 def register(runtime: ServiceRuntime) -> None:
@@ -23,4 +29,12 @@ def register(runtime: ServiceRuntime) -> None:
         topics=[topics.SESSION_COMPLETED],
         handler=on_session_completed,
         batch=True,
+        unit_of_work=HandoffsUnitOfWork,
+    )
+    runtime.consumer(
+        name=STEP_CREATED_CONSUMER,
+        topics=[topics.STEP_CREATED],
+        handler=on_step_created,
+        batch=True,
+        unit_of_work=HandoffsUnitOfWork,
     )

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.engine import Row
-
 from handoffs import domain
-from handoffs.domain import Action, Actor, HandoffState, Status
-from handoffs.repository import HandoffRepository
-from handoffs.sessions_client import SessionLookup
-from rf_contracts import HandoffClaimed, HandoffReleased, HandoffRequested, HandoffResolved, SessionCompleted
+from handoffs.domain import Action, Actor, Handoff, StaleClaimFound, StalePolicy, Status
+from handoffs.ports import SessionLookup
+from handoffs.uow import HandoffsUnitOfWork
+from rf_contracts import (
+    Event,
+    HandoffClaimed,
+    HandoffReleased,
+    HandoffRequested,
+    HandoffResolved,
+    HandoffStale,
+    SessionCompleted,
+    StepCreated,
+)
+from rf_contracts.api import handoffs as api_models
 from rf_contracts.api.handoffs import HandoffDetail, HandoffHistoryEntry, HandoffPage, HandoffRead, HandoffStats
-from rfkit.db import Database, UnitOfWork
-from rfkit.errors import Conflict, NotFound
+from rfkit.db import Database
 
 
 def utcnow() -> datetime:
@@ -58,18 +66,25 @@ class ResolveHandoff:
     note: str | None
 
 
+@dataclass(frozen=True)
+class SetStalePolicy:
+    account_id: UUID
+    user_id: UUID
+    stale_after_seconds: int | None
+    auto_release: bool
+
+
 # --- helpers
 
 
-def _read(row: Row[Any]) -> HandoffRead:
-    return HandoffRead.model_validate(dict(row._mapping))
+def _read(row: Handoff) -> HandoffRead:
+    fields = dataclasses.asdict(row)
+    if not row.stale:
+        fields["stale_since"] = None
+    return HandoffRead.model_validate({**fields, "stale": row.stale})
 
 
-def _state(row: Row[Any]) -> HandoffState:
-    return HandoffState(id=row.id, status=row.status, claimed_by=row.claimed_by)
-
-
-def _common(row: Row[Any], at: datetime) -> dict[str, Any]:
+def _common(row: Handoff, at: datetime) -> dict[str, Any]:
     return {
         "event_id": uuid.uuid4(),
         "occurred_at": at,
@@ -89,15 +104,15 @@ async def escalate(cmd: EscalateSession, *, db: Database, sessions: SessionLooku
     # could still be on its way) and because the sessions service is the authority on who may see the session.
     session = await sessions(cmd.session_id)
     if session is None or session.account_id != cmd.account_id:
-        raise NotFound("session not found")
+        raise domain.SessionNotFound("session not found")
     if session.status == "completed":
-        raise Conflict({"message": "session is completed", "session_id": str(cmd.session_id)})
-    async with db.unit_of_work() as uow:
-        repo = HandoffRepository(uow.session)
+        raise domain.SessionIsCompleted({"message": "session is completed", "session_id": str(cmd.session_id)})
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        repo = uow.handoffs
         await repo.lock_session(session_id=cmd.session_id)
         # The events are the second opinion: a completion the sync check raced with is refused here.
         if await repo.is_session_completed(account_id=cmd.account_id, session_id=cmd.session_id):
-            raise Conflict({"message": "session is completed", "session_id": str(cmd.session_id)})
+            raise domain.SessionIsCompleted({"message": "session is completed", "session_id": str(cmd.session_id)})
         now = utcnow()
         row = await repo.insert_live(
             values={
@@ -116,7 +131,7 @@ async def escalate(cmd: EscalateSession, *, db: Database, sessions: SessionLooku
         )
         if row is None:
             live = await repo.live_for_session(account_id=cmd.account_id, session_id=cmd.session_id)
-            raise Conflict(
+            raise domain.SessionAlreadyEscalated(
                 {
                     "message": "session already has an open or claimed handoff",
                     "session_id": str(cmd.session_id),
@@ -125,13 +140,13 @@ async def escalate(cmd: EscalateSession, *, db: Database, sessions: SessionLooku
                 }
             )
         await repo.add_history(
-            row,
+            handoff=row,
             action=Action.REQUESTED,
             actor_id=cmd.user_id,
             at=now,
             note=cmd.reason,
         )
-        await uow.publish(
+        uow.collect(
             HandoffRequested(
                 **_common(row, now),
                 requested_by=row.requested_by,
@@ -145,73 +160,73 @@ async def escalate(cmd: EscalateSession, *, db: Database, sessions: SessionLooku
 
 async def claim(cmd: ClaimHandoff, *, db: Database) -> HandoffRead:
     """Exactly one concurrent claimer wins; the holder claiming again changes nothing."""
-    async with db.unit_of_work() as uow:
-        repo = HandoffRepository(uow.session)
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        repo = uow.handoffs
         now = utcnow()
         row = await repo.claim_if_open(
             account_id=cmd.account_id, handoff_id=cmd.handoff_id, user_id=cmd.actor.user_id, at=now
         )
         if row is None:
             current = await repo.get(account_id=cmd.account_id, handoff_id=cmd.handoff_id)
-            domain.explain_lost_claim(_state(current), cmd.actor)  # raises unless the caller holds it already
+            domain.explain_lost_claim(current.state(), cmd.actor)  # raises unless the caller holds it already
             return _read(current)
         await repo.add_history(
-            row,
+            handoff=row,
             action=Action.CLAIMED,
             actor_id=cmd.actor.user_id,
             at=now,
         )
-        await uow.publish(HandoffClaimed(**_common(row, now), claimed_by=cmd.actor.user_id, claimed_at=now))
+        uow.collect(HandoffClaimed(**_common(row, now), claimed_by=cmd.actor.user_id, claimed_at=now))
     return _read(row)
 
 
 async def release(cmd: ReleaseHandoff, *, db: Database) -> HandoffRead:
     """Back to the queue, by the holder or an admin."""
-    async with db.unit_of_work() as uow:
-        repo = HandoffRepository(uow.session)
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        repo = uow.handoffs
         # The row lock keeps a concurrent claim, release or resolve from slipping between check and write.
         current = await repo.get(account_id=cmd.account_id, handoff_id=cmd.handoff_id, for_update=True)
-        domain.check_release(_state(current), cmd.actor)
+        domain.check_release(current.state(), cmd.actor)
         now = utcnow()
         row = await repo.release(account_id=cmd.account_id, handoff_id=cmd.handoff_id, at=now)
         await repo.add_history(
-            row,
+            handoff=row,
             action=Action.RELEASED,
             actor_id=cmd.actor.user_id,
             at=now,
         )
-        await uow.publish(HandoffReleased(**_common(row, now), released_by=cmd.actor.user_id, released_at=now))
+        uow.collect(HandoffReleased(**_common(row, now), released_by=cmd.actor.user_id, released_at=now))
     return _read(row)
 
 
 async def resolve(cmd: ResolveHandoff, *, db: Database) -> HandoffRead:
     """Closed for good, by the holder or an admin (an admin may also close an open one)."""
-    async with db.unit_of_work() as uow:
-        repo = HandoffRepository(uow.session)
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        repo = uow.handoffs
         current = await repo.get(account_id=cmd.account_id, handoff_id=cmd.handoff_id, for_update=True)
-        domain.check_resolve(_state(current), cmd.actor)
+        domain.check_resolve(current.state(), cmd.actor)
         now = utcnow()
         row = await repo.resolve(
             account_id=cmd.account_id, handoff_id=cmd.handoff_id, resolved_by=cmd.actor.user_id, at=now, note=cmd.note
         )
         await repo.add_history(
-            row,
+            handoff=row,
             action=Action.RESOLVED,
             actor_id=cmd.actor.user_id,
             at=now,
             note=cmd.note,
         )
-        await uow.publish(HandoffResolved(**_common(row, now), resolved_by=cmd.actor.user_id, resolved_at=now))
+        uow.collect(HandoffResolved(**_common(row, now), resolved_by=cmd.actor.user_id, resolved_at=now))
     return _read(row)
 
 
-async def complete_session(event: SessionCompleted, uow: UnitOfWork) -> None:
+async def complete_session(event: SessionCompleted, uow: HandoffsUnitOfWork) -> None:
     """A completed session needs no help any more: remember it, and resolve its live handoff if it has one.
 
     Idempotent (a second delivery finds nothing live) and order tolerant (a completion that arrives before an
     escalation makes the escalation refuse the session).
     """
-    repo = HandoffRepository(uow.session)
+    repo = uow.handoffs
     await repo.lock_session(session_id=event.session_id)
     await repo.record_completed_session(
         account_id=event.account_id,
@@ -227,28 +242,101 @@ async def complete_session(event: SessionCompleted, uow: UnitOfWork) -> None:
     now = utcnow()
     row = await repo.resolve(account_id=live.account_id, handoff_id=live.id, resolved_by=resolver, at=now, note=note)
     await repo.add_history(
-        row,
+        handoff=row,
         action=Action.RESOLVED,
         actor_id=resolver,
         actor_type="system",
         at=now,
         note=note,
     )
-    await uow.publish(HandoffResolved(**_common(row, now), resolved_by=resolver, resolved_at=now))
+    uow.collect(HandoffResolved(**_common(row, now), resolved_by=resolver, resolved_at=now))
+
+
+async def record_steps(events: list[Event], uow: HandoffsUnitOfWork) -> None:
+    """Remember the newest step per session: a claim has had a step since it was made iff that step is not older.
+
+    Idempotent and order tolerant by itself (a maximum): a step arriving before its claim, twice, or after an
+    older one leaves the same answer.
+    """
+    latest: dict[tuple[UUID, UUID], datetime] = {}
+    for event in events:
+        if isinstance(event, StepCreated):
+            key = (event.account_id, event.session_id)
+            if key not in latest or event.created_at > latest[key]:
+                latest[key] = event.created_at
+    await uow.handoffs.record_steps(latest=latest)
+
+
+async def mark_stale_claims(*, db: Database, now: datetime, limit: int) -> list[StaleClaimFound]:
+    """Mark the claims past their account's deadline with no step since they were made, once per claim.
+
+    Marking grows the version (a change like any other, with its `handoff.stale` event); with the account's
+    auto_release the system then releases the claim (`released_by` null, history note "stale").
+    """
+    found: list[StaleClaimFound] = []
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        repo = uow.handoffs
+        for due in await repo.due_stale_claims_system_wide(now=now, limit=limit):
+            row = await repo.mark_stale(
+                account_id=due.account_id, handoff_id=due.handoff_id, stale_since=due.deadline, at=now
+            )
+            await repo.add_history(handoff=row, action=Action.STALE, actor_id=None, actor_type="system", at=now)
+            assert row.claimed_by is not None and row.claimed_at is not None  # a due claim is claimed
+            uow.collect(
+                HandoffStale(**_common(row, now), claimed_by=row.claimed_by, claimed_at=row.claimed_at, stale_at=now)
+            )
+            if due.auto_release:
+                row = await repo.release(account_id=due.account_id, handoff_id=due.handoff_id, at=now)
+                await repo.add_history(
+                    handoff=row,
+                    action=Action.RELEASED,
+                    actor_id=None,
+                    actor_type="system",
+                    at=now,
+                    note=domain.STALE_RELEASE_NOTE,
+                )
+                uow.collect(HandoffReleased(**_common(row, now), released_by=None, released_at=now))
+            found.append(
+                StaleClaimFound(
+                    handoff_id=due.handoff_id,
+                    account_id=due.account_id,
+                    deadline=due.deadline,
+                    found_at=now,
+                    auto_released=due.auto_release,
+                )
+            )
+    return found
+
+
+async def set_stale_policy(cmd: SetStalePolicy, *, db: Database) -> api_models.StalePolicy:
+    """Replace the account's stale policy; it applies to the claims already running from the detector's next pass."""
+    policy = StalePolicy(stale_after_seconds=cmd.stale_after_seconds, auto_release=cmd.auto_release)
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        await uow.handoffs.put_stale_policy(
+            account_id=cmd.account_id, policy=policy, updated_by=cmd.user_id, at=utcnow()
+        )
+    return api_models.StalePolicy.model_validate(dataclasses.asdict(policy))
 
 
 # --- queries
 
 
+async def get_stale_policy(*, db: Database, account_id: UUID) -> api_models.StalePolicy:
+    """The account's stale policy (never stale, no auto-release, until an admin sets one)."""
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        policy = await uow.handoffs.stale_policy(account_id=account_id)
+    return api_models.StalePolicy.model_validate(dataclasses.asdict(policy))
+
+
+
 async def get_detail(*, db: Database, account_id: UUID, handoff_id: UUID) -> HandoffDetail:
     """One handoff with its history, oldest change first."""
-    async with db.read() as session:
-        repo = HandoffRepository(session)
-        row = await repo.get(account_id=account_id, handoff_id=handoff_id)
-        entries = await repo.history_of(account_id=account_id, handoff_id=handoff_id)
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        row = await uow.handoffs.get(account_id=account_id, handoff_id=handoff_id)
+        entries = await uow.handoffs.history_of(account_id=account_id, handoff_id=handoff_id)
     return HandoffDetail(
         **_read(row).model_dump(),
-        history=[HandoffHistoryEntry.model_validate(dict(e._mapping)) for e in entries],
+        history=[HandoffHistoryEntry.model_validate(dataclasses.asdict(e)) for e in entries],
     )
 
 
@@ -256,8 +344,8 @@ async def list_queue(
     *, db: Database, account_id: UUID, status: str | None, claimed_by: UUID | None, limit: int, offset: int
 ) -> HandoffPage:
     """The account's queue, most urgent first, then oldest first."""
-    async with db.read() as session:
-        rows, total = await HandoffRepository(session).page(
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        rows, total = await uow.handoffs.page(
             account_id=account_id, status=status, claimed_by=claimed_by, limit=limit, offset=offset
         )
     return HandoffPage(items=[_read(r) for r in rows], total=total, limit=limit, offset=offset)
@@ -266,12 +354,12 @@ async def list_queue(
 async def queue_stats(*, db: Database, account_id: UUID) -> HandoffStats:
     """The stat card: open, claimed, oldest open age, median wait-to-claim over the last 24 hours."""
     now = utcnow()
-    async with db.read() as session:
-        raw = await HandoffRepository(session).stats(account_id=account_id, now=now)
-    oldest = raw["oldest_open_requested_at"]
+    async with db.unit_of_work(HandoffsUnitOfWork) as uow:
+        counts = await uow.handoffs.stats(account_id=account_id, now=now)
+    oldest = counts.oldest_open_requested_at
     return HandoffStats(
-        open=raw["open"],
-        claimed=raw["claimed"],
+        open=counts.open,
+        claimed=counts.claimed,
         oldest_open_age_seconds=max(0.0, (now - oldest).total_seconds()) if oldest is not None else None,
-        median_wait_to_claim_seconds_24h=raw["median_wait_to_claim_seconds"],
+        median_wait_to_claim_seconds_24h=counts.median_wait_to_claim_seconds,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -12,8 +11,17 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handoffs.domain import LIVE_STATUSES, Action, Status
-from rfkit.errors import NotFound
+from handoffs.domain import (
+    LIVE_STATUSES,
+    Action,
+    DueStaleClaim,
+    Handoff,
+    HandoffNotFound,
+    HistoryEntry,
+    QueueCounts,
+    StalePolicy,
+    Status,
+)
 
 metadata = sa.MetaData()
 
@@ -45,6 +53,7 @@ handoffs = sa.Table(
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
     sa.Column("resolution_note", sa.Text),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("stale_since", sa.DateTime(timezone=True)),
     sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name="ck_handoffs_priority"),
     sa.CheckConstraint("status IN ('open', 'claimed', 'resolved')", name="ck_handoffs_status"),
     sa.CheckConstraint(
@@ -65,6 +74,11 @@ handoffs = sa.Table(
     sa.Index("ix_handoffs_queue", "account_id", "status", sa.text("priority_rank DESC"), "requested_at"),
     sa.Index("ix_handoffs_claimed_by", "account_id", "claimed_by"),
     sa.Index("ix_handoffs_session", "session_id"),
+    sa.Index(
+        "ix_handoffs_unstale_claims",
+        "claimed_at",
+        postgresql_where=sa.text("status = 'claimed' AND stale_since IS NULL"),
+    ),
 )
 
 history = sa.Table(
@@ -75,12 +89,14 @@ history = sa.Table(
     sa.Column("account_id", sa.Uuid, nullable=False),
     sa.Column("version", sa.BigInteger, nullable=False),
     sa.Column("action", sa.Text, nullable=False),
-    sa.Column("actor_id", sa.Uuid, nullable=False),
+    sa.Column("actor_id", sa.Uuid),
     sa.Column("actor_type", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("note", sa.Text),
     sa.UniqueConstraint("handoff_id", "version", name="uq_handoff_history_version"),
-    sa.CheckConstraint("action IN ('requested', 'claimed', 'released', 'resolved')", name="ck_handoff_history_action"),
+    sa.CheckConstraint(
+        "action IN ('requested', 'claimed', 'released', 'resolved', 'stale')", name="ck_handoff_history_action"
+    ),
     sa.CheckConstraint("actor_type IN ('user', 'system')", name="ck_handoff_history_actor_type"),
     # The stats card reads the claims of the last 24 hours of one account.
     sa.Index("ix_handoff_history_account_action_at", "account_id", "action", "at"),
@@ -96,9 +112,42 @@ completed_sessions = sa.Table(
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
+stale_policies = sa.Table(
+    "stale_policies",
+    metadata,
+    sa.Column("account_id", sa.Uuid, primary_key=True),
+    sa.Column("stale_after_seconds", sa.Integer),
+    sa.Column("auto_release", sa.Boolean, nullable=False),
+    sa.Column("updated_by", sa.Uuid, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint(
+        "stale_after_seconds IS NULL OR stale_after_seconds >= 60", name="ck_stale_policies_after"
+    ),
+)
+
+# The newest step seen per session (from sessions.step-created events, in any order): a claim has had a step
+# since it was made exactly when last_step_at >= claimed_at.
+session_activity = sa.Table(
+    "session_activity",
+    metadata,
+    sa.Column("session_id", sa.Uuid, primary_key=True),
+    sa.Column("account_id", sa.Uuid, nullable=False),
+    sa.Column("last_step_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 _LIVE = [s.value for s in LIVE_STATUSES]
 _LIVE_PREDICATE = "status IN (" + ", ".join(f"'{s}'" for s in _LIVE) + ")"  # as in ux_handoffs_live_session
 _QUEUE_ORDER = (handoffs.c.priority_rank.desc(), handoffs.c.requested_at.asc(), handoffs.c.id.asc())
+# The handoff's own columns (priority_rank is the database's, for ordering only).
+_HANDOFF_COLUMNS = [c for c in handoffs.c if c.name != "priority_rank"]
+
+
+def _handoff(row: Row[Any]) -> Handoff:
+    return Handoff(**row._mapping)
+
+
+def _maybe(row: Row[Any] | None) -> Handoff | None:
+    return _handoff(row) if row is not None else None
 
 
 class HandoffRepository:
@@ -138,7 +187,7 @@ class HandoffRepository:
 
     # --- handoffs
 
-    async def insert_live(self, *, values: dict[str, Any]) -> Row[Any] | None:
+    async def insert_live(self, *, values: dict[str, Any]) -> Handoff | None:
         """Insert a new open handoff unless its session already has a live one (then None)."""
         stmt = (
             insert(handoffs)
@@ -149,35 +198,35 @@ class HandoffRepository:
                 # the partial index matches and PostgreSQL refuses the ON CONFLICT inference.
                 index_where=sa.text(_LIVE_PREDICATE),
             )
-            .returning(*handoffs.c)
+            .returning(*_HANDOFF_COLUMNS)
         )
-        return (await self.session.execute(stmt)).first()
+        return _maybe((await self.session.execute(stmt)).first())
 
     async def live_for_session(
         self, *, account_id: UUID, session_id: UUID, for_update: bool = False
-    ) -> Row[Any] | None:
-        stmt = sa.select(handoffs).where(
+    ) -> Handoff | None:
+        stmt = sa.select(*_HANDOFF_COLUMNS).where(
             handoffs.c.account_id == account_id,
             handoffs.c.session_id == session_id,
             handoffs.c.status.in_(_LIVE),
         )
         if for_update:
             stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).first()
+        return _maybe((await self.session.execute(stmt)).first())
 
-    async def get(self, *, account_id: UUID, handoff_id: UUID, for_update: bool = False) -> Row[Any]:
-        """The handoff, or NotFound (also when it belongs to another account)."""
-        stmt = sa.select(handoffs).where(handoffs.c.id == handoff_id, handoffs.c.account_id == account_id)
+    async def get(self, *, account_id: UUID, handoff_id: UUID, for_update: bool = False) -> Handoff:
+        """The handoff, or HandoffNotFound (also when it belongs to another account)."""
+        stmt = sa.select(*_HANDOFF_COLUMNS).where(handoffs.c.id == handoff_id, handoffs.c.account_id == account_id)
         if for_update:
             stmt = stmt.with_for_update()
         row = (await self.session.execute(stmt)).first()
         if row is None:
-            raise NotFound("handoff not found")
-        return row
+            raise HandoffNotFound("handoff not found")
+        return _handoff(row)
 
     async def claim_if_open(
         self, *, account_id: UUID, handoff_id: UUID, user_id: UUID, at: datetime
-    ) -> Row[Any] | None:
+    ) -> Handoff | None:
         """The claim race in one statement: exactly one of any number of concurrent claimers gets the row back.
 
         PostgreSQL re-checks `status = 'open'` on the latest row version after waiting for a concurrent
@@ -195,14 +244,15 @@ class HandoffRepository:
                 last_action=Action.CLAIMED.value,
                 claimed_by=user_id,
                 claimed_at=at,
+                stale_since=None,
                 version=handoffs.c.version + 1,
                 updated_at=at,
             )
-            .returning(*handoffs.c)
+            .returning(*_HANDOFF_COLUMNS)
         )
-        return (await self.session.execute(stmt)).first()
+        return _maybe((await self.session.execute(stmt)).first())
 
-    async def release(self, *, account_id: UUID, handoff_id: UUID, at: datetime) -> Row[Any]:
+    async def release(self, *, account_id: UUID, handoff_id: UUID, at: datetime) -> Handoff:
         """Back to open (the caller holds the row lock and checked the rules)."""
         return await self._change(
             account_id,
@@ -211,12 +261,13 @@ class HandoffRepository:
             last_action=Action.RELEASED.value,
             claimed_by=None,
             claimed_at=None,
+            stale_since=None,
             updated_at=at,
         )
 
     async def resolve(
         self, *, account_id: UUID, handoff_id: UUID, resolved_by: UUID, at: datetime, note: str | None
-    ) -> Row[Any]:
+    ) -> Handoff:
         """Resolved for good; the last claim (if any) is kept, analytics measure from it."""
         return await self._change(
             account_id,
@@ -226,39 +277,133 @@ class HandoffRepository:
             resolved_by=resolved_by,
             resolved_at=at,
             resolution_note=note,
+            stale_since=None,
             updated_at=at,
         )
 
-    async def _change(self, account_id: UUID, handoff_id: UUID, **values: Any) -> Row[Any]:
+    async def mark_stale(self, *, account_id: UUID, handoff_id: UUID, stale_since: datetime, at: datetime) -> Handoff:
+        """The current claim is stale from `stale_since` (the caller holds the row lock of a due claim)."""
+        return await self._change(account_id, handoff_id, stale_since=stale_since, updated_at=at)
+
+    async def due_stale_claims_system_wide(self, *, now: datetime, limit: int) -> list[DueStaleClaim]:
+        """Claims of every account past claimed_at + stale_after_seconds with no step since claimed_at, locked.
+
+        SKIP LOCKED: another replica's detector (or a user's release) holding a row makes this one pass it by,
+        and once that transaction commits the claim no longer matches (stale_since is set, or it is not claimed):
+        each claim is marked by exactly one transaction.
+        """
+        seconds = sa.func.make_interval(0, 0, 0, 0, 0, 0, stale_policies.c.stale_after_seconds, type_=sa.Interval)
+        deadline = handoffs.c.claimed_at + seconds
+        stmt = (
+            sa.select(handoffs.c.id, handoffs.c.account_id, deadline.label("deadline"), stale_policies.c.auto_release)
+            .select_from(
+                handoffs.join(stale_policies, stale_policies.c.account_id == handoffs.c.account_id).outerjoin(
+                    session_activity,
+                    sa.and_(
+                        session_activity.c.session_id == handoffs.c.session_id,
+                        session_activity.c.account_id == handoffs.c.account_id,
+                    ),
+                )
+            )
+            .where(
+                # Literal, as the partial index ix_handoffs_unstale_claims says it, so the planner can use it.
+                sa.text("handoffs.status = 'claimed' AND handoffs.stale_since IS NULL"),
+                stale_policies.c.stale_after_seconds.is_not(None),
+                deadline <= now,
+                sa.or_(
+                    session_activity.c.last_step_at.is_(None),
+                    session_activity.c.last_step_at < handoffs.c.claimed_at,
+                ),
+            )
+            .order_by(deadline)
+            .limit(limit)
+            .with_for_update(of=handoffs, skip_locked=True)
+        )
+        return [
+            DueStaleClaim(handoff_id=r.id, account_id=r.account_id, deadline=r.deadline, auto_release=r.auto_release)
+            for r in (await self.session.execute(stmt)).all()
+        ]
+
+    # --- stale policy
+
+    async def stale_policy(self, *, account_id: UUID) -> StalePolicy:
+        row = (
+            await self.session.execute(
+                sa.select(stale_policies.c.stale_after_seconds, stale_policies.c.auto_release).where(
+                    stale_policies.c.account_id == account_id
+                )
+            )
+        ).first()
+        return StalePolicy(**row._mapping) if row is not None else StalePolicy()
+
+    async def put_stale_policy(
+        self, *, account_id: UUID, policy: StalePolicy, updated_by: UUID, at: datetime
+    ) -> StalePolicy:
+        values = {
+            "stale_after_seconds": policy.stale_after_seconds,
+            "auto_release": policy.auto_release,
+            "updated_by": updated_by,
+            "updated_at": at,
+        }
+        await self.session.execute(
+            insert(stale_policies)
+            .values(account_id=account_id, **values)
+            .on_conflict_do_update(index_elements=[stale_policies.c.account_id], set_=values)
+        )
+        return policy
+
+    # --- steps on sessions, as this service knows them from events
+
+    async def record_steps(self, *, latest: dict[tuple[UUID, UUID], datetime]) -> None:
+        """Remember the newest step time per (account, session); an older or repeated one changes nothing."""
+        if not latest:
+            return
+        stmt = insert(session_activity).values(
+            [
+                {"account_id": account_id, "session_id": session_id, "last_step_at": at}
+                # Sorted: two batches upserting the same sessions wait on each other instead of deadlocking.
+                for (account_id, session_id), at in sorted(latest.items(), key=lambda kv: kv[0][1])
+            ]
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[session_activity.c.session_id],
+                set_={"last_step_at": sa.func.greatest(session_activity.c.last_step_at, stmt.excluded.last_step_at)},
+                # A session id is global; the account must agree (a forged event cannot touch another account's).
+                where=session_activity.c.account_id == stmt.excluded.account_id,
+            )
+        )
+
+    async def _change(self, account_id: UUID, handoff_id: UUID, **values: Any) -> Handoff:
         stmt = (
             sa.update(handoffs)
             .where(handoffs.c.id == handoff_id, handoffs.c.account_id == account_id)
             .values(version=handoffs.c.version + 1, **values)
-            .returning(*handoffs.c)
+            .returning(*_HANDOFF_COLUMNS)
         )
         row = (await self.session.execute(stmt)).first()
         if row is None:
-            raise NotFound("handoff not found")
-        return row
+            raise HandoffNotFound("handoff not found")
+        return _handoff(row)
 
     # --- history
 
     async def add_history(
         self,
-        row: Row[Any],
         *,
+        handoff: Handoff,
         action: Action,
-        actor_id: UUID,
+        actor_id: UUID | None,
         at: datetime,
         actor_type: str = "user",
         note: str | None = None,
     ) -> None:
-        """Record the change that gave `row` (the handoff as just written) its version."""
+        """Record the change that gave `handoff` (as just written) its version."""
         await self.session.execute(
             sa.insert(history).values(
-                handoff_id=row.id,
-                account_id=row.account_id,
-                version=row.version,
+                handoff_id=handoff.id,
+                account_id=handoff.account_id,
+                version=handoff.version,
                 action=action.value,
                 actor_id=actor_id,
                 actor_type=actor_type,
@@ -267,13 +412,20 @@ class HandoffRepository:
             )
         )
 
-    async def history_of(self, *, account_id: UUID, handoff_id: UUID) -> Sequence[Row[Any]]:
+    async def history_of(self, *, account_id: UUID, handoff_id: UUID) -> list[HistoryEntry]:
         stmt = (
-            sa.select(history)
+            sa.select(
+                history.c.action,
+                history.c.actor_id,
+                history.c.actor_type,
+                history.c.at,
+                history.c.version,
+                history.c.note,
+            )
             .where(history.c.account_id == account_id, history.c.handoff_id == handoff_id)
             .order_by(history.c.version)
         )
-        return (await self.session.execute(stmt)).all()
+        return [HistoryEntry(**r._mapping) for r in (await self.session.execute(stmt)).all()]
 
     # --- the queue
 
@@ -285,7 +437,7 @@ class HandoffRepository:
         claimed_by: UUID | None,
         limit: int,
         offset: int,
-    ) -> tuple[Sequence[Row[Any]], int]:
+    ) -> tuple[list[Handoff], int]:
         """One page of the queue, most urgent first, then oldest first; and the total that matches."""
         conditions: list[sa.ColumnElement[bool]] = [handoffs.c.account_id == account_id]
         if status == Action.RELEASED.value:
@@ -298,12 +450,12 @@ class HandoffRepository:
         total = await self.session.scalar(sa.select(sa.func.count()).select_from(handoffs).where(*conditions))
         rows = (
             await self.session.execute(
-                sa.select(handoffs).where(*conditions).order_by(*_QUEUE_ORDER).limit(limit).offset(offset)
+                sa.select(*_HANDOFF_COLUMNS).where(*conditions).order_by(*_QUEUE_ORDER).limit(limit).offset(offset)
             )
         ).all()
-        return rows, int(total or 0)
+        return [_handoff(r) for r in rows], int(total or 0)
 
-    async def stats(self, *, account_id: UUID, now: datetime) -> dict[str, Any]:
+    async def stats(self, *, account_id: UUID, now: datetime) -> QueueCounts:
         """Counts, the oldest open request time, and the median wait of the claims made in the last 24 h."""
         counts = (
             await self.session.execute(
@@ -328,9 +480,9 @@ class HandoffRepository:
                 history.c.at <= now,
             )
         )
-        return {
-            "open": int(counts.open),
-            "claimed": int(counts.claimed),
-            "oldest_open_requested_at": counts.oldest_open_requested_at,
-            "median_wait_to_claim_seconds": float(median) if median is not None else None,
-        }
+        return QueueCounts(
+            open=int(counts.open),
+            claimed=int(counts.claimed),
+            oldest_open_requested_at=counts.oldest_open_requested_at,
+            median_wait_to_claim_seconds=float(median) if median is not None else None,
+        )

@@ -58,6 +58,12 @@ class ErrorCode(StrEnum):
     EMAIL_TAKEN = "email_taken"
     LAST_ACTIVE_ADMIN = "last_active_admin"
     USER_NOT_FOUND = "user_not_found"
+    # --- API keys (gateway)
+    INVALID_API_KEY = "invalid_api_key"
+    API_KEY_NOT_FOUND = "api_key_not_found"
+    API_KEY_EXPIRY_IN_PAST = "api_key_expiry_in_past"
+    API_KEY_NOT_ALLOWED = "api_key_not_allowed"
+    IDENTITY_STORE_UNAVAILABLE = "identity_store_unavailable"
     # --- trees and sessions (sessions)
     TREE_NOT_FOUND = "tree_not_found"
     TREE_VERSION_NOT_FOUND = "tree_version_not_found"
@@ -80,6 +86,7 @@ class ErrorCode(StrEnum):
     SESSIONS_UNAVAILABLE = "sessions_unavailable"
     # --- analytics and live streams
     UNKNOWN_TIME_ZONE = "unknown_time_zone"
+    INVALID_BUSINESS_HOURS = "invalid_business_hours"
     INVALID_LAST_EVENT_ID = "invalid_last_event_id"
 
 

@@ -15,6 +15,11 @@ HandoffStatus = Literal["open", "claimed", "resolved"]
 # What the queue can be filtered by: a state, or "released" = open handoffs whose latest action was a release.
 StatusFilter = Literal["open", "claimed", "released", "resolved"]
 HandoffAction = Literal["requested", "claimed", "released", "resolved"]
+# What a history entry records: the actions, and the system marking a claim stale (which grows the version too).
+HistoryAction = Literal["requested", "claimed", "released", "resolved", "stale"]
+# Shorter than a minute would call a claim stale before anyone could reasonably act; ten years bounds the arithmetic.
+MIN_STALE_AFTER_SECONDS = 60
+MAX_STALE_AFTER_SECONDS = 10 * 365 * 24 * 3600
 
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Storable]
 ResolutionNote = Annotated[str, StringConstraints(strip_whitespace=True, max_length=4000), Storable]
@@ -57,19 +62,39 @@ class HandoffRead(BaseModel):
     resolved_at: AwareDatetime | None
     resolution_note: str | None
     updated_at: AwareDatetime
+    stale: bool = Field(
+        default=False, description="The current claim saw no step for the account's stale_after_seconds"
+    )
+    stale_since: AwareDatetime | None = Field(
+        default=None, description="claimed_at + stale_after_seconds of the claim found stale; null if not stale"
+    )
 
 
 class HandoffHistoryEntry(BaseModel):
     """One change of a handoff: what, by whom, when, and the version it produced."""
 
-    action: HandoffAction
-    actor_id: UUID
+    action: HistoryAction
+    actor_id: UUID | None = Field(description="null for a change the system made on its own (a stale claim)")
     actor_type: Literal["user", "system"] = Field(
-        description="'system' when the handoff was resolved because its session was completed"
+        description="'system' when the handoff was resolved because its session was completed, or its claim went stale"
     )
     at: AwareDatetime
     version: int
     note: str | None = None
+
+
+class StalePolicy(BaseModel):
+    """When a claim whose session saw no step counts as stale, and whether the system then releases it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stale_after_seconds: int | None = Field(
+        ge=MIN_STALE_AFTER_SECONDS,
+        le=MAX_STALE_AFTER_SECONDS,
+        strict=True,
+        description="Seconds after claimed_at without a step on the session; at least 60; null: claims never go stale",
+    )
+    auto_release: bool = Field(strict=True, description="Release a stale claim (back to open) as the system")
 
 
 class HandoffDetail(HandoffRead):

@@ -1,31 +1,17 @@
-"""The synchronous check of a session against the sessions service, on behalf of the caller."""
+"""HTTP clients of other services: the synchronous check of a session against sessions, on behalf of the caller."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import httpx
 
-from rfkit.errors import Unavailable
+from handoffs.domain import SessionsUnavailable
+from handoffs.ports import SessionInfo, SessionLookup
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    """What escalation needs to know about a session."""
-
-    id: UUID
-    account_id: UUID
-    status: str
-
-
-# session id -> the session as the caller may see it, or None (missing or another account's).
-SessionLookup = Callable[[UUID], Awaitable[SessionInfo | None]]
 
 
 class SessionsClient:
@@ -56,13 +42,13 @@ class SessionsClient:
             response = await self._http.get(f"/api/v1/sessions/{session_id}", headers=headers)
         except httpx.TimeoutException as exc:
             log.warning("sessions service timed out checking session %s: %r", session_id, exc)
-            raise Unavailable(
+            raise SessionsUnavailable(
                 f"the sessions service did not answer within {self.timeout_s:g} s; the escalation was not "
                 "recorded, try again"
             ) from exc
         except httpx.RequestError as exc:  # refused, reset, DNS, protocol errors: nothing usable came back
             log.warning("sessions service unreachable checking session %s: %r", session_id, exc)
-            raise Unavailable(
+            raise SessionsUnavailable(
                 "the sessions service is unreachable, so the session cannot be checked; the escalation was "
                 "not recorded, try again"
             ) from exc
@@ -70,7 +56,7 @@ class SessionsClient:
             return None
         if response.status_code != 200:
             log.warning("sessions service answered %d checking session %s", response.status_code, session_id)
-            raise Unavailable(
+            raise SessionsUnavailable(
                 f"the sessions service could not check the session (HTTP {response.status_code}); "
                 "the escalation was not recorded, try again"
             )
@@ -83,4 +69,4 @@ def _parse(response: httpx.Response) -> SessionInfo:
         return SessionInfo(id=UUID(body["id"]), account_id=UUID(body["account_id"]), status=str(body["status"]))
     except (ValueError, KeyError, TypeError) as exc:
         log.error("sessions service sent an unexpected session document: %r", exc)
-        raise Unavailable("the sessions service sent an unexpected answer; try again") from exc
+        raise SessionsUnavailable("the sessions service sent an unexpected answer; try again") from exc

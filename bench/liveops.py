@@ -1,0 +1,98 @@
+"""Live operations: the stale-claim detection delay, from a claim's deadline to the queue showing it stale.
+
+`uv run python -m bench.liveops [--samples 20] [--gateway-url URL]`. Without --gateway-url the four services run
+as their own uvicorn processes (fresh databases, a fresh topic prefix) as in bench.analytics_freshness; with it,
+a running stack is used. The account's policy is set to the shortest the API allows (60 s, no auto-release),
+`samples` handoffs are claimed, and the queue is polled through the gateway every 20 ms: each sample is the
+time from `stale_since` (= claimed_at + 60 s, the deadline) to the first answer that shows the claim stale.
+It takes a little over a minute, as the deadline cannot be shorter. The detector's pass interval
+(RF_STALE_CHECK_INTERVAL_S, 1 s) bounds the delay from above, plus the commit and the poll.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import time
+from datetime import UTC, datetime
+
+import httpx
+
+from bench._support import TREE, bench_infra, new_account
+from bench.analytics_freshness import start_stack
+
+COMMAND = "uv run python -m bench.liveops"
+STALE_AFTER_S = 60
+
+
+async def claimed_handoffs(api: httpx.AsyncClient, headers: dict[str, str], tree_id: str, n: int) -> set[str]:
+    ids = set()
+    for _ in range(n):
+        session = (await api.post("/sessions", json={"tree_id": tree_id}, headers=headers)).raise_for_status().json()
+        handoff = (await api.post("/handoffs", json={"session_id": session["id"], "reason": "bench"},
+                                  headers=headers)).raise_for_status().json()
+        (await api.post(f"/handoffs/{handoff['id']}/claim", headers=headers)).raise_for_status()
+        ids.add(handoff["id"])
+    return ids
+
+
+async def measure(gateway_url: str, samples: int) -> list[float]:
+    """Milliseconds from each claim's deadline to the first queue answer showing it stale."""
+    async with httpx.AsyncClient(base_url=gateway_url + "/api/v1", timeout=30) as api:
+        headers = await new_account(api, "Bench liveops")
+        (await api.put("/handoffs/policy", json={"stale_after_seconds": STALE_AFTER_S, "auto_release": False},
+                       headers=headers)).raise_for_status()
+        tree_id = (await api.post("/trees", json=TREE, headers=headers)).raise_for_status().json()["id"]
+        waiting = await claimed_handoffs(api, headers, tree_id, samples)
+        delays: list[float] = []
+        give_up = time.monotonic() + STALE_AFTER_S + 60
+        while waiting:
+            if time.monotonic() > give_up:
+                raise RuntimeError(f"{len(waiting)} claims were not found stale within a minute of their deadline")
+            page = (await api.get("/handoffs", params={"status": "claimed", "limit": 200},
+                                  headers=headers)).raise_for_status().json()
+            seen = datetime.now(UTC)
+            for item in page["items"]:
+                if item["id"] in waiting and item["stale"]:
+                    waiting.discard(item["id"])
+                    delays.append((seen - datetime.fromisoformat(item["stale_since"])).total_seconds() * 1000)
+            await asyncio.sleep(0.02)
+        return delays
+
+
+async def run(samples: int, gateway_url: str | None) -> dict[str, object]:
+    infra = None
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if gateway_url is None:
+            infra = await bench_infra()
+            gateway_url = await start_stack(infra, procs)
+        results = sorted(await measure(gateway_url, samples))
+        p50 = statistics.median(results)
+        p95 = results[min(len(results) - 1, round(0.95 * (len(results) - 1)))]
+        print(f"stale detection, {samples} claims: p50 {p50:.0f} ms  p95 {p95:.0f} ms  "
+              f"min {results[0]:.0f}  max {results[-1]:.0f}")
+        return {"bench": "liveops_stale_detection", "samples": samples, "p50_ms": round(p50, 1),
+                "p95_ms": round(p95, 1), "command": COMMAND}
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        if infra is not None:
+            await asyncio.to_thread(infra.stop)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.liveops", description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--gateway-url", default=None, help="a running stack's gateway (default: start one)")
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.samples, args.gateway_url))))
+
+
+if __name__ == "__main__":
+    main()
