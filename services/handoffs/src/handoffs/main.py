@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from handoffs import api, consumers
+from handoffs import api, consumers, queue_stream
 from handoffs.sessions_client import SessionsClient
 from handoffs.settings import Settings
 from rfkit.service import ServiceRuntime
@@ -31,4 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     runtime = ServiceRuntime(settings, package="handoffs")
     consumers.register(runtime)  # before the app starts: the runtime starts the broker with its subscribers
-    return build_app(runtime, title="ResolutionFlow handoffs", routers=[api.router, _outbound_clients(settings)])
+    return build_app(
+        runtime,
+        title="ResolutionFlow handoffs",
+        routers=[api.router, queue_stream.router, _outbound_clients(settings), queue_stream.lifespan_router(settings)],
+    )
