@@ -3,11 +3,12 @@ handoffs service that streams and the gateway that relays (both OpenAPI document
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import Header, Query
 
-from rfkit.errors import Invalid
+from rfkit.errors import Invalid, Unauthenticated
 
 MEDIA_TYPE = "text/event-stream"
 # No cache may keep it; proxies that buffer answers (nginx) are asked not to.
@@ -49,11 +50,20 @@ LastEventIdHeader = Annotated[
 ]
 
 
+def check_unexpired(expires_at: float) -> None:
+    """Refuse a token past its expiry, without the verifier's clock leeway: a stream opened with it would end at
+    once, and a client reconnecting in a loop is better told to refresh its token."""
+    if time.time() >= expires_at:
+        raise Unauthenticated("invalid token: expired, refresh it", code="token_expired")
+
+
 def resume_after(header: str | None, query: int | None) -> int | None:
     """The id to resume after: the header (what EventSource sends on reconnecting) before the query parameter."""
     if header is None or not header.strip():
         return query
     text = header.strip()
     if not text.isascii() or not text.isdigit() or int(text) > MAX_EVENT_ID:
-        raise Invalid("Last-Event-ID must be an event id this stream sent (a whole number)", code="invalid_last_event_id")
+        raise Invalid(
+            "Last-Event-ID must be an event id this stream sent (a whole number)", code="invalid_last_event_id"
+        )
     return int(text)

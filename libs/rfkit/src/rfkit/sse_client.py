@@ -36,14 +36,24 @@ class EventReader:
         async with asyncio.timeout(timeout_s):
             return await self._next()
 
-    async def _next(self) -> Event | None:
+    async def opened(self, *, timeout_s: float = 20.0) -> None:
+        """Wait for the server's first block (the `retry` field the live queue opens with): it is listening now."""
+        async with asyncio.timeout(timeout_s):
+            event = await self._next(until_retry=True)
+        if event is not None or self.retry_ms is None:
+            raise AssertionError(f"the stream did not open with a retry field: {event!r}")
+
+    async def _next(self, *, until_retry: bool = False) -> Event | None:
         if self._lines is None:
             self._lines = self.response.aiter_lines()
-        kind, data, last_id, seen = "message", [], None, False
+        kind, last_id, seen = "message", None, False
+        data: list[str] = []
         async for line in self._lines:
             if line == "":
                 if seen:
                     return Event(kind, "\n".join(data), last_id)
+                if until_retry and self.retry_ms is not None:
+                    return None
                 continue
             name, _, value = line.partition(":")
             value = value.removeprefix(" ")

@@ -279,7 +279,12 @@ class LiveQueue:
         # Older than the ring (or the feed is starting): from the change log, rendered for this client alone.
         changes = await self.changes(feed.account_id, cursor, self.page)
         if not changes:
-            return b"", cursor
+            head = await self.head(feed.account_id)
+            if head <= cursor:
+                return b"", cursor
+            # Changes after the cursor happened but none is kept any more (all purged).
+            RESETS_SENT.labels(self.service).inc()
+            return reset_event(head, "changes after the last event id are no longer kept"), head
         parts = []
         if changes[0].id > cursor + 1:
             # Ids are dense per account: a hole is what the purge removed.
@@ -328,7 +333,7 @@ class LiveQueue:
             with attempt:
                 connection = await asyncpg.connect(dsn)
                 lost = asyncio.Event()
-                connection.add_termination_listener(lambda _: lost.set())
+                connection.add_termination_listener(lambda _, lost=lost: lost.set())  # type: ignore[misc]
                 try:
                     await connection.add_listener(CHANNEL, self._on_notify)
                     up.set(1)

@@ -74,6 +74,7 @@ async def queue_stream(
     last_event_id_header: sse.LastEventIdHeader = None,
 ) -> StreamingResponse:
     """The live queue of the caller's account (any role)."""
+    sse.check_unexpired(principal.expires_at)
     after = sse.resume_after(last_event_id_header, last_event_id)
     denials = request.app.state.denials
     settings: Settings = request.app.state.runtime.settings
