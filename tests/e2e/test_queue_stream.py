@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from prometheus_client import REGISTRY
 
 from gateway.testing import User
 from rfkit.auth import issue_access_token
 from rfkit.sse_client import Event, EventReader
+from rfkit.testing import wait_until
 
 from .conftest import API, Api, Stack
 
@@ -123,3 +125,26 @@ async def test_the_stream_ends_when_the_token_expires(api: Api, stack: Stack) ->
     assert events.ended and rest == []
     r = await api.client.get(STREAM, headers={"Authorization": f"Bearer {short}"})
     assert r.status_code == 401
+
+
+def open_streams() -> tuple[float, float]:
+    """Streams open at the gateway and at the handoffs service (the stack runs in this process)."""
+    gateway = REGISTRY.get_sample_value("rf_gateway_streams_open") or 0.0
+    handoffs = REGISTRY.get_sample_value("rf_queue_streams_open", {"service": "handoffs"}) or 0.0
+    return gateway, handoffs
+
+
+async def test_a_client_going_away_closes_the_stream_at_the_gateway_and_at_the_service(api: Api) -> None:
+    team = await api.account()
+    before = open_streams()
+    async with stream(api, team.admin.access):
+        async def both_open() -> bool:
+            return open_streams() == (before[0] + 1, before[1] + 1)
+
+        await wait_until(both_open)
+    # The client closed its connection: the gateway drops its relay and closes its connection to the service.
+
+    async def both_closed() -> bool:
+        return open_streams() == before
+
+    await wait_until(both_closed)

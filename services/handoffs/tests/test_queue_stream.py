@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest_asyncio
+import sqlalchemy as sa
 
 from handoffs.main import create_app
 from handoffs.settings import Settings
@@ -85,6 +85,7 @@ async def test_a_change_made_through_one_replica_reaches_a_stream_served_by_the_
     engineer = caller.colleague(replicas.private_pem)
     client, response, events = await _open(replicas.b.url, caller)
     try:
+        await events.opened()
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         handoff = await replicas.escalate(replicas.a.url, engineer)
@@ -97,3 +98,83 @@ async def test_a_change_made_through_one_replica_reaches_a_stream_served_by_the_
     finally:
         await response.aclose()
         await client.aclose()
+
+
+async def test_concurrent_changes_through_both_replicas_arrive_once_each_in_id_order(replicas: Replicas) -> None:
+    caller = replicas.account()
+    client, response, events = await _open(replicas.a.url, caller)
+    try:
+        await events.opened()
+        urls = [replicas.a.url, replicas.b.url] * 4
+        handoffs = await asyncio.gather(*(replicas.escalate(url, caller) for url in urls))
+        pairs = zip(urls, handoffs, strict=True)
+        await asyncio.gather(*(replicas.act(url, caller, h["id"], "claim") for url, h in pairs))
+        received = [await events.next() for _ in range(2 * len(handoffs))]
+    finally:
+        await response.aclose()
+        await client.aclose()
+    assert [e.id for e in received if e] == [str(i) for i in range(1, 2 * len(handoffs) + 1)]
+    by_handoff: dict[str, int] = {}
+    for event in received:
+        assert event is not None
+        by_handoff[event.json()["id"]] = by_handoff.get(event.json()["id"], 0) + 1
+    assert by_handoff == {h["id"]: 2 for h in handoffs}
+
+
+async def test_a_client_further_behind_than_the_ring_reads_the_change_log(replicas: Replicas) -> None:
+    """B keeps 2 changes per account in memory: resuming 5 changes back is served from the table, in order."""
+    caller = replicas.account()
+    watcher_client, watcher, live = await _open(replicas.b.url, caller)  # keeps the account's feed (ring) alive
+    try:
+        await live.opened()
+        made = [await replicas.escalate(replicas.a.url, caller) for _ in range(5)]
+        assert [(await live.next()).id for _ in made] == ["1", "2", "3", "4", "5"]  # type: ignore[union-attr]
+        client, response, events = await _open(replicas.b.url, caller, **{"Last-Event-ID": "0"})
+        try:
+            resumed = [await events.next() for _ in made]
+        finally:
+            await response.aclose()
+            await client.aclose()
+    finally:
+        await watcher.aclose()
+        await watcher_client.aclose()
+    assert [(e.id, e.json()["id"]) for e in resumed if e] == [(str(i + 1), h["id"]) for i, h in enumerate(made)]
+
+
+async def test_resuming_from_changes_no_longer_kept_is_a_reset_then_the_stream_goes_on(replicas: Replicas) -> None:
+    caller = replicas.account()
+    for _ in range(3):
+        await replicas.escalate(replicas.a.url, caller)
+    live = replicas.a.app.state.live_queue
+    async with live.db.unit_of_work() as uow:  # as if two hours had passed for the first two changes
+        await uow.session.execute(sa.text(
+            "UPDATE handoff_changes SET at = now() - interval '3 hours' WHERE account_id = :a AND id <= 2"),
+            {"a": caller.account_id})
+    assert await live.purge() >= 2
+    client, response, events = await _open(replicas.a.url, caller, **{"Last-Event-ID": "0"})
+    try:
+        reset, kept = await events.next(), await events.next()
+        later = await replicas.escalate(replicas.a.url, caller)
+        after = await events.next()
+    finally:
+        await response.aclose()
+        await client.aclose()
+    assert reset is not None and reset.event == "reset" and reset.id == "2"
+    assert kept is not None and kept.id == "3"
+    assert after is not None and after.id == "4" and after.json()["id"] == later["id"]
+
+
+async def test_silence_is_broken_by_comment_lines_and_bad_resumption_ids_are_refused(replicas: Replicas) -> None:
+    caller = replicas.account("viewer")
+    client, response, events = await _open(replicas.b.url, caller)  # B: a heartbeat after 0.5 s of silence
+    try:
+        await events.opened()
+        assert await events.comment() == "keep-alive"
+    finally:
+        await response.aclose()
+        await client.aclose()
+    async with httpx.AsyncClient(base_url=replicas.a.url) as plain:
+        r = await plain.get(STREAM, headers={**caller.headers, "Last-Event-ID": "abc"})
+        assert r.status_code == 422 and r.json()["code"] == "invalid_last_event_id"
+        r = await plain.get(STREAM + "?last_event_id=-1", headers=caller.headers)
+        assert r.status_code == 422

@@ -43,7 +43,15 @@ class EventReader:
         if event is not None or self.retry_ms is None:
             raise AssertionError(f"the stream did not open with a retry field: {event!r}")
 
-    async def _next(self, *, until_retry: bool = False) -> Event | None:
+    async def comment(self, *, timeout_s: float = 20.0) -> str:
+        """The next comment line (a heartbeat), read past any events; fails after `timeout_s` without one."""
+        async with asyncio.timeout(timeout_s):
+            await self._next(until_comment=True)
+        if self.ended:
+            raise AssertionError("the stream ended without a comment")
+        return self.comments[-1]
+
+    async def _next(self, *, until_retry: bool = False, until_comment: bool = False) -> Event | None:
         if self._lines is None:
             self._lines = self.response.aiter_lines()
         kind, last_id, seen = "message", None, False
@@ -59,6 +67,8 @@ class EventReader:
             value = value.removeprefix(" ")
             if name == "":
                 self.comments.append(value)
+                if until_comment:
+                    return None
             elif name == "event":
                 kind, seen = value, True
             elif name == "data":
