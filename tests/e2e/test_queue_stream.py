@@ -93,8 +93,10 @@ async def test_the_query_parameter_resumes_too_and_a_malformed_id_is_refused(api
         events = EventReader(response)
         event = await events.next()
     assert event is not None and event.id == "2" and event.json()["id"] == second["id"] != first["id"]
-    for bad in ("x", "-1", "1.5", str(2**63)):
-        r = await api.call("GET", "/handoffs/queue/stream", engineer, headers={"Last-Event-ID": bad})
+    for bad in ("x", "-1", "1.5", str(2**63), "\u0661", "1e3", "1 2"):
+        r = await api.call("GET", "/handoffs/queue/stream", engineer, headers={"Last-Event-ID": bad.encode()})
+        assert r.status_code == 422, (bad, r.status_code, r.text)
+        r = await api.call("GET", "/handoffs/queue/stream", engineer, params={"last_event_id": bad})
         assert r.status_code == 422, (bad, r.status_code, r.text)
     r = await api.call("GET", "/handoffs/queue/stream")
     assert r.status_code == 401
