@@ -100,8 +100,11 @@ async def sse_sample(api: httpx.AsyncClient, headers: dict[str, str], tree_id: s
     arrivals = [stream.expect(marker) for stream in streams]
     (await api.post(f"/handoffs/{handoff['id']}/claim", headers=headers)).raise_for_status()
     answered = time.perf_counter()
-    async with asyncio.timeout(60):
-        times = await asyncio.gather(*arrivals)
+    try:
+        async with asyncio.timeout(60):
+            times = await asyncio.gather(*arrivals)
+    except TimeoutError:
+        raise RuntimeError(f"{sum(not a.done() for a in arrivals)} streams did not get the claim") from None
     return [max(0.0, (at - answered) * 1000) for at in times]
 
 
@@ -113,10 +116,14 @@ async def sse_measure(gateway_url: str, n_streams: int, samples: int,
         tree_id = (await api.post("/trees", json=TREE, headers=headers)).raise_for_status().json()["id"]
         before = rss_kib(gateway_pid) if gateway_pid else None
         try:
-            for i in range(0, n_streams, 50):  # in batches: 500 connects at once would meet the listen backlog
-                await asyncio.gather(*(s.open(gateway_url, headers["Authorization"]) for s in streams[i:i + 50]))
-            async with asyncio.timeout(120):
-                await asyncio.gather(*(s.opened.wait() for s in streams))
+            for i in range(0, n_streams, 25):  # in batches, each open before the next: as clients arrive
+                batch = streams[i:i + 25]
+                await asyncio.gather(*(s.open(gateway_url, headers["Authorization"]) for s in batch))
+                try:
+                    async with asyncio.timeout(60):
+                        await asyncio.gather(*(s.opened.wait() for s in batch))
+                except TimeoutError:
+                    raise RuntimeError(f"{sum(not s.opened.is_set() for s in batch)} streams did not open") from None
             await sse_sample(api, headers, tree_id, streams)  # warm: connections, prepared statements
             after = rss_kib(gateway_pid) if gateway_pid else None
             latencies: list[float] = []

@@ -113,7 +113,9 @@ class Upstreams:
         try:
             while (left := until - time.time()) > 0:
                 try:
-                    chunk = await asyncio.wait_for(answer.next_chunk(), min(left, self.stream_idle_timeout_s))
+                    # asyncio.timeout, not wait_for: no task per piece relayed.
+                    async with asyncio.timeout(min(left, self.stream_idle_timeout_s)):
+                        chunk = await answer.next_chunk()
                 except TimeoutError:
                     if until - time.time() > 0:
                         log.warning("an event stream was silent for %.0fs: closed", self.stream_idle_timeout_s)

@@ -236,8 +236,16 @@ class LiveQueue:
         feed = self._join(account_id)
         self._open.inc()
         try:
-            head = await self.head(account_id)
-            yield b"retry: %d\n\n" % RETRY_MS
+            # The account's head as its feed read it: one query per account and process, not one per client. The
+            # feed may trail the database by a change still being taken in; starting there sends that change too.
+            try:
+                async with asyncio.timeout(max(expires_at - time.time(), 0.0)):
+                    await feed.ready.wait()
+            except TimeoutError:
+                return  # the token expired while the database could not be read
+            head = feed.head
+            if last_event_id is not None and last_event_id > head:
+                head = max(head, await self.head(account_id))
             if last_event_id is None:
                 cursor = head
             elif last_event_id > head:
@@ -247,6 +255,8 @@ class LiveQueue:
                 cursor = head
             else:
                 cursor = last_event_id
+            # First block after the cursor is fixed: a client that has read it will see every later change.
+            yield b"retry: %d\n\n" % RETRY_MS
             quiet_until = time.monotonic() + heartbeat_s
             while not self.closing and time.time() < expires_at and still_valid():
                 changed = feed.changed
@@ -257,7 +267,9 @@ class LiveQueue:
                     continue
                 wait_s = min(quiet_until - time.monotonic(), expires_at - time.time())
                 try:
-                    await asyncio.wait_for(changed.wait(), max(wait_s, 0.0))
+                    # asyncio.timeout, not wait_for: no task per wait (all of an account's streams wake at once).
+                    async with asyncio.timeout(max(wait_s, 0.0)):
+                        await changed.wait()
                 except TimeoutError:
                     if time.monotonic() >= quiet_until:
                         yield HEARTBEAT
