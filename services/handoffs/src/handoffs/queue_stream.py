@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 from uuid import UUID
@@ -55,7 +55,23 @@ def get_live_queue(request: Request) -> LiveQueue:
     return request.app.state.live_queue
 
 
+def get_heartbeat_s(request: Request) -> float:
+    settings: Settings = request.app.state.runtime.settings
+    return settings.queue_stream_heartbeat_s
+
+
+def get_token_check(request: Request, principal: CurrentPrincipal) -> Callable[[], bool]:
+    """Whether the caller's token is still not revoked (asked again during the stream, from the denial feed)."""
+    denials = request.app.state.denials
+    if denials is None:
+        return lambda: True
+    return lambda: denials.reason(principal.token_id) is None
+
+
+# The route's dependencies (to join the service's deps.py when it has one).
 Live = Annotated[LiveQueue, Depends(get_live_queue)]
+HeartbeatS = Annotated[float, Depends(get_heartbeat_s)]
+TokenCheck = Annotated[Callable[[], bool], Depends(get_token_check)]
 
 router = APIRouter(tags=["handoffs"])
 
@@ -67,22 +83,21 @@ router = APIRouter(tags=["handoffs"])
     description=sse.DESCRIPTION,
 )
 async def queue_stream(
-    request: Request,
     principal: CurrentPrincipal,
     live: Live,
+    heartbeat_s: HeartbeatS,
+    token_valid: TokenCheck,
     last_event_id: sse.LastEventIdQuery = None,
     last_event_id_header: sse.LastEventIdHeader = None,
 ) -> StreamingResponse:
     """The live queue of the caller's account (any role)."""
     sse.check_unexpired(principal.expires_at)
     after = sse.resume_after(last_event_id_header, last_event_id)
-    denials = request.app.state.denials
-    settings: Settings = request.app.state.runtime.settings
     body = live.stream(
         account_id=principal.account_id,
         last_event_id=after,
         expires_at=principal.expires_at,
-        heartbeat_s=settings.queue_stream_heartbeat_s,
-        still_valid=(lambda: denials.reason(principal.token_id) is None) if denials is not None else lambda: True,
+        heartbeat_s=heartbeat_s,
+        still_valid=token_valid,
     )
     return StreamingResponse(body, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
