@@ -20,12 +20,16 @@ from rfkit import migrate
 from rfkit.tables import kit_metadata
 
 SERVICES = ["gateway", "sessions", "handoffs", "analytics"]
+# Tables a service keeps outside its repository module: (module, metadata attribute) each.
+MORE_METADATA = {"handoffs": [("handoffs.change_log", "change_log_metadata")]}
 T = TypeVar("T")
 
 
 def service_metadata(service: str) -> list[sa.MetaData]:
-    """All the tables a service's database holds: its repository's and the kit's (outbox, processed events)."""
-    return [importlib.import_module(f"{service}.repository").metadata, kit_metadata]
+    """All the tables a service's database holds: its repository's, the kit's (outbox, processed events), and
+    those of MORE_METADATA."""
+    more = [getattr(importlib.import_module(module), name) for module, name in MORE_METADATA.get(service, [])]
+    return [importlib.import_module(f"{service}.repository").metadata, kit_metadata, *more]
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +72,9 @@ def differences(url: str, metadata: list[sa.MetaData]) -> list[Any]:
 
 
 # What alembic leaves out, as PostgreSQL itself prints it: every CHECK constraint and every generated column's
-# expression, and each index's full definition (method, order, INCLUDE, predicate).
+# expression, each index's full definition (method, order, INCLUDE, predicate), and the triggers (not those
+# PostgreSQL makes for foreign keys) and functions a migration writes as plain DDL (the metadata creates them
+# with DDL events).
 _CATALOG = sa.text(
     """
     SELECT 'check ' || c.conrelid::regclass || '.' || c.conname || ': ' || pg_get_constraintdef(c.oid)
@@ -82,6 +88,14 @@ _CATALOG = sa.text(
     UNION ALL
     SELECT 'index ' || indexname || ': ' || indexdef
       FROM pg_indexes WHERE schemaname = 'public' AND tablename <> 'alembic_version'
+    UNION ALL
+    SELECT 'trigger ' || t.tgname || ': ' || pg_get_triggerdef(t.oid)
+      FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid JOIN pg_namespace n ON n.oid = r.relnamespace
+     WHERE n.nspname = 'public' AND NOT t.tgisinternal
+    UNION ALL
+    SELECT 'function ' || p.proname || ': ' || pg_get_functiondef(p.oid)
+      FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = 'public' AND p.prokind = 'f'
     """
 )
 
@@ -146,6 +160,7 @@ def test_comparison_reports_a_drifted_database(
 
 
 CATALOG_DRIFTS = [
+    ("handoffs", "DROP TRIGGER handoff_changes_on_update ON handoffs", "handoff_changes_on_update"),
     ("gateway", "ALTER TABLE users DROP CONSTRAINT ck_users_role", "ck_users_role"),
     (
         "handoffs",

@@ -20,7 +20,7 @@ SPEC_ROUTES = {
     ("POST", "/sessions/{session_id}/complete"), ("POST", "/sessions/{session_id}/export"),
     ("POST", "/handoffs"), ("GET", "/handoffs"), ("GET", "/handoffs/{handoff_id}"),
     ("POST", "/handoffs/{handoff_id}/claim"), ("POST", "/handoffs/{handoff_id}/release"),
-    ("POST", "/handoffs/{handoff_id}/resolve"), ("GET", "/handoffs/stats"),
+    ("POST", "/handoffs/{handoff_id}/resolve"), ("GET", "/handoffs/stats"), ("GET", "/handoffs/queue/stream"),
     ("GET", "/handoffs/policy"), ("PUT", "/handoffs/policy"),
     ("GET", "/analytics/flowpilot/escalations"),
     ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{key_id}"),

@@ -52,7 +52,8 @@ class GatewayRuntime(ServiceRuntime):
             )
         self.upstreams = Upstreams(
             s.upstreams(), connect_timeout_s=s.upstream_connect_timeout_s, timeout_s=s.upstream_timeout_s,
-            max_connections=s.upstream_max_connections,
+            max_connections=s.upstream_max_connections, max_streams=s.max_open_streams,
+            stream_idle_timeout_s=s.stream_idle_timeout_s,
         )
 
     async def stop(self) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 
 from gateway.proxy import Upstreams
 from rf_contracts.api.analytics import EscalationMetricRead, Period
@@ -48,7 +49,8 @@ from rf_contracts.api.trees import (
     TreeReplace,
     TreeSearchPage,
 )
-from rfkit.auth import Admin, CurrentPrincipal, Engineer
+from rfkit import sse
+from rfkit.auth import Admin, CurrentPrincipal, Engineer, Principal
 from rfkit.etags import IfMatch, if_match
 from rfkit.problems import problem
 
@@ -83,6 +85,14 @@ async def _forward(request: Request, service: str) -> Response:
     if upstreams is None:  # only between app construction and start
         return problem(503, "the gateway is starting", "service_unavailable")
     return await upstreams.forward(request, service)
+
+
+async def _stream(request: Request, service: str, principal: Principal) -> Response:
+    """Relay an event stream; the gateway ends it when the caller's token expires, whatever the service does."""
+    upstreams: Upstreams | None = request.app.state.runtime.upstreams
+    if upstreams is None:
+        return Response('{"detail":"the gateway is starting"}', status_code=503, media_type="application/json")
+    return await upstreams.stream(request, service, until=principal.expires_at)
 
 
 Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
@@ -264,6 +274,20 @@ async def list_handoffs(
     offset: Offset = 0,
 ) -> Response:
     return await _forward(request, "handoffs")
+
+
+@handoffs.get("/queue/stream", response_class=StreamingResponse, responses={**_answers(403), **sse.OK},
+              summary="The live queue: Server-Sent Events of the account's handoff changes",
+              description=sse.DESCRIPTION)
+async def queue_stream(
+    request: Request,
+    principal: CurrentPrincipal,
+    last_event_id: sse.LastEventIdQuery = None,
+    last_event_id_header: sse.LastEventIdHeader = None,
+) -> Response:
+    sse.check_unexpired(principal.expires_at)
+    sse.resume_after(last_event_id_header, last_event_id)  # a malformed id is refused here already (422)
+    return await _stream(request, "handoffs", principal)
 
 
 # Declared before /handoffs/{handoff_id} so that "stats" is not taken for an id.

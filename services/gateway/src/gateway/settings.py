@@ -44,6 +44,10 @@ class Settings(ServiceSettings):
     upstream_connect_timeout_s: float = Field(default=1.0, gt=0)
     upstream_timeout_s: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=200, ge=1)
+    # Event streams relayed at once (each holds a connection to its service; beyond it 503), and how long one may
+    # stay silent before the gateway takes the service for gone (the live queue sends a comment every 15 s).
+    max_open_streams: int = Field(default=10_000, ge=1)
+    stream_idle_timeout_s: float = Field(default=60.0, gt=0)
     # Bodies are read into memory (identity) and forwarded whole: bounded well above the largest valid tree.
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 

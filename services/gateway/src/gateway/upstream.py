@@ -14,6 +14,7 @@ import asyncio
 import re
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -160,6 +161,122 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+class StreamedAnswer:
+    """An answer whose body is read as it arrives (Server-Sent Events): at most `high_water` bytes wait here.
+
+    Past that the connection stops reading from the socket, so a client slower than the service slows the service
+    down (TCP flow control) instead of growing this buffer. Always `close()` it: the connection is the stream's
+    own and is never reused.
+    """
+
+    def __init__(self, connection: _StreamConnection, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self._connection = connection
+        self.status = status
+        self.headers = headers
+
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body as it came off the socket, or None at its end."""
+        return await self._connection.next_chunk()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.next_chunk()) is not None:
+            yield chunk
+
+    async def read(self, limit: int = MAX_RESPONSE_BYTES) -> bytes:
+        """The whole body (an error answer); BadResponse beyond `limit` bytes."""
+        parts, size = [], 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > limit:
+                raise BadResponse("answer larger than the gateway accepts")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+class _StreamConnection(asyncio.Protocol):
+    """One connection carrying one streamed answer, read with back-pressure."""
+
+    def __init__(self, high_water: int) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._high_water = high_water
+        self.head: asyncio.Future[tuple[int, list[tuple[bytes, bytes]]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._done = False
+        self._error: BadResponse | None = None
+        self._readable = asyncio.Event()
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(BadResponse(f"invalid HTTP answer: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._done:
+            self._fail(BadResponse(f"connection closed before the answer was complete: {exc!r}"))
+
+    # -- httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if not self.head.done():
+            self.head.set_result((self._parser.get_status_code(), self._headers))
+
+    def on_body(self, body: bytes) -> None:
+        self._chunks.append(bytes(body))
+        self._buffered += len(body)
+        self._readable.set()
+        if self._buffered > self._high_water and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        self._done = True
+        self._readable.set()
+
+    # -- use
+    async def next_chunk(self) -> bytes | None:
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self._done:
+                return None
+            self._readable.clear()
+            await self._readable.wait()
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered <= self._high_water // 2 and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    def _fail(self, exc: BadResponse) -> None:
+        if self._error is None and not self._done:
+            self._error = exc
+        if not self.head.done():
+            self.head.set_exception(exc)
+        self._readable.set()
+        self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
 class UpstreamPool:
     """Keep-alive connections to one service (host, port), at most `max_connections` at a time."""
 
@@ -208,6 +325,30 @@ class UpstreamPool:
             else:
                 connection.close()
             return answer
+
+    async def stream(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], *, high_water: int = 64 * 1024
+    ) -> StreamedAnswer:
+        """Send a request on a connection of its own and return as soon as the answer's head has arrived; the body
+        is read as it comes (StreamedAnswer). Not counted against `max_connections`: a stream holds its connection
+        for as long as it is open, and pooled requests must not wait behind open streams. Raises as `request`."""
+        request = self._encode(method, target, headers, None)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                _, connection = await loop.create_connection(
+                    lambda: _StreamConnection(high_water), self.host, self.port, ssl=True if self.tls else None
+                )
+        except (OSError, TimeoutError) as exc:
+            raise ConnectFailed(f"{self.host}:{self.port}: {exc!r}") from exc
+        try:
+            assert connection.transport is not None
+            connection.transport.write(request)
+            status, answer_headers = await connection.head
+        except BaseException:
+            connection.close()
+            raise
+        return StreamedAnswer(connection, status, answer_headers)
 
     def close(self) -> None:
         while self._idle:

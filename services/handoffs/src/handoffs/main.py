@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from handoffs import api, consumers
+from handoffs import api, consumers, queue_stream
 from handoffs.clients import SessionsClient
 from handoffs.settings import Settings
 from handoffs.stale import Clock, StaleDetector, system_clock
@@ -44,5 +44,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock = system_clock)
     runtime = ServiceRuntime(settings, package="handoffs")
     consumers.register(runtime)  # before the app starts: the runtime starts the broker with its subscribers
     return build_app(
-        runtime, title="ResolutionFlow handoffs", routers=[api.router, _background(settings, runtime, clock)]
+        runtime,
+        title="ResolutionFlow handoffs",
+        routers=[api.router, queue_stream.router, _background(settings, runtime, clock),
+                 queue_stream.lifespan_router(settings)],
     )
