@@ -63,6 +63,10 @@ class Event(BaseModel):
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
 
+    def headers(self) -> dict[str, str]:
+        """The Kafka headers published with the event (EVENT_HEADERS), so a consumer can route before parsing."""
+        return {"event_type": self.EVENT_TYPE, "event_id": str(self.event_id)}
+
 
 class SessionStarted(Event):
     TOPIC: ClassVar[str] = topics.SESSION_STARTED
@@ -132,6 +136,13 @@ class HandoffResolved(HandoffEvent):
     event_type: Literal["handoff.resolved"] = "handoff.resolved"
     resolved_by: UUID
     resolved_at: Timestamp
+
+
+# What each header of a contract event holds (Event.headers); docs/asyncapi.yaml documents them from here.
+EVENT_HEADERS: dict[str, str] = {
+    "event_type": "the event's event_type, the same as in the value",
+    "event_id": "the event's event_id, the same as in the value",
+}
 
 
 ALL_EVENTS: tuple[type[Event], ...] = (

@@ -13,11 +13,13 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rf_contracts.api.tags import TAG_DESCRIPTIONS
 from rfkit import metrics
 from rfkit.errors import (
     Conflict,
@@ -223,6 +225,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
+def operation_id(route: APIRoute) -> str:
+    """The operationId of a route: `<tag>_<action>`, e.g. `sessions_update` for `update_session` tagged "sessions".
+
+    The action is the route's name (its function's, or `name=` of the decorator) without the words that repeat
+    the tag (singular or plural), so generated clients read `sessions.update`, not
+    `update_session_api_v1_sessions__session_id__put`. A route without a tag keeps its name.
+    """
+    words = route.name.split("_")
+    if not route.tags:
+        return route.name
+    tag = str(route.tags[0]).replace("-", "_")
+    resource = {tag, tag.removesuffix("s"), *tag.split("_"), *(w.removesuffix("s") for w in tag.split("_"))}
+    action = [word for word in words if word not in resource] or words
+    return f"{tag}_{'_'.join(action)}"
+
+
 def build_app(
     runtime: Any,
     *,
@@ -231,11 +249,22 @@ def build_app(
     prefix: str = "/api/v1",
     version: str = "0.1.0",
     error_statuses: Mapping[type[DomainError], int] | None = None,
+    tag_descriptions: Mapping[str, str] | None = None,
 ) -> FastAPI:
-    """A FastAPI app whose lifespan is the runtime's; routers are mounted under `prefix`."""
+    """A FastAPI app whose lifespan is the runtime's; routers are mounted under `prefix`.
+
+    Every route's operationId follows `operation_id`; each tag the routers use is described from
+    `tag_descriptions` (default: the public API's, rf_contracts.api.tags).
+    """
+    descriptions = TAG_DESCRIPTIONS if tag_descriptions is None else tag_descriptions
+    used = list(dict.fromkeys(str(tag) for router in routers for route in router.routes
+                              if isinstance(route, APIRoute) and route.include_in_schema for tag in route.tags))
     # No trailing-slash redirects (a wrong path is a 404): Starlette would build their Location from the Host
     # header, which the caller chooses.
-    app = FastAPI(title=title, version=version, lifespan=runtime.lifespan, redirect_slashes=False)
+    app = FastAPI(title=title, version=version, lifespan=runtime.lifespan, redirect_slashes=False,
+                  generate_unique_id_function=operation_id,
+                  openapi_tags=[{"name": tag, "description": descriptions[tag]} for tag in used
+                                if tag in descriptions] or None)
     app.state.runtime = runtime
     app.state.verifier = runtime.verifier
     app.state.denials = getattr(runtime, "denials", None)

@@ -43,7 +43,8 @@ def _coded(description: str, code: str) -> dict[str, Any]:
     """An error answer that carries a machine-readable `code` besides its readable `detail`."""
     schema = {"type": "object", "required": ["detail", "code"],
               "properties": {"detail": {"type": "string"}, "code": {"type": "string", "enum": [code]}}}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+    example = {"detail": description, "code": code}
+    return {"description": description, "content": {"application/json": {"schema": schema, "example": example}}}
 
 
 def _identity(request: Request) -> Identity:
@@ -64,7 +65,7 @@ def _no_store(response: Response) -> None:
     response.headers["Pragma"] = "no-cache"
 
 
-@router.post("/auth/register", tags=["identity"], status_code=status.HTTP_201_CREATED,
+@router.post("/auth/register", tags=["auth"], status_code=status.HTTP_201_CREATED,
              response_model=RegisterResponse,
              responses={403: _coded("registration is closed on this deployment (RF_REGISTRATION=closed); "
                                     "an admin adds users", "registration_closed"),
@@ -92,7 +93,9 @@ class PasswordForm:
         self.password = password
 
 
-@router.post("/auth/login", tags=["identity"], response_model=TokenPair, responses=_CREDENTIALS)
+@router.post("/auth/login", tags=["auth"], name="login", response_model=TokenPair, responses=_CREDENTIALS,
+             openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {
+                 "example": {"username": "ada@example.com", "password": "correct horse battery"}}}}})
 async def login_form(form: Annotated[PasswordForm, Depends()], request: Request,
                      response: Response, ctx: IdentityCtx) -> TokenPair:
     """OAuth2 password flow: form fields `username` (the email) and `password`."""
@@ -105,13 +108,13 @@ async def login_form(form: Annotated[PasswordForm, Depends()], request: Request,
                                 address=_client_address(request))
 
 
-@router.post("/auth/login/json", tags=["identity"], response_model=TokenPair, responses=_CREDENTIALS)
+@router.post("/auth/login/json", tags=["auth"], response_model=TokenPair, responses=_CREDENTIALS)
 async def login_json(body: LoginRequest, request: Request, response: Response, ctx: IdentityCtx) -> TokenPair:
     _no_store(response)
     return await handlers.login(ctx, email=body.email, password=body.password, address=_client_address(request))
 
 
-@router.post("/auth/refresh", tags=["identity"], response_model=TokenPair,
+@router.post("/auth/refresh", tags=["auth"], response_model=TokenPair,
              responses={401: {"description": "unknown, expired, revoked or already used refresh token"}})
 async def refresh(body: RefreshRequest, response: Response, ctx: IdentityCtx) -> TokenPair:
     """A new pair for a refresh token; the presented token is spent (reusing it revokes its family)."""
@@ -119,12 +122,12 @@ async def refresh(body: RefreshRequest, response: Response, ctx: IdentityCtx) ->
     return await handlers.refresh(ctx, token=body.refresh_token)
 
 
-@router.get("/auth/me", tags=["identity"], response_model=MeRead, responses=_401)
+@router.get("/auth/me", tags=["auth"], response_model=MeRead, responses=_401)
 async def me(principal: CurrentPrincipal, ctx: IdentityCtx) -> dict[str, object]:
     return await handlers.me(ctx, principal)
 
 
-@router.post("/auth/logout", tags=["identity"], status_code=status.HTTP_204_NO_CONTENT,
+@router.post("/auth/logout", tags=["auth"], status_code=status.HTTP_204_NO_CONTENT,
              response_class=Response, responses=_401)
 async def logout(principal: CurrentPrincipal, ctx: IdentityCtx,
                  body: Annotated[LogoutRequest | None, Body()] = None) -> Response:
@@ -133,7 +136,7 @@ async def logout(principal: CurrentPrincipal, ctx: IdentityCtx,
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/auth/password", tags=["identity"], status_code=status.HTTP_204_NO_CONTENT,
+@router.post("/auth/password", tags=["auth"], status_code=status.HTTP_204_NO_CONTENT,
              response_class=Response,
              responses=_401 | {403: _coded("the current password is incorrect", "wrong_password"),
                                429: {"description": "too many wrong passwords; see Retry-After"}})

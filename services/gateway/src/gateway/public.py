@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from gateway.proxy import Upstreams
 from rf_contracts.api.analytics import EscalationMetricRead, Period
+from rf_contracts.api.examples import example
 from rf_contracts.api.handoffs import (
     HandoffCreate,
     HandoffDetail,
@@ -55,11 +56,16 @@ from rfkit.etags import IfMatch, if_match
 class ErrorDetail(BaseModel):
     """Every error answer but 422: `{"detail": "what went wrong"}`."""
 
+    model_config = example({"detail": "session not found"})
+
     detail: Any
 
 
 class InvalidField(BaseModel):
     """One problem with the request: where (`loc`: "body", "query", "path" then the field), what and its kind."""
+
+    model_config = example({"loc": ["query", "limit"], "msg": "Input should be less than or equal to 200",
+                            "type": "less_than_equal", "ctx": {"le": 200}})
 
     loc: list[str | int]
     msg: str
@@ -71,11 +77,20 @@ class Unprocessable(BaseModel):
     """A 422: the problems with the input's shape, or one sentence when the input is well-formed but refused by
     the current state (answering another node than the session's current one, an option it does not have)."""
 
+    model_config = example(
+        {"detail": [{"loc": ["body", "priority"], "msg": "Input should be 'low', 'normal', 'high' or 'urgent'",
+                     "type": "literal_error", "ctx": {"expected": "'low', 'normal', 'high' or 'urgent'"}}]},
+        {"detail": "the session is at node 'start', not 'restart'"},
+    )
+
     detail: str | list[InvalidField]
 
 
 class InvalidTree(BaseModel):
     """A 422 of a tree write: the problems with the input's shape, or each rule the graph breaks."""
+
+    model_config = example({"detail": [{"rule": "unreachable_from_root", "node_id": "orphan",
+                                        "message": "node 'orphan' cannot be reached from the root"}]})
 
     detail: list[TreeViolation | InvalidField]
 
@@ -333,7 +348,7 @@ analytics = APIRouter(prefix="/analytics", tags=["analytics"])
 
 @analytics.get("/flowpilot/escalations", response_model=EscalationMetricRead, responses=_answers(403),
                summary="Escalation time-to-first-action of the caller's account (engineer+)")
-async def escalation_metric(
+async def escalations(
     request: Request,
     _: Engineer,
     period: Annotated[Period, Query(description="the window: the last 7, 30 or 90 days up to now")],
