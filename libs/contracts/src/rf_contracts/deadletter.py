@@ -24,6 +24,9 @@ HEADERS: Final[dict[str, tuple[str, bool]]] = {
     CONSUMER_HEADER: ("the name of the consumer that refused it", True),
     STUB_HEADER: ('"true" when the value is a DeadLetterStub rather than the original value', False),
     ORIGINAL_SIZE_HEADER: ("on a stub: the original value's size in bytes, in decimal", False),
+    # Added by the publisher (FastStream) to every message it sends; nothing should rely on them.
+    "content-type": ("empty: the value is passed on as bytes, of no declared type", True),
+    "correlation_id": ("a fresh UUID for each dead letter", True),
 }
 
 

@@ -10,8 +10,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi._compat import get_flat_models_from_fields, get_model_name_map
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_fields_from_routes
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -241,6 +244,40 @@ def operation_id(route: APIRoute) -> str:
     return f"{tag}_{'_'.join(action)}"
 
 
+def _models(app: FastAPI) -> dict[str, Any]:
+    """The models of the app's document by their component name, found as FastAPI finds them."""
+    fields = get_fields_from_routes(app.routes)
+    return {name: model for model, name in get_model_name_map(get_flat_models_from_fields(fields, set())).items()}
+
+
+# FastAPI's own model of a 422 (routes that declare no model of theirs for it) has no example to put back.
+_INVALID = {"loc": ["body", "email"], "msg": "String should have at least 3 characters", "type": "string_too_short",
+            "ctx": {"min_length": 3}}
+_FASTAPI_EXAMPLES = {"HTTPValidationError": [{"detail": [_INVALID]}], "ValidationError": [_INVALID]}
+
+
+def _with_examples(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """app.openapi, with the models' examples as they are written.
+
+    FastAPI drops every null from the document it generates, the nulls of examples included, which leaves an
+    example of a required nullable field invalid against its own schema; they are put back from the models.
+    """
+
+    def openapi() -> dict[str, Any]:
+        document = FastAPI.openapi(app)  # cached by FastAPI until the routes change
+        models = _models(app)
+        for name, schema in document.get("components", {}).get("schemas", {}).items():
+            config = getattr(models.get(name), "model_config", None) or {}
+            extra = config.get("json_schema_extra")
+            if isinstance(extra, dict) and "examples" in extra:
+                schema["examples"] = jsonable_encoder(extra["examples"])
+            elif name in _FASTAPI_EXAMPLES:
+                schema["examples"] = _FASTAPI_EXAMPLES[name]
+        return document
+
+    return openapi
+
+
 def build_app(
     runtime: Any,
     *,
@@ -265,6 +302,7 @@ def build_app(
                   generate_unique_id_function=operation_id,
                   openapi_tags=[{"name": tag, "description": descriptions[tag]} for tag in used
                                 if tag in descriptions] or None)
+    app.openapi = _with_examples(app)  # type: ignore[method-assign]
     app.state.runtime = runtime
     app.state.verifier = runtime.verifier
     app.state.denials = getattr(runtime, "denials", None)
