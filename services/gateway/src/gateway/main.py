@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
+from starlette.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway import api, handlers, public
@@ -89,6 +90,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for unavailable in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError):
         app.add_exception_handler(unavailable, _store_unavailable)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:
+        # Outside the body limit and every route, so that a preflight is answered here and every answer (errors
+        # included) carries the headers a browser needs to let the page read it. Bearer tokens, not cookies:
+        # no credentials mode.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["ETag", "Retry-After", "X-Request-ID", "WWW-Authenticate"],
+            max_age=600,
+        )
     if settings.trusted_proxies:
         # Outermost, so that everything after it (throttles, logs) sees the client rather than the proxy.
         # Servers run uvicorn with --no-proxy-headers: this setting alone decides whom to believe.
