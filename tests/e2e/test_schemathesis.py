@@ -1,11 +1,12 @@
 """Schemathesis with every check against the gateway's public API, all four services behind it: zero failures.
 
-The run is schemathesis' own CLI (`schemathesis run --checks all`), the same thing a consumer of the API would
-point at /openapi.json, as the admin of an account made for the run, with a tree, a session and a handoff of
-its own (tests/e2e/schemathesis.toml says where their ids go and what the document cannot say). It is bounded
-(a few examples per operation, two workers) and deterministic (deterministic generation, no example database,
-no cache of earlier failures): the same cases run every time, and a failure is a real disagreement between
-the API and its document.
+The run is schemathesis' own CLI (`schemathesis run --checks all`) on the committed docs/openapi.json, the
+document integrators build on (tests/test_api_documents.py checks it is the one the gateway serves at
+/openapi.json), sent to the running gateway as the admin of an account made for the run, with a tree, a session
+and a handoff of its own (tests/e2e/schemathesis.toml says where their ids go and what the document cannot say).
+It is bounded (a few examples per operation, two workers) and deterministic (deterministic generation, no
+example database, no cache of earlier failures): the same cases run every time, and a failure is a real
+disagreement between the API and its document.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gateway.testing import PASSWORD
 from .conftest import API, Stack, tree_body
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
+DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 6  # per operation and phase; the coverage phase adds its own boundary cases
 
@@ -56,7 +58,7 @@ def _schemathesis(stack: Stack, tmp_path: Path, *options: str) -> tuple[int, str
     """Run schemathesis with every check on the gateway as a fresh account's admin: exit code and output."""
     account = _fresh_account(stack.gateway_url)
     command = [
-        SCHEMATHESIS, "--config-file", str(CONFIG), "run", f"{stack.gateway_url}/openapi.json",
+        SCHEMATHESIS, "--config-file", str(CONFIG), "run", str(DOCUMENT), "--url", stack.gateway_url,
         "--checks", "all",
         "--header", f"Authorization: Bearer {account['RF_SCHEMATHESIS_TOKEN']}",
         "--max-examples", str(MAX_EXAMPLES),
