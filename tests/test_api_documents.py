@@ -13,7 +13,7 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from rf_contracts import ALL_TOPICS, EVENT_BY_TOPIC, deadletter, dlq
+from rf_contracts import ALL_TOPICS, EVENT_BY_TOPIC, deadletter, dlq, parse_event
 from rf_contracts.asyncapi import DEAD_LETTER
 from rf_contracts.events import EVENT_HEADERS
 from rf_contracts.schemas_export import schema_path
@@ -185,3 +185,18 @@ def test_the_dead_letter_message_documents_every_header_the_consumer_writes() ->
     headers = _deref(f"#/components/messages/{DEAD_LETTER}")["headers"]
     assert set(headers["properties"]) == set(deadletter.HEADERS)
     assert set(headers["required"]) == {name for name, (_, always) in deadletter.HEADERS.items() if always}
+
+
+def test_every_event_message_example_is_a_valid_message_of_its_topic() -> None:
+    for channel in ASYNCAPI["channels"].values():
+        if channel["address"] not in EVENT_BY_TOPIC:
+            continue
+        (message_ref,) = channel["messages"].values()
+        message = _deref(message_ref["$ref"])
+        assert message["examples"], channel["address"]
+        for example in message["examples"]:
+            jsonschema.Draft7Validator(_payload_schema(message)).validate(example["payload"])
+            jsonschema.Draft7Validator(message["headers"]).validate(example["headers"])
+            key = example["payload"]["session_id"].encode()
+            event = parse_event(channel["address"], json.dumps(example["payload"]).encode(), key)
+            assert event.headers() == example["headers"]

@@ -41,6 +41,39 @@ def _kafka_topic(name: str, retention_ms: int) -> dict[str, Any]:
                       "topicConfiguration": {"retention.ms": retention_ms}, "bindingVersion": KAFKA_BINDING}}
 
 
+# Sample values of the messages' examples, by field name (every other field: its type's sample below).
+_SAMPLES: dict[str, Any] = {
+    "event_id": "9b2f6a3e-1c4d-4e5f-8a7b-6c5d4e3f2a1b", "account_id": "5f0c6a52-3b1e-4d8e-9c39-1a2b3c4d5e6f",
+    "session_id": "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", "reason": "The light pattern is not in the tree",
+}
+_SAMPLE_UUID = "8d7e6f5a-4b3c-4d2e-8f1a-0b9c8d7e6f5a"
+_SAMPLE_TIME = "2026-11-29T09:30:00Z"
+
+
+def _sample(name: str, schema: dict[str, Any]) -> Any:
+    if name in _SAMPLES:
+        return _SAMPLES[name]
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema:  # nullable: the non-null choice
+        return _sample(name, next(s for s in schema["anyOf"] if s.get("type") != "null"))
+    if schema.get("format") == "uuid":
+        return _SAMPLE_UUID
+    if schema.get("format") == "date-time":
+        return _SAMPLE_TIME
+    return {"integer": 1, "string": "text"}[schema["type"]]
+
+
+def example(event: type[Event]) -> dict[str, Any]:
+    """A valid message of the event: headers and payload, the key in the summary (AsyncAPI has no place for it)."""
+    schema = event.model_json_schema(mode="serialization")
+    payload = event.model_validate({name: _sample(name, prop) for name, prop in schema["properties"].items()})
+    return {"name": event.__name__, "summary": f"with the key {payload.key().decode()} (its session_id)",
+            "headers": payload.headers(), "payload": payload.model_dump(mode="json")}
+
+
 def _event_message(event: type[Event]) -> dict[str, Any]:
     return {
         "name": event.EVENT_TYPE,
@@ -57,6 +90,7 @@ def _event_message(event: type[Event]) -> dict[str, Any]:
                     "description": "the event's session_id as a canonical lowercase UUID string"},
             "bindingVersion": KAFKA_BINDING,
         }},
+        "examples": [example(event)],
     }
 
 
