@@ -84,7 +84,8 @@ class PasswordForm:
         self,
         username: Annotated[str, Form(min_length=1, max_length=254, description="the email")],
         password: Annotated[str, Form(min_length=1, max_length=1024)],
-        grant_type: Annotated[str, Form(pattern="^password$")] = "password",
+        # Empty is allowed by the pattern because it is read as missing (the default), as the document must say.
+        grant_type: Annotated[str, Form(pattern="^(password)?$")] = "password",
         scope: Annotated[str, Form()] = "",
         client_id: Annotated[str | None, Form()] = None,
         client_secret: Annotated[str | None, Form()] = None,
