@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from gateway.testing import PASSWORD
 
@@ -27,6 +28,8 @@ SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 6  # per operation and phase; the coverage phase adds its own boundary cases
+# The whole run, stack included: bounded by its case count, but a loaded machine stretches it past the default.
+RUN_TIMEOUT_S = 900
 
 
 def _fresh_account(gateway_url: str) -> dict[str, str]:
@@ -68,7 +71,7 @@ def _schemathesis(stack: Stack, tmp_path: Path, *options: str) -> tuple[int, str
     ]
     # Run in the test's own directory: schemathesis keeps a cache of past failures in its working directory, and
     # replaying those would make one run depend on the ones before it.
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path,
+    result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False, cwd=tmp_path,
                             env={**os.environ, **account})
     print(result.stdout)  # the run's summary, for `pytest -rP`
     return result.returncode, result.stdout + result.stderr
@@ -80,6 +83,7 @@ SESSION_ENDING = ["--include-path", f"{API}/auth/logout", "--include-path-regex"
 OTHERS = ["--exclude-path", f"{API}/auth/logout", "--exclude-path-regex", f"^{API}/users/[^/]+/password$"]
 
 
+@pytest.mark.timeout(RUN_TIMEOUT_S)
 def test_every_operation_conforms_to_the_document_under_every_check(stack: Stack, tmp_path: Path) -> None:
     # The session-ending operations have a run of their own, below.
     code, output = _schemathesis(stack, tmp_path, *OTHERS)
@@ -87,6 +91,7 @@ def test_every_operation_conforms_to_the_document_under_every_check(stack: Stack
     assert "Authentication failed" not in output, output
 
 
+@pytest.mark.timeout(RUN_TIMEOUT_S)
 def test_session_ending_operations_conform_to_the_document_under_every_check(stack: Stack, tmp_path: Path) -> None:
     code, output = _schemathesis(stack, tmp_path, *SESSION_ENDING)
     assert code == 0, output
