@@ -9,7 +9,7 @@ export PATH := $(HOME)/.local/bin:$(PATH)
 RUN := uv run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help uv install kafka-jars up start stop status test compose-test lint bench
+.PHONY: help uv install kafka-jars up start stop status test compose-test lint bench api-docs
 
 help:
 	@echo "ResolutionFlow"
@@ -21,6 +21,7 @@ help:
 	@echo "  make test        every test (PYTEST_ARGS='-k name -x' to narrow)"
 	@echo "  make compose-test  compose.yaml in a real container engine (Docker, else Podman): build, run, check, remove"
 	@echo "  make lint        ruff, the import contracts (lint-imports) and mypy"
+	@echo "  make api-docs    regenerate docs/openapi.json and docs/asyncapi.yaml from the code (commit them)"
 	@echo "  make bench       every benchmark"
 	@echo "  make kafka-jars  resolve the local Kafka broker's jars with Maven"
 	@echo "Kafka and PostgreSQL come from RF_KAFKA_BOOTSTRAP / RF_DATABASE_URL when set, else Docker when an"
@@ -67,3 +68,8 @@ lint: uv
 
 bench: install
 	$(RUN) python -m bench
+
+# The committed API documents: the gateway's OpenAPI and the events' AsyncAPI (tests/test_api_documents.py fails
+# when they differ from what the code produces).
+api-docs: uv
+	$(RUN) python -m rf_devstack.api_docs

@@ -73,6 +73,8 @@ def test_gateway_declares_the_operation_as_its_service_does(service: str, path: 
             assert not stricter.items() <= schema.items(), f"the service now agrees: drop {name} from the list"
             their_query[(name, where)] = (required, {**schema, **stricter})
     assert our_query == their_query
+    assert ours["operationId"] == theirs["operationId"], "one rule (rfkit.web.operation_id), the same route name"
+    assert ours["tags"] == theirs["tags"]
     assert ours.get("requestBody") == theirs.get("requestBody")
     for status, answer in theirs["responses"].items():
         if status.startswith("2"):

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from faststream.kafka import KafkaBroker
 from prometheus_client import REGISTRY
 
-from rf_contracts import Event, StepCreated, topics
+from rf_contracts import Event, StepCreated, deadletter, topics
 from rf_testsupport import (
     free_port,
     group_lag,
@@ -210,6 +210,9 @@ async def test_bad_messages_go_to_the_dlq_and_consumption_goes_on(env, batch: bo
     reasons = [dict(r.headers)[DLQ_REASON_HEADER].decode() for r in dead]
     assert any("step_id" in r for r in reasons), reasons
     assert all(dict(r.headers)["x-original-topic"].decode() == topic for r in dead)
+    # Exactly the headers docs/asyncapi.yaml documents as on every dead letter (rf_contracts.deadletter).
+    always = {name for name, (_, on_every) in deadletter.HEADERS.items() if on_every}
+    assert all({name for name, _ in r.headers} == always for r in dead)
 
 
 @pytest.mark.parametrize("batch", [False, True])
@@ -402,7 +405,9 @@ async def test_a_dead_letter_too_large_to_copy_becomes_a_stub_and_consumption_go
     headers = {k: v.decode() for k, v in dead[0].headers}
     assert headers[DLQ_STUB_HEADER] == "true" and headers[DLQ_REASON_HEADER]
     assert (int(headers["x-original-partition"]), int(headers["x-original-offset"])) == placed[0]
+    assert set(headers) == set(deadletter.HEADERS)  # every documented header, the stub's two included
     stub = json.loads(dead[0].value)
+    deadletter.DeadLetterStub.model_validate(stub)
     assert (stub["original_topic"], stub["original_size"]) == (topic, len(junk))
     assert base64.b64decode(stub["head_base64"]) == junk[:DLQ_STUB_HEAD_BYTES]
     assert dead[0].key == good.key()

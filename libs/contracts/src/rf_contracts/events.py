@@ -65,6 +65,10 @@ class Event(BaseModel):
     def to_json(self) -> bytes:
         return self.model_dump_json().encode()
 
+    def headers(self) -> dict[str, str]:
+        """The Kafka headers published with the event (EVENT_HEADERS), so a consumer can route before parsing."""
+        return {"event_type": self.EVENT_TYPE, "event_id": str(self.event_id)}
+
 
 def _may_be_absent(*names: str) -> Callable[[dict[str, Any]], None]:
     """Fields added to a version that producers of the version before them do not send: not `required` in the
@@ -161,6 +165,13 @@ class HandoffResolved(HandoffEvent):
     event_type: Literal["handoff.resolved"] = "handoff.resolved"
     resolved_by: UUID
     resolved_at: Timestamp
+
+
+# What each header of a contract event holds (Event.headers); docs/asyncapi.yaml documents them from here.
+EVENT_HEADERS: dict[str, str] = {
+    "event_type": "the event's event_type, the same as in the value",
+    "event_id": "the event's event_id, the same as in the value",
+}
 
 
 class HandoffStale(HandoffEvent):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from rf_contracts import Event, dlq
+from rf_contracts import Event, deadletter, dlq
 from rf_contracts.events import ContractViolation, parse_event
 from rfkit import metrics
 from rfkit.db import Database, UnitOfWork
@@ -38,8 +37,8 @@ EventHandler = Callable[[Any, list[Event]], Awaitable[None]]
 # A consumer's own check of a valid event: why it cannot be applied (it is dead-lettered with that reason), or None.
 EventScreen = Callable[[Event], str | None]
 
-DLQ_REASON_HEADER = "x-dlq-reason"
-DLQ_STUB_HEADER = "x-dlq-stub"
+DLQ_REASON_HEADER = deadletter.REASON_HEADER
+DLQ_STUB_HEADER = deadletter.STUB_HEADER
 # The producer refuses a request over 1 MiB (aiokafka's max_request_size) and the broker a batch over
 # message.max.bytes (1,048,588 by default): a record the broker accepted can come back too large to copy once
 # the DLQ headers are added. Past this size the dead letter is a stub that points at the original.
@@ -377,10 +376,10 @@ class EventConsumer:
         )
         headers = {
             DLQ_REASON_HEADER: letter.reason,
-            "x-original-topic": record.topic,
-            "x-original-partition": str(record.partition),
-            "x-original-offset": str(record.offset),
-            "x-consumer": self.name,
+            deadletter.ORIGINAL_TOPIC_HEADER: record.topic,
+            deadletter.ORIGINAL_PARTITION_HEADER: str(record.partition),
+            deadletter.ORIGINAL_OFFSET_HEADER: str(record.offset),
+            deadletter.CONSUMER_HEADER: self.name,
         }
         value: bytes = record.value if record.value is not None else b""
         key: bytes | None = record.key
@@ -391,20 +390,17 @@ class EventConsumer:
             await self.broker.publish(value, topic=dlq(record.topic), key=key, headers=headers)
         except MessageSizeTooLargeError:
             value, key = _stub(record, value), key if key is None or len(key) <= DLQ_STUB_HEAD_BYTES else None
-            headers.update({DLQ_STUB_HEADER: "true", "x-original-size": str(len(record.value or b""))})
+            headers.update({DLQ_STUB_HEADER: "true", deadletter.ORIGINAL_SIZE_HEADER: str(len(record.value or b""))})
             await self.broker.publish(value, topic=dlq(record.topic), key=key, headers=headers)
         metrics.EVENTS_DEAD_LETTERED.labels(self.service, record.topic).inc()
 
 
 def _stub(record: ConsumerRecord[Any, Any], value: bytes) -> bytes:
     """What stands in the DLQ for a record too large to copy: where it is, how large, and its first bytes."""
-    return json.dumps(
-        {
-            "dlq_stub": True,
-            "original_topic": record.topic,
-            "original_partition": record.partition,
-            "original_offset": record.offset,
-            "original_size": len(value),
-            "head_base64": base64.b64encode(value[:DLQ_STUB_HEAD_BYTES]).decode(),
-        }
-    ).encode()
+    return deadletter.DeadLetterStub(
+        original_topic=record.topic,
+        original_partition=record.partition,
+        original_offset=record.offset,
+        original_size=len(value),
+        head_base64=base64.b64encode(value[:DLQ_STUB_HEAD_BYTES]).decode(),
+    ).model_dump_json().encode()

@@ -55,7 +55,7 @@ class UnitOfWork:
                     "topic": f"{self._topic_prefix}{e.TOPIC}",
                     "key": str(e.session_id),
                     "payload": e.to_json(),
-                    "headers": {"event_type": e.EVENT_TYPE, "event_id": str(e.event_id)},
+                    "headers": e.headers(),
                 }
                 for e in pending
             ],

@@ -10,14 +10,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi._compat import get_flat_models_from_fields, get_model_name_map
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_fields_from_routes
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rf_contracts.api.tags import TAG_DESCRIPTIONS
 from rfkit import metrics
 from rfkit.error_docs import document_errors
 from rfkit.errors import (
@@ -267,6 +272,56 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
+def operation_id(route: APIRoute) -> str:
+    """The operationId of a route: `<tag>_<action>`, e.g. `sessions_update` for `update_session` tagged "sessions".
+
+    The action is the route's name (its function's, or `name=` of the decorator) without the words that repeat
+    the tag (singular or plural), so generated clients read `sessions.update`, not
+    `update_session_api_v1_sessions__session_id__put`. A route without a tag keeps its name.
+    """
+    words = route.name.split("_")
+    if not route.tags:
+        return route.name
+    tag = str(route.tags[0]).replace("-", "_")
+    resource = {tag, tag.removesuffix("s"), *tag.split("_"), *(w.removesuffix("s") for w in tag.split("_"))}
+    action = [word for word in words if word not in resource] or words
+    return f"{tag}_{'_'.join(action)}"
+
+
+def _models(app: FastAPI) -> dict[str, Any]:
+    """The models of the app's document by their component name, found as FastAPI finds them."""
+    fields = get_fields_from_routes(app.routes)
+    return {name: model for model, name in get_model_name_map(get_flat_models_from_fields(fields, set())).items()}
+
+
+# FastAPI's own model of a 422 (routes that declare no model of theirs for it) has no example to put back.
+_INVALID = {"loc": ["body", "email"], "msg": "String should have at least 3 characters", "type": "string_too_short",
+            "ctx": {"min_length": 3}}
+_FASTAPI_EXAMPLES = {"HTTPValidationError": [{"detail": [_INVALID]}], "ValidationError": [_INVALID]}
+
+
+def _with_examples(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """app.openapi, with the models' examples as they are written.
+
+    FastAPI drops every null from the document it generates, the nulls of examples included, which leaves an
+    example of a required nullable field invalid against its own schema; they are put back from the models.
+    """
+
+    def openapi() -> dict[str, Any]:
+        document = FastAPI.openapi(app)  # cached by FastAPI until the routes change
+        models = _models(app)
+        for name, schema in document.get("components", {}).get("schemas", {}).items():
+            config = getattr(models.get(name), "model_config", None) or {}
+            extra = config.get("json_schema_extra")
+            if isinstance(extra, dict) and "examples" in extra:
+                schema["examples"] = jsonable_encoder(extra["examples"])
+            elif name in _FASTAPI_EXAMPLES:
+                schema["examples"] = _FASTAPI_EXAMPLES[name]
+        return document
+
+    return openapi
+
+
 def build_app(
     runtime: Any,
     *,
@@ -277,15 +332,25 @@ def build_app(
     error_statuses: Mapping[type[DomainError], int] | None = None,
     idempotent_routers: Sequence[APIRouter] | None = None,
     idempotency_secret: bytes | None = None,
+    tag_descriptions: Mapping[str, str] | None = None,
 ) -> FastAPI:
     """A FastAPI app whose lifespan is the runtime's; routers are mounted under `prefix`.
 
     The POST routes of `idempotent_routers` (default: all `routers`) honour Idempotency-Key, keeping answers in
-    this service's database (rfkit.idempotency; `idempotency_secret` seals what is kept).
+    this service's database (rfkit.idempotency; `idempotency_secret` seals what is kept). Every route's
+    operationId follows `operation_id`; each tag the routers use is described from `tag_descriptions` (default:
+    the public API's, rf_contracts.api.tags).
     """
+    descriptions = TAG_DESCRIPTIONS if tag_descriptions is None else tag_descriptions
+    used = list(dict.fromkeys(str(tag) for router in routers for route in router.routes
+                              if isinstance(route, APIRoute) and route.include_in_schema for tag in route.tags))
     # No trailing-slash redirects (a wrong path is a 404): Starlette would build their Location from the Host
     # header, which the caller chooses.
-    app = FastAPI(title=title, version=version, lifespan=runtime.lifespan, redirect_slashes=False)
+    app = FastAPI(title=title, version=version, lifespan=runtime.lifespan, redirect_slashes=False,
+                  generate_unique_id_function=operation_id,
+                  openapi_tags=[{"name": tag, "description": descriptions[tag]} for tag in used
+                                if tag in descriptions] or None)
+    app.openapi = _with_examples(app)  # type: ignore[method-assign]
     app.state.runtime = runtime
     app.state.verifier = runtime.verifier
     app.state.denials = getattr(runtime, "denials", None)

@@ -46,7 +46,8 @@ def _coded(description: str, *codes: str) -> dict[str, Any]:
     """An error answer that carries a machine-readable `code` besides its readable `detail`."""
     schema = {"type": "object", "required": ["detail", "code"],
               "properties": {"detail": {"type": "string"}, "code": {"type": "string", "enum": list(codes)}}}
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+    example = {"detail": description, "code": codes[0]}
+    return {"description": description, "content": {"application/json": {"schema": schema, "example": example}}}
 
 
 # Routes meant for people answer an API key's request so.
@@ -63,7 +64,7 @@ def _expiry(principal: Principal) -> datetime:
     return datetime.fromtimestamp(principal.expires_at, UTC)
 
 
-@router.post("/auth/register", tags=["identity"], status_code=status.HTTP_201_CREATED,
+@router.post("/auth/register", tags=["auth"], status_code=status.HTTP_201_CREATED,
              response_model=RegisterResponse,
              responses={403: _coded("registration is closed on this deployment (RF_REGISTRATION=closed); "
                                     "an admin adds users", "registration_closed"),
@@ -86,7 +87,8 @@ class PasswordForm:
         self,
         username: Annotated[str, Form(min_length=1, max_length=254, description="the email")],
         password: Annotated[str, Form(min_length=1, max_length=1024)],
-        grant_type: Annotated[str, Form(pattern="^password$")] = "password",
+        # Empty is allowed by the pattern because it is read as missing (the default), as the document must say.
+        grant_type: Annotated[str, Form(pattern="^(password)?$")] = "password",
         scope: Annotated[str, Form()] = "",
         client_id: Annotated[str | None, Form()] = None,
         client_secret: Annotated[str | None, Form()] = None,
@@ -95,7 +97,9 @@ class PasswordForm:
         self.password = password
 
 
-@router.post("/auth/login", tags=["identity"], response_model=TokenPair, responses=_CREDENTIALS)
+@router.post("/auth/login", tags=["auth"], name="login", response_model=TokenPair, responses=_CREDENTIALS,
+             openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {
+                 "example": {"username": "ada@example.com", "password": "correct horse battery"}}}}})
 async def login_form(
     form: Annotated[PasswordForm, Depends()], address: ClientAddress, response: Response,
     db: Db, passwords: PasswordHasher, tokens: Tokens, policy: Policy,
@@ -110,7 +114,7 @@ async def login_form(
     return await auth.login(cmd, db=db, passwords=passwords, tokens=tokens, policy=policy)
 
 
-@router.post("/auth/login/json", tags=["identity"], response_model=TokenPair, responses=_CREDENTIALS)
+@router.post("/auth/login/json", tags=["auth"], response_model=TokenPair, responses=_CREDENTIALS)
 async def login_json(
     body: LoginRequest, address: ClientAddress, response: Response,
     db: Db, passwords: PasswordHasher, tokens: Tokens, policy: Policy,
@@ -120,7 +124,7 @@ async def login_json(
     return await auth.login(cmd, db=db, passwords=passwords, tokens=tokens, policy=policy)
 
 
-@router.post("/auth/refresh", tags=["identity"], response_model=TokenPair,
+@router.post("/auth/refresh", tags=["auth"], response_model=TokenPair,
              responses={401: {"description": "unknown, expired, revoked or already used refresh token"}})
 async def refresh(
     body: RefreshRequest, response: Response, db: Db, tokens: Tokens, policy: Policy, principals: Principals
@@ -131,12 +135,12 @@ async def refresh(
                               principals=principals)
 
 
-@router.get("/auth/me", tags=["identity"], response_model=MeRead, responses=_401 | _NOT_FOR_KEYS)
+@router.get("/auth/me", tags=["auth"], response_model=MeRead, responses=_401 | _NOT_FOR_KEYS)
 async def me(principal: Person, db: Db) -> MeRead:
     return await auth.me(account_id=principal.account_id, user_id=principal.user_id, db=db)
 
 
-@router.post("/auth/logout", tags=["identity"], status_code=status.HTTP_204_NO_CONTENT,
+@router.post("/auth/logout", tags=["auth"], status_code=status.HTTP_204_NO_CONTENT,
              response_class=Response, responses=_401 | _NOT_FOR_KEYS)
 async def logout(principal: Person, db: Db, principals: Principals,
                  body: Annotated[LogoutRequest | None, Body()] = None) -> Response:
@@ -147,7 +151,7 @@ async def logout(principal: Person, db: Db, principals: Principals,
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/auth/password", tags=["identity"], status_code=status.HTTP_204_NO_CONTENT,
+@router.post("/auth/password", tags=["auth"], status_code=status.HTTP_204_NO_CONTENT,
              response_class=Response,
              responses=_401 | {403: _coded("the current password is incorrect (wrong_password), or the call is made "
                                            "with an API key (api_key_not_allowed)",

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway import api, public
@@ -128,6 +129,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # in it is a clean 500.
     after_last_resort = next(i for i, m in enumerate(app.user_middleware) if m.cls is LastResort) + 1
     app.user_middleware.insert(after_last_resort, Middleware(ApiKeyAuth))
+    if settings.cors_origins:
+        # Outside the body limit and every route, so that a preflight is answered here and every answer (errors
+        # included) carries the headers a browser needs to let the page read it. Bearer tokens, not cookies:
+        # no credentials mode.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID"],
+            expose_headers=["ETag", "Retry-After", "X-Request-ID", "WWW-Authenticate"],
+            max_age=600,
+        )
     if settings.trusted_proxies:
         # Outermost, so that everything after it (throttles, logs) sees the client rather than the proxy.
         # Servers run uvicorn with --no-proxy-headers: this setting alone decides whom to believe.

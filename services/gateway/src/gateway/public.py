@@ -342,7 +342,7 @@ analytics = APIRouter(prefix="/analytics", tags=["analytics"])
 
 @analytics.get("/flowpilot/escalations", response_model=EscalationMetricRead, responses=_answers(403),
                summary="Escalation time-to-first-action of the caller's account (engineer+)")
-async def escalation_metric(
+async def escalations(
     request: Request,
     _: Engineer,
     period: Annotated[Period, Query(description="the window: the last 7, 30 or 90 days up to now")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -13,6 +14,8 @@ from gateway.domain import IdentityPolicy
 from gateway.security import public_pem_of
 from rfkit.auth import generate_keypair
 from rfkit.settings import ServiceSettings, peer_url
+
+_ORIGIN = re.compile(r"https?://[^/\s:?#@]+(:[0-9]{1,5})?")
 
 # OWASP's floor for argon2id (19 MiB, 2 passes); production must not go below it.
 _MIN_PROD_ARGON2_MEMORY_KIB = 19_456
@@ -55,6 +58,10 @@ class Settings(ServiceSettings):
     # A request whose direct peer is in one of them is from the right-most address of the header that is not;
     # every other request is from its peer, whatever it sends. Empty: no proxy is trusted (docs/operations.md).
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+    # Browser origins allowed to call the API from their pages (CORS), exact `scheme://host[:port]`, comma- or
+    # space-separated: RF_CORS_ORIGINS=https://console.example.com. Empty: no CORS headers at all, so browsers
+    # allow only pages served from the gateway's own origin.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Login throttling (kept in the database, so every replica counts the same failures).
     login_failure_window_s: int = Field(default=900, ge=1)
@@ -88,6 +95,23 @@ class Settings(ServiceSettings):
         if isinstance(value, str):
             return [part for part in value.replace(",", " ").split() if part]
         return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        # A browser sends the Origin as scheme://host[:port] and CORS compares it exactly: anything else
+        # (a path, a trailing slash, "*") would never match or would allow every page on the web.
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], no path")
+        return origins
 
     @model_validator(mode="after")
     def _secrets_outside_local(self) -> Settings:

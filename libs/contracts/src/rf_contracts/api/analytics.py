@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Final, Literal, TypeAlias
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, Field
+
+from rf_contracts.api.examples import example
 
 Period: TypeAlias = Literal["7d", "30d", "90d"]
 
@@ -23,11 +25,14 @@ METRIC_DEFINITION: Final = (
     "not time saved."
 )
 
+_HUMAN = {"n_handoffs_with_action": 9, "avg_seconds": 455.0, "median_seconds": 360.0, "p95_seconds": 1290.0}
+_AI = {"n_handoffs_with_action": 5, "avg_seconds": 38.2, "median_seconds": 30.0, "p95_seconds": 75.0}
+
 
 class FirstActorStats(BaseModel):
     """The metric's action statistics counting only steps of one actor type (docs/contract.md#the-escalation-metric)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = example(_HUMAN, frozen=True)
 
     n_handoffs_with_action: int = Field(
         ge=0, description="counted handoffs with a step of this actor_type at or after claimed_at"
@@ -40,7 +45,7 @@ class FirstActorStats(BaseModel):
 class ByFirstActor(BaseModel):
     """The first action of each kind: the earliest step with that actor_type at or after claimed_at."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = example({"human": _HUMAN, "ai": _AI}, frozen=True)
 
     human: FirstActorStats
     ai: FirstActorStats
@@ -49,7 +54,7 @@ class ByFirstActor(BaseModel):
 class Excluded(BaseModel):
     """Handoffs requested in the window (requested_at in it) that the metric leaves out: no current claim."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = example({"unclaimed": 2, "released": 1}, frozen=True)
 
     unclaimed: int = Field(ge=0, description="handoffs requested in the window without a current claim")
     released: int = Field(ge=0, description="those of them that had been claimed and were released")
@@ -58,7 +63,13 @@ class Excluded(BaseModel):
 class EscalationMetricRead(BaseModel):
     """`GET /analytics/flowpilot/escalations?period=7d|30d|90d` for the caller's account."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = example({
+        "period": "7d", "window_start": "2026-11-22T09:30:00Z", "window_end": "2026-11-29T09:30:00Z",
+        "n_handoffs_claimed": 14, "n_handoffs_with_action": 12, "avg_seconds": 402.5, "median_seconds": 310.0,
+        "p95_seconds": 1290.0, "by_first_actor": {"human": _HUMAN, "ai": _AI},
+        "excluded": {"unclaimed": 2, "released": 1}, "metric_definition": METRIC_DEFINITION,
+        "data_as_of": "2026-11-29T09:29:58Z",
+    }, frozen=True)
 
     period: Period
     window_start: AwareDatetime = Field(description="window_end minus the period")

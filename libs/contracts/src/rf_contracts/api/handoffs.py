@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
+from rf_contracts.api import examples as ex
+from rf_contracts.api.examples import example
 from rf_contracts.api.text import Storable
 
 Priority = Literal["low", "normal", "high", "urgent"]
@@ -28,7 +30,8 @@ ResolutionNote = Annotated[str, StringConstraints(strip_whitespace=True, max_len
 class HandoffCreate(BaseModel):
     """Escalate a session into its account's queue."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = example({"session_id": ex.SESSION_ID, "reason": "The light pattern is not in the tree",
+                            "priority": "high"}, extra="forbid")
 
     session_id: UUID
     reason: Reason
@@ -38,13 +41,15 @@ class HandoffCreate(BaseModel):
 class HandoffResolve(BaseModel):
     """Close a handoff; the note is kept with it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = example({"resolution_note": "Replaced the fuser unit."}, extra="forbid")
 
     resolution_note: ResolutionNote | None = None
 
 
 class HandoffRead(BaseModel):
     """A handoff as the queue shows it."""
+
+    model_config = example(ex.HANDOFF)
 
     id: UUID
     account_id: UUID
@@ -73,6 +78,17 @@ class HandoffRead(BaseModel):
 class HandoffHistoryEntry(BaseModel):
     """One change of a handoff: what, by whom, when, and the version it produced."""
 
+    model_config = example(
+        {
+            "action": "claimed",
+            "actor_id": ex.OTHER_USER_ID,
+            "actor_type": "user",
+            "at": ex.LATER,
+            "version": 2,
+            "note": None,
+        }
+    )
+
     action: HistoryAction
     actor_id: UUID | None = Field(description="null for a change the system made on its own (a stale claim)")
     actor_type: Literal["user", "system"] = Field(
@@ -86,7 +102,7 @@ class HandoffHistoryEntry(BaseModel):
 class StalePolicy(BaseModel):
     """When a claim whose session saw no step counts as stale, and whether the system then releases it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = example({"stale_after_seconds": 900, "auto_release": True}, extra="forbid")
 
     stale_after_seconds: int | None = Field(
         ge=MIN_STALE_AFTER_SECONDS,
@@ -100,10 +116,37 @@ class StalePolicy(BaseModel):
 class HandoffDetail(HandoffRead):
     """A handoff with its history, oldest change first."""
 
+    model_config = example(
+        {
+            **ex.HANDOFF,
+            "history": [
+                {
+                    "action": "requested",
+                    "actor_id": ex.USER_ID,
+                    "actor_type": "user",
+                    "at": ex.AT,
+                    "version": 1,
+                    "note": None,
+                },
+                {
+                    "action": "claimed",
+                    "actor_id": ex.OTHER_USER_ID,
+                    "actor_type": "user",
+                    "at": ex.LATER,
+                    "version": 2,
+                    "note": None,
+                },
+            ],
+        }
+    )
+
     history: list[HandoffHistoryEntry]
 
 
 class HandoffPage(BaseModel):
+
+    model_config = example(ex.page(ex.HANDOFF))
+
     items: list[HandoffRead]
     total: int
     limit: int
@@ -112,6 +155,10 @@ class HandoffPage(BaseModel):
 
 class HandoffStats(BaseModel):
     """The queue stat card of the caller's account."""
+
+    model_config = example(
+        {"open": 3, "claimed": 1, "oldest_open_age_seconds": 5400.0, "median_wait_to_claim_seconds_24h": 720.0}
+    )
 
     open: int
     claimed: int

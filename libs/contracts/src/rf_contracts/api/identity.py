@@ -7,6 +7,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from rf_contracts.api import examples as ex
+from rf_contracts.api.examples import example
 from rf_contracts.api.text import Storable
 
 Role = Literal["viewer", "engineer", "admin"]
@@ -36,6 +38,15 @@ class _Input(BaseModel):
 class RegisterRequest(_Input):
     """POST /auth/register: a new account and its first user, who becomes its admin."""
 
+    model_config = example(
+        {
+            "email": "ada@example.com",
+            "password": "correct horse battery",
+            "full_name": "Ada Lovelace",
+            "account_name": "Acme Support",
+        }
+    )
+
     email: Email
     password: NewPassword
     full_name: Name
@@ -45,21 +56,38 @@ class RegisterRequest(_Input):
 class LoginRequest(_Input):
     """POST /auth/login/json (the form variant takes `username` and `password`)."""
 
+    model_config = example({"email": "ada@example.com", "password": "correct horse battery"})
+
     email: LoginEmail
     password: Password
 
 
 class RefreshRequest(_Input):
+
+    model_config = example({"refresh_token": "kq3vT0b9rX2mQ8sLwZ4yHc1nJf7dPa5e"})
+
     refresh_token: OpaqueToken
 
 
 class LogoutRequest(_Input):
     """Optional body of POST /auth/logout: also revoke this refresh token's family (the caller's own)."""
 
+    model_config = example({"refresh_token": "kq3vT0b9rX2mQ8sLwZ4yHc1nJf7dPa5e"})
+
     refresh_token: OpaqueToken | None = None
 
 
 class TokenPair(BaseModel):
+
+    model_config = example(
+        {
+            "access_token": "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiI4ZDdlIn0.c2lnbmF0dXJl",
+            "refresh_token": "Vb2nX8qT1mZ5sR9wLc3yKf7hJd0pAe4g",
+            "token_type": "bearer",
+            "expires_in": 900,
+        }
+    )
+
     access_token: str = Field(description="EdDSA-signed JWT, short-lived")
     refresh_token: str = Field(description="opaque; single use: each refresh returns a new one")
     token_type: Literal["bearer"] = "bearer"
@@ -67,12 +95,18 @@ class TokenPair(BaseModel):
 
 
 class AccountRead(BaseModel):
+
+    model_config = example({"id": ex.ACCOUNT_ID, "name": "Acme Support", "created_at": ex.AT})
+
     id: UUID
     name: str
     created_at: AwareDatetime
 
 
 class UserRead(BaseModel):
+
+    model_config = example(ex.USER)
+
     id: UUID
     account_id: UUID
     email: str
@@ -84,12 +118,28 @@ class UserRead(BaseModel):
 
 
 class RegisterResponse(BaseModel):
+
+    model_config = example(
+        {"user": ex.USER, "account": {"id": ex.ACCOUNT_ID, "name": "Acme Support", "created_at": ex.AT}}
+    )
+
     user: UserRead
     account: AccountRead
 
 
 class MeRead(BaseModel):
     """GET /auth/me."""
+
+    model_config = example(
+        {
+            "id": ex.USER_ID,
+            "email": "ada@example.com",
+            "full_name": "Ada Lovelace",
+            "role": "admin",
+            "account_id": ex.ACCOUNT_ID,
+            "account_name": "Acme Support",
+        }
+    )
 
     id: UUID
     email: str
@@ -102,6 +152,15 @@ class MeRead(BaseModel):
 class UserCreate(_Input):
     """POST /users (admin): a new user of the admin's account."""
 
+    model_config = example(
+        {
+            "email": "grace@example.com",
+            "password": "another long secret",
+            "full_name": "Grace Hopper",
+            "role": "engineer",
+        }
+    )
+
     email: Email
     password: NewPassword
     full_name: Name
@@ -111,6 +170,8 @@ class UserCreate(_Input):
 class UserUpdate(_Input):
     """PATCH /users/{id} (admin): change the role, (de)activate, or rename; absent fields stay."""
 
+    model_config = example({"role": "viewer"}, {"is_active": False})
+
     role: Role | None = None
     is_active: bool | None = None
     full_name: Name | None = None
@@ -119,6 +180,8 @@ class UserUpdate(_Input):
 class PasswordChange(_Input):
     """POST /auth/password: the signed-in user's own new password, confirmed with the current one."""
 
+    model_config = example({"current_password": "correct horse battery", "new_password": "a new long passphrase"})
+
     current_password: Password
     new_password: NewPassword
 
@@ -126,10 +189,15 @@ class PasswordChange(_Input):
 class PasswordReset(_Input):
     """POST /users/{id}/password (admin): a new password for a user of the admin's account."""
 
+    model_config = example({"new_password": "a temporary passphrase"})
+
     new_password: NewPassword
 
 
 class UserPage(BaseModel):
+
+    model_config = example(ex.page(ex.USER))
+
     items: list[UserRead]
     total: int
     limit: int

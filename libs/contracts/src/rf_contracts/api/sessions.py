@@ -8,6 +8,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from rf_contracts.api import examples as ex
+from rf_contracts.api.examples import example
 from rf_contracts.api.trees import Label, NodeId, Storable, Title, TreeNode, storable
 
 SessionStatus = Literal["active", "completed"]
@@ -58,6 +60,8 @@ class _Input(BaseModel):
 class SessionCreate(_Input):
     """POST /sessions: start on the latest version of a tree, at its root."""
 
+    model_config = example({"tree_id": ex.TREE_ID, "title": "Printer on floor 3", "context": {"ticket": "T-1042"}})
+
     tree_id: UUID
     title: Title | None = None
     # Free text ("customer cannot print since the update") or an object of facts ({"ticket": "T-1"}).
@@ -80,6 +84,8 @@ class SessionCreate(_Input):
 class Answer(_Input):
     """Follow one option of the current node."""
 
+    model_config = example({"node_id": "start", "option_label": "yes"})
+
     node_id: NodeId
     option_label: Label
 
@@ -88,10 +94,13 @@ class SessionUpdate(_Input):
     """PUT /sessions/{id}: any of a new title, new notes, or an answer that moves the session on."""
 
     # The schema says what the validator below does: at least one of the three, and not null.
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
-        {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
-        for name in ("title", "notes", "answer")
-    ]})
+    model_config = example(
+        {"answer": {"node_id": "start", "option_label": "yes"}}, {"title": "Printer on floor 3 (Canon)"},
+        extra="forbid", json_schema_extra={"anyOf": [
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+            for name in ("title", "notes", "answer")
+        ]},
+    )
 
     title: Title | None = None
     notes: Notes | None = None
@@ -107,6 +116,17 @@ class SessionUpdate(_Input):
 class Escalation(BaseModel):
     """The session's handoff as the handoffs service last reported it (the newest `version` wins)."""
 
+    model_config = example(
+        {
+            "handoff_id": ex.HANDOFF_ID,
+            "status": "claimed",
+            "claimed_by": ex.OTHER_USER_ID,
+            "claimed_at": ex.LATER,
+            "version": 2,
+            "updated_at": ex.LATER,
+        }
+    )
+
     handoff_id: UUID
     status: EscalationStatus
     claimed_by: UUID | None
@@ -116,6 +136,9 @@ class Escalation(BaseModel):
 
 
 class SessionRead(BaseModel):
+
+    model_config = example(ex.SESSION)
+
     id: UUID
     account_id: UUID
     tree_id: UUID
@@ -138,6 +161,9 @@ class SessionRead(BaseModel):
 
 
 class SessionPage(BaseModel):
+
+    model_config = example(ex.page(ex.SESSION))
+
     items: list[SessionRead]
     total: int
     limit: int
@@ -147,6 +173,15 @@ class SessionPage(BaseModel):
 class StepCreate(_Input):
     """POST /sessions/{id}/steps: a journal entry by a person or by the FlowPilot assistant."""
 
+    model_config = example(
+        {
+            "kind": "note",
+            "content": "The error light blinks twice, then stays off.",
+            "node_id": "start",
+            "actor_type": "human",
+        }
+    )
+
     kind: StepKind
     content: Content
     node_id: NodeId | None = None
@@ -155,6 +190,8 @@ class StepCreate(_Input):
 
 class StepRead(BaseModel):
     """A journal entry. `actor_id` is the person who acted (null for the assistant); `recorded_by` who wrote it."""
+
+    model_config = example(ex.STEP)
 
     id: UUID
     session_id: UUID
@@ -172,6 +209,9 @@ class StepRead(BaseModel):
 
 
 class StepPage(BaseModel):
+
+    model_config = example(ex.page(ex.STEP))
+
     items: list[StepRead]
     total: int
     limit: int
@@ -179,12 +219,26 @@ class StepPage(BaseModel):
 
 
 class SessionComplete(_Input):
+
+    model_config = example({"outcome": "resolved", "summary": "Restarting cleared the error."})
+
     outcome: Outcome
     summary: Annotated[str, StringConstraints(strip_whitespace=True, max_length=20_000), Storable] | None = None
 
 
 class PathEntry(BaseModel):
     """One node the session went through, and the option chosen there (null where it is now or ended)."""
+
+    model_config = example(
+        {
+            "node_id": "start",
+            "kind": "question",
+            "text": ex.NODES[0]["text"],
+            "option_label": "yes",
+            "answered_at": ex.LATER,
+            "answered_by": ex.USER_ID,
+        }
+    )
 
     node_id: str
     kind: str
@@ -195,6 +249,9 @@ class PathEntry(BaseModel):
 
 
 class ExportedTree(BaseModel):
+
+    model_config = example({"id": ex.TREE_ID, "version": 1, "title": "Printer does not print", "category": "hardware"})
+
     id: UUID
     version: int
     title: str
@@ -203,6 +260,30 @@ class ExportedTree(BaseModel):
 
 class SessionExport(BaseModel):
     """The whole session as one document (POST /sessions/{id}/export?format=json)."""
+
+    model_config = example(
+        {
+            "format": "resolutionflow.session-export",
+            "format_version": 1,
+            "exported_at": ex.LATER,
+            "session": ex.SESSION,
+            "tree": {"id": ex.TREE_ID, "version": 1, "title": "Printer does not print", "category": "hardware"},
+            "path": [
+                {
+                    "node_id": "start",
+                    "kind": "question",
+                    "text": ex.NODES[0]["text"],
+                    "option_label": None,
+                    "answered_at": None,
+                    "answered_by": None,
+                }
+            ],
+            "steps": [ex.STEP],
+            "outcome": None,
+            "summary": None,
+            "completed_at": None,
+        }
+    )
 
     format: Literal["resolutionflow.session-export"] = "resolutionflow.session-export"
     format_version: Literal[1] = 1

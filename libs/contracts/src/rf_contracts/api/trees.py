@@ -7,6 +7,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from rf_contracts.api import examples as ex
+from rf_contracts.api.examples import example
 from rf_contracts.api.text import Storable, storable
 
 __all__ = ["Storable", "storable"]  # re-exported: the session models import them from here
@@ -33,12 +35,16 @@ class _Input(BaseModel):
 class TreeOption(_Input):
     """One way out of a node: the label a person picks and the node it leads to."""
 
+    model_config = example({"label": "yes", "next_node_id": "restart"})
+
     label: Label
     next_node_id: NodeId
 
 
 class TreeNode(_Input):
     """A step of the tree: a question or action leads on through options; solution and escalation end it."""
+
+    model_config = example(ex.NODES[0])
 
     id: NodeId
     kind: NodeKind
@@ -48,6 +54,8 @@ class TreeNode(_Input):
 
 class TreeCreate(_Input):
     """A whole tree; validated as a graph (root exists, options lead to nodes, all reachable, all can end)."""
+
+    model_config = example(ex.TREE_CONTENT)
 
     title: Title
     description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000), Storable] = ""
@@ -73,9 +81,13 @@ class TreeCreate(_Input):
 class TreeReplace(TreeCreate):
     """PUT /trees/{id}: the complete new content; it becomes the next version."""
 
+    model_config = example({**ex.TREE_CONTENT, "tags": ["printer", "office", "floor-3"]})
+
 
 class TreeSummary(BaseModel):
     """A tree in lists: its latest version without the nodes."""
+
+    model_config = example(ex.TREE_SUMMARY)
 
     id: UUID
     account_id: UUID
@@ -93,11 +105,16 @@ class TreeSummary(BaseModel):
 class TreeRead(TreeSummary):
     """One version of a tree with its nodes (`updated_at` is when this version was written)."""
 
+    model_config = example(ex.TREE)
+
     root_node_id: str
     nodes: list[TreeNode]
 
 
 class TreePage(BaseModel):
+
+    model_config = example(ex.page(ex.TREE_SUMMARY))
+
     items: list[TreeSummary]
     total: int
     limit: int
@@ -105,6 +122,9 @@ class TreePage(BaseModel):
 
 
 class TreeCategory(BaseModel):
+
+    model_config = example({"category": "hardware", "count": 12})
+
     category: str
     count: int
 
@@ -112,10 +132,15 @@ class TreeCategory(BaseModel):
 class TreeSearchHit(TreeSummary):
     """A search result; `rank` is PostgreSQL's ts_rank (title weighs most, then description/tags, then nodes)."""
 
+    model_config = example({**ex.TREE_SUMMARY, "rank": 0.6079})
+
     rank: float
 
 
 class TreeSearchPage(BaseModel):
+
+    model_config = example({"query": "printer", **ex.page({**ex.TREE_SUMMARY, "rank": 0.6079})})
+
     query: str
     items: list[TreeSearchHit]
     total: int
@@ -125,6 +150,14 @@ class TreeSearchPage(BaseModel):
 
 class TreeViolation(BaseModel):
     """Why a tree is not a valid graph: the rule broken and the node that breaks it (body of a 422)."""
+
+    model_config = example(
+        {
+            "rule": "unreachable_from_root",
+            "node_id": "orphan",
+            "message": "node 'orphan' cannot be reached from the root",
+        }
+    )
 
     rule: Literal[
         "duplicate_node_id",

@@ -161,7 +161,6 @@ async def logout(cmd: LogOut, *, db: Database, principals: PrincipalCache) -> No
     """Revoke the current access token and its refresh family (and the family of `refresh_token`, if given)."""
     now = _now()
     async with db.unit_of_work(GatewayUnitOfWork) as uow:
-        await uow.tokens.deny_access_token(jti=cmd.token_id, user_id=cmd.user_id, expires_at=cmd.token_expires_at)
         families = []
         family = await uow.tokens.family_of_access_token(account_id=cmd.account_id, user_id=cmd.user_id,
                                                           access_jti=cmd.token_id)
@@ -174,8 +173,11 @@ async def logout(cmd: LogOut, *, db: Database, principals: PrincipalCache) -> No
             # Only the caller's own token: a logout must not be a way to end someone else's session.
             if token is not None and token.user_id == cmd.user_id:
                 families.append(token.family_id)
+        # Refresh tokens first, denials after: the order every revocation takes (a password reset too), so that a
+        # logout racing a reset of the same user waits for it instead of deadlocking (a 500 schemathesis found).
         if families:
             await uow.tokens.revoke_families(account_id=cmd.account_id, family_ids=families, now=now)
+        await uow.tokens.deny_access_token(jti=cmd.token_id, user_id=cmd.user_id, expires_at=cmd.token_expires_at)
     principals.clear()
 
 
