@@ -25,7 +25,7 @@ from tenacity import (
 from rfkit import migrate
 from rfkit.auth import RememberingVerifier, TokenVerifier
 from rfkit.consumer import EventConsumer, EventHandler, EventScreen
-from rfkit.db import Database
+from rfkit.db import Database, UnitOfWork
 from rfkit.denials import TokenDenials
 from rfkit.kafka import KafkaAccessError
 from rfkit.kafka_health import KafkaHealth
@@ -115,6 +115,7 @@ class ServiceRuntime:
         deduplicate: bool = True,
         workers: int = 1,
         screen: EventScreen | None = None,
+        unit_of_work: type[UnitOfWork] = UnitOfWork,
     ) -> EventConsumer:
         """Subscribe `handler` to contract topics (names without prefix) in group `group` (default: service).
 
@@ -137,6 +138,7 @@ class ServiceRuntime:
             deduplicate=deduplicate,
             workers=workers,
             screen=screen,
+            unit_of_work=unit_of_work,
         )
         self.consumers.append(consumer)
         return consumer

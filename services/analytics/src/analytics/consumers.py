@@ -5,6 +5,7 @@ from __future__ import annotations
 from analytics.domain import CONSUMER_NAME
 from analytics.handlers import apply_events
 from analytics.settings import Settings
+from analytics.uow import AnalyticsUnitOfWork
 from rf_contracts import topics
 from rfkit.consumer import EventConsumer
 from rfkit.service import ServiceRuntime
@@ -23,6 +24,7 @@ def register(runtime: ServiceRuntime, settings: Settings) -> EventConsumer:
         name=CONSUMER_NAME,
         topics=TOPICS,
         handler=apply_events,
+        unit_of_work=AnalyticsUnitOfWork,
         batch=True,
         max_records=settings.consumer_max_records,
         group=settings.consumer_group,

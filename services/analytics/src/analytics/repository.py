@@ -254,83 +254,97 @@ class EscalationStats:
     n_released: int
 
 
-async def lock_sessions(session: AsyncSession, session_ids: Collection[UUID]) -> None:
-    """Serialize, until commit, with other transactions (other replicas) applying events of these sessions."""
-    if session_ids:
-        await session.execute(_LOCK_SESSIONS, {"ns": LOCK_NAMESPACE, "sessions": list(session_ids)})
+class EscalationRepository:
+    """The read model's write side over the unit of work's session.
+
+    Its batch methods take events of many accounts at once (a consumer batch is not one account's): every row
+    written carries its own account_id, and every join matches on it, so no account's row meets another's.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def lock_sessions(self, *, session_ids: Collection[UUID]) -> None:
+        """Serialize, until commit, with other transactions (other replicas) applying events of these sessions."""
+        if session_ids:
+            await self._session.execute(_LOCK_SESSIONS, {"ns": LOCK_NAMESPACE, "sessions": list(session_ids)})
+
+    async def insert_steps(self, *, steps: list[StepTime]) -> None:
+        if steps:
+            await self._session.execute(
+                _INSERT_STEPS,
+                {
+                    "session_ids": [s.session_id for s in steps],
+                    "created": [s.created_at for s in steps],
+                    "step_ids": [s.step_id for s in steps],
+                    "account_ids": [s.account_id for s in steps],
+                    "actor_types": [s.actor_type for s in steps],
+                },
+            )
+
+    async def upsert_handoffs(self, *, changes: Collection[HandoffChange]) -> None:
+        if changes:
+            await self._session.execute(
+                _UPSERT_HANDOFFS,
+                {
+                    "handoff_ids": [c.handoff_id for c in changes],
+                    "account_ids": [c.account_id for c in changes],
+                    "session_ids": [c.session_id for c in changes],
+                    "claim_versions": [c.claim_version for c in changes],
+                    "claimed_ats": [c.claimed_at for c in changes],
+                    "release_versions": [c.release_version for c in changes],
+                    "requested_ats": [c.requested_at for c in changes],
+                },
+            )
+
+    async def advance_first_actions(self, *, steps: list[StepTime]) -> None:
+        if steps:
+            await self._session.execute(
+                _ADVANCE_FIRST_ACTIONS,
+                {
+                    "session_ids": [s.session_id for s in steps],
+                    "account_ids": [s.account_id for s in steps],
+                    "created": [s.created_at for s in steps],
+                    "actor_types": [s.actor_type for s in steps],
+                },
+            )
+
+    async def raise_watermarks(self, *, watermarks: dict[UUID, datetime]) -> None:
+        if watermarks:
+            await self._session.execute(
+                _RAISE_WATERMARKS, {"account_ids": list(watermarks), "times": list(watermarks.values())}
+            )
+
+    async def clear_all_accounts(self, *, consumer: str) -> None:
+        """System-wide: empty the read model (the rebuild's first step), and any ledger rows an earlier version left."""
+        await self._session.execute(sa.text(f"TRUNCATE {', '.join(READ_MODEL_TABLES)}"))
+        await self._session.execute(sa.text("DELETE FROM processed_events WHERE consumer = :c"), {"c": consumer})
 
 
-async def insert_steps(session: AsyncSession, steps: list[StepTime]) -> None:
-    if steps:
-        await session.execute(
-            _INSERT_STEPS,
-            {
-                "session_ids": [s.session_id for s in steps],
-                "created": [s.created_at for s in steps],
-                "step_ids": [s.step_id for s in steps],
-                "account_ids": [s.account_id for s in steps],
-                "actor_types": [s.actor_type for s in steps],
-            },
+class EscalationQueries:
+    """The read model's read side: each answer is one statement on `Database.fetchrow` (its own snapshot, no
+    transaction round trips; the hot path measured in bench/)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def escalation_stats(self, *, account_id: UUID, start: datetime, end: datetime) -> EscalationStats:
+        """The metric over one account's claims with start <= claimed_at <= end (one statement, its own snapshot)."""
+        row = await self._db.fetchrow(ESCALATION_STATS, account_id, start, end)
+        assert row is not None  # an aggregate without GROUP BY always gives one row
+        median_s, p95_s = row["percentiles"] or (None, None)
+        by_actor = {}
+        for actor in ("human", "ai"):
+            a_median, a_p95 = row[f"{actor}_percentiles"] or (None, None)
+            by_actor[actor] = ActorStats(row[f"{actor}_n"], row[f"{actor}_avg_s"], a_median, a_p95)
+        return EscalationStats(
+            n_claimed=row["n_claimed"],
+            n_with_action=row["n_with_action"],
+            avg_s=row["avg_s"],
+            median_s=median_s,
+            p95_s=p95_s,
+            data_as_of=row["data_as_of"],
+            by_actor=by_actor,
+            n_unclaimed=row["n_unclaimed"],
+            n_released=row["n_released"],
         )
-
-
-async def upsert_handoffs(session: AsyncSession, changes: Collection[HandoffChange]) -> None:
-    if changes:
-        await session.execute(
-            _UPSERT_HANDOFFS,
-            {
-                "handoff_ids": [c.handoff_id for c in changes],
-                "account_ids": [c.account_id for c in changes],
-                "session_ids": [c.session_id for c in changes],
-                "claim_versions": [c.claim_version for c in changes],
-                "claimed_ats": [c.claimed_at for c in changes],
-                "release_versions": [c.release_version for c in changes],
-                "requested_ats": [c.requested_at for c in changes],
-            },
-        )
-
-
-async def advance_first_actions(session: AsyncSession, steps: list[StepTime]) -> None:
-    if steps:
-        await session.execute(
-            _ADVANCE_FIRST_ACTIONS,
-            {
-                "session_ids": [s.session_id for s in steps],
-                "account_ids": [s.account_id for s in steps],
-                "created": [s.created_at for s in steps],
-                "actor_types": [s.actor_type for s in steps],
-            },
-        )
-
-
-async def raise_watermarks(session: AsyncSession, watermarks: dict[UUID, datetime]) -> None:
-    if watermarks:
-        await session.execute(_RAISE_WATERMARKS, {"account_ids": list(watermarks), "times": list(watermarks.values())})
-
-
-async def escalation_stats(db: Database, *, account_id: UUID, start: datetime, end: datetime) -> EscalationStats:
-    """The metric over one account's claims with start <= claimed_at <= end (one statement, its own snapshot)."""
-    row = await db.fetchrow(ESCALATION_STATS, account_id, start, end)
-    assert row is not None  # an aggregate without GROUP BY always gives one row
-    median_s, p95_s = row["percentiles"] or (None, None)
-    by_actor = {}
-    for actor in ("human", "ai"):
-        a_median, a_p95 = row[f"{actor}_percentiles"] or (None, None)
-        by_actor[actor] = ActorStats(row[f"{actor}_n"], row[f"{actor}_avg_s"], a_median, a_p95)
-    return EscalationStats(
-        n_claimed=row["n_claimed"],
-        n_with_action=row["n_with_action"],
-        avg_s=row["avg_s"],
-        median_s=median_s,
-        p95_s=p95_s,
-        data_as_of=row["data_as_of"],
-        by_actor=by_actor,
-        n_unclaimed=row["n_unclaimed"],
-        n_released=row["n_released"],
-    )
-
-
-async def clear_read_model(session: AsyncSession, *, consumer: str) -> None:
-    """Empty the read model (the rebuild's first step), and any ledger rows an earlier version left."""
-    await session.execute(sa.text(f"TRUNCATE {', '.join(READ_MODEL_TABLES)}"))
-    await session.execute(sa.text("DELETE FROM processed_events WHERE consumer = :c"), {"c": consumer})
