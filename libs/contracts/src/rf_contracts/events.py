@@ -72,6 +72,10 @@ class SessionStarted(Event):
     tree_version: Version
     started_by: UUID
     started_at: Timestamp
+    # Added in schema version 1 (contracts grow by optional fields): the tree's title and category when the
+    # session started, for analytics' breakdown by tree and category (null from producers that predate them).
+    tree_title: str | None = None
+    tree_category: str | None = None
 
 
 class StepCreated(Event):

@@ -1,4 +1,4 @@
-"""Subscribes the read model to the step and handoff topics (batched, idempotent, dead-lettering)."""
+"""Subscribes the read model to the session-started, step and handoff topics (batched, idempotent, dead-lettering)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rfkit.consumer import EventConsumer
 from rfkit.service import ServiceRuntime
 
 TOPICS = (
+    topics.SESSION_STARTED,
     topics.STEP_CREATED,
     topics.HANDOFF_REQUESTED,
     topics.HANDOFF_CLAIMED,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import re
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -10,7 +11,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from analytics.domain import HandoffChange, StepTime
+from analytics.domain import GroupStats, HandoffChange, SessionTree, StepTime
 from rfkit.db import Database
 
 # Two-key advisory locks (namespace, hashtext(session_id)): the namespace keeps them apart from the
@@ -72,6 +73,8 @@ handoffs = sa.Table(
     sa.Column("first_ai_at", sa.DateTime(timezone=True)),
     sa.Column("human_delta_s", sa.Float, sa.Computed(_delta_of("first_human_at"), persisted=True)),
     sa.Column("ai_delta_s", sa.Float, sa.Computed(_delta_of("first_ai_at"), persisted=True)),
+    sa.Column("priority", sa.Text),
+    sa.Column("claimed_by", sa.Uuid),
     sa.Index("ix_handoffs_session", "session_id"),
     sa.Index(
         "ix_handoffs_account_claimed",
@@ -94,6 +97,18 @@ account_watermarks = sa.Table(
     metadata,
     sa.Column("account_id", sa.Uuid, primary_key=True),
     sa.Column("data_as_of", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The tree each session started on (session.started); joined to handoffs by session at query time.
+session_trees = sa.Table(
+    "session_trees",
+    metadata,
+    sa.Column("session_id", sa.Uuid, primary_key=True),
+    sa.Column("account_id", sa.Uuid, nullable=False),
+    sa.Column("tree_id", sa.Uuid, nullable=False),
+    sa.Column("tree_title", sa.Text),
+    sa.Column("tree_category", sa.Text),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 READ_MODEL_TABLES = tuple(metadata.tables)
@@ -119,19 +134,20 @@ _INSERT_STEPS = sa.text(
 
 # A claim with a higher version replaces claimed_at and brings its first actions along (any kind, human, ai),
 # found with one range scan of the session's steps key from claimed_at; a release only raises release_version;
-# a request only fills requested_at. Stale and duplicate versions write nothing.
+# a request only fills requested_at and priority. Stale and duplicate versions write nothing.
 _UPSERT_HANDOFFS = sa.text(
     """
     INSERT INTO handoffs AS h
         (handoff_id, account_id, session_id, claim_version, claimed_at, release_version, requested_at,
-         first_action_at, first_human_at, first_ai_at)
+         first_action_at, first_human_at, first_ai_at, claimed_by, priority)
     SELECT v.handoff_id, v.account_id, v.session_id, v.claim_version, v.claimed_at, v.release_version,
-           v.requested_at, f.first_action_at, f.first_human_at, f.first_ai_at
+           v.requested_at, f.first_action_at, f.first_human_at, f.first_ai_at, v.claimed_by, v.priority
     FROM unnest(
         CAST(:handoff_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:session_ids AS uuid[]),
         CAST(:claim_versions AS bigint[]), CAST(:claimed_ats AS timestamptz[]), CAST(:release_versions AS bigint[]),
-        CAST(:requested_ats AS timestamptz[])
-    ) AS v(handoff_id, account_id, session_id, claim_version, claimed_at, release_version, requested_at)
+        CAST(:requested_ats AS timestamptz[]), CAST(:claimed_bys AS uuid[]), CAST(:priorities AS text[])
+    ) AS v(handoff_id, account_id, session_id, claim_version, claimed_at, release_version, requested_at,
+           claimed_by, priority)
     CROSS JOIN LATERAL (
         SELECT min(s.created_at) AS first_action_at,
                min(s.created_at) FILTER (WHERE s.actor_type = 'human') AS first_human_at,
@@ -144,6 +160,8 @@ _UPSERT_HANDOFFS = sa.text(
                              THEN EXCLUDED.claim_version ELSE h.claim_version END,
         claimed_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
                           THEN EXCLUDED.claimed_at ELSE h.claimed_at END,
+        claimed_by = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
+                          THEN EXCLUDED.claimed_by ELSE h.claimed_by END,
         first_action_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
                                THEN EXCLUDED.first_action_at ELSE h.first_action_at END,
         first_human_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
@@ -152,10 +170,12 @@ _UPSERT_HANDOFFS = sa.text(
                            THEN EXCLUDED.first_ai_at ELSE h.first_ai_at END,
         release_version = GREATEST(h.release_version, EXCLUDED.release_version),
         requested_at = COALESCE(h.requested_at, EXCLUDED.requested_at),
+        priority = COALESCE(h.priority, EXCLUDED.priority),
         updated_at = now()
     WHERE EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
        OR EXCLUDED.release_version > COALESCE(h.release_version, 0)
        OR (h.requested_at IS NULL AND EXCLUDED.requested_at IS NOT NULL)
+       OR (h.priority IS NULL AND EXCLUDED.priority IS NOT NULL)
     """
 )
 
@@ -188,6 +208,17 @@ _ADVANCE_FIRST_ACTIONS = sa.text(
       AND (h.first_action_at IS NULL OR x.first_action_at < h.first_action_at
            OR x.first_human_at < COALESCE(h.first_human_at, 'infinity')
            OR x.first_ai_at < COALESCE(h.first_ai_at, 'infinity'))
+    """
+)
+
+# A session starts once: a redelivered session-started event finds its row and writes nothing.
+_INSERT_SESSION_TREES = sa.text(
+    """
+    INSERT INTO session_trees (session_id, account_id, tree_id, tree_title, tree_category, started_at)
+    SELECT * FROM unnest(
+        CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:tree_ids AS uuid[]),
+        CAST(:titles AS text[]), CAST(:categories AS text[]), CAST(:started AS timestamptz[]))
+    ON CONFLICT (session_id) DO NOTHING
     """
 )
 
@@ -294,6 +325,8 @@ class EscalationRepository:
                     "claimed_ats": [c.claimed_at for c in changes],
                     "release_versions": [c.release_version for c in changes],
                     "requested_ats": [c.requested_at for c in changes],
+                    "claimed_bys": [c.claimed_by for c in changes],
+                    "priorities": [c.priority for c in changes],
                 },
             )
 
@@ -306,6 +339,20 @@ class EscalationRepository:
                     "account_ids": [s.account_id for s in steps],
                     "created": [s.created_at for s in steps],
                     "actor_types": [s.actor_type for s in steps],
+                },
+            )
+
+    async def insert_session_trees(self, *, trees: Collection[SessionTree]) -> None:
+        if trees:
+            await self._session.execute(
+                _INSERT_SESSION_TREES,
+                {
+                    "session_ids": [t.session_id for t in trees],
+                    "account_ids": [t.account_id for t in trees],
+                    "tree_ids": [t.tree_id for t in trees],
+                    "titles": [t.tree_title for t in trees],
+                    "categories": [t.tree_category for t in trees],
+                    "started": [t.started_at for t in trees],
                 },
             )
 
@@ -348,3 +395,180 @@ class EscalationQueries:
             n_unclaimed=row["n_unclaimed"],
             n_released=row["n_released"],
         )
+
+
+# ---- Section 7: the insights' read side ----------------------------------------------------------------------
+
+# The handoffs that count (section 5): a current claim with $2 <= claimed_at <= $3, of account $1.
+_COUNTED = """
+    h.account_id = $1 AND h.effective_claimed_at IS NOT NULL
+    AND h.effective_claimed_at >= $2 AND h.effective_claimed_at <= $3
+"""
+# The tree of a handoff's session; none (NULL columns) until its session-started event is applied.
+_TREE_JOIN = "LEFT JOIN session_trees AS t ON t.session_id = h.session_id AND t.account_id = h.account_id"
+_WATERMARK = "(SELECT data_as_of FROM account_watermarks WHERE account_id = $1)"
+
+# by -> (key, label, needs the tree). A tree's label is its title as the newest session started on it saw it
+# (a tree keeps its id across versions; a new version may retitle it).
+_GROUPINGS: dict[str, tuple[str, str, bool]] = {
+    "tree": ("t.tree_id::text", "(array_agg(t.tree_title ORDER BY t.started_at DESC, t.session_id))[1]", True),
+    "category": ("t.tree_category", "NULL::text", True),
+    "priority": ("h.priority", "NULL::text", False),
+    "claimer": ("h.claimed_by::text", "NULL::text", False),
+}
+
+
+def _breakdown_sql(by: str) -> str:
+    key, label, tree = _GROUPINGS[by]
+    return f"""
+    SELECT {_WATERMARK} AS data_as_of, ARRAY(
+        SELECT ROW(g.key, g.label, g.n, g.n_with, g.avg_s, g.p[1], g.p[2]) FROM (
+            SELECT {key} AS key, {label} AS label, count(*) AS n, count(h.delta_s) AS n_with,
+                   avg(h.delta_s) AS avg_s,
+                   percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.delta_s) AS p
+            FROM handoffs AS h {_TREE_JOIN if tree else ""}
+            WHERE {_COUNTED}
+            GROUP BY 1
+        ) AS g
+    ) AS groups
+    """
+
+
+_BREAKDOWN_SQL = {by: _breakdown_sql(by) for by in _GROUPINGS}
+
+# One row per counted handoff ($4: now). The first actor is the kind whose first step is the first action
+# (human when a human and an ai step share that instant).
+_ITEMS = f"""
+    SELECT h.handoff_id, h.session_id, t.tree_id, h.priority, h.claimed_by, h.effective_claimed_at AS claimed_at,
+           h.first_action_at,
+           CASE WHEN h.first_action_at IS NULL THEN NULL
+                WHEN h.first_action_at = h.first_human_at THEN 'human'
+                WHEN h.first_action_at = h.first_ai_at THEN 'ai' END AS first_actor_type,
+           h.delta_s,
+           CASE WHEN h.first_action_at IS NULL
+                THEN EXTRACT(EPOCH FROM (CAST($4 AS timestamptz) - h.effective_claimed_at))::double precision
+           END AS waiting_s
+    FROM handoffs AS h {_TREE_JOIN}
+    WHERE {_COUNTED}
+"""
+_ORDERS = {
+    "slowest": "COALESCE(c.delta_s, c.waiting_s) DESC, c.handoff_id",
+    "newest": "c.claimed_at DESC, c.handoff_id",
+}
+_ITEM_COLUMNS = (
+    "c.handoff_id, c.session_id, c.tree_id, c.priority, c.claimed_by, c.claimed_at, c.first_action_at,"
+    " c.first_actor_type, c.delta_s, c.waiting_s"
+)
+_PAGE_SQL = {
+    order: f"""
+    SELECT (SELECT count(*) FROM handoffs AS h WHERE {_COUNTED}) AS total, ARRAY(
+        SELECT ROW({_ITEM_COLUMNS}) FROM ({_ITEMS}) AS c ORDER BY {sort} LIMIT $5 OFFSET $6
+    ) AS items
+    """
+    for order, sort in _ORDERS.items()
+}
+# The same rows, all of them, for a server-side cursor (SQLAlchemy binds: :p1.. in place of $1..).
+_ALL_ITEMS_SQL = {
+    order: sa.text(re.sub(r"\$(\d)", r":p\1", f"SELECT {_ITEM_COLUMNS} FROM ({_ITEMS}) AS c ORDER BY {sort}"))
+    for order, sort in _ORDERS.items()
+}
+
+# $4: the instants the local days begin (width_bucket: i for days[i-1] <= claimed_at < days[i]); $5: the
+# histogram's bounds (i for bounds[i-1] <= delta < bounds[i], the last bucket open-ended).
+_SERIES_SQL = f"""
+    SELECT {_WATERMARK} AS data_as_of, ARRAY(
+        SELECT ROW(d.b, d.n, d.n_with, d.avg_s, d.p[1], d.p[2]) FROM (
+            SELECT width_bucket(h.effective_claimed_at, CAST($4 AS timestamptz[])) AS b, count(*) AS n,
+                   count(h.delta_s) AS n_with, avg(h.delta_s) AS avg_s,
+                   percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.delta_s) AS p
+            FROM handoffs AS h
+            WHERE {_COUNTED}
+            GROUP BY 1
+        ) AS d
+    ) AS days, ARRAY(
+        SELECT ROW(x.b, x.n) FROM (
+            SELECT width_bucket(h.delta_s, CAST($5 AS double precision[])) AS b, count(*) AS n
+            FROM handoffs AS h
+            WHERE {_COUNTED} AND h.delta_s IS NOT NULL
+            GROUP BY 1
+        ) AS x
+    ) AS histogram
+"""
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    groups: list[GroupStats]
+    data_as_of: datetime | None
+
+
+@dataclass(frozen=True)
+class HandoffLine:
+    """One counted handoff as the drill-down shows it (fields in section 7's order)."""
+
+    handoff_id: UUID
+    session_id: UUID
+    tree_id: UUID | None
+    priority: str | None
+    claimed_by: UUID | None
+    claimed_at: datetime
+    first_action_at: datetime | None
+    first_actor_type: str | None
+    delta_s: float | None
+    waiting_s: float | None
+
+
+@dataclass(frozen=True)
+class HandoffLines:
+    items: list[HandoffLine]
+    total: int
+
+
+@dataclass(frozen=True)
+class Series:
+    """Statistics per local day (by index into the days asked for) and histogram counts per bucket index."""
+
+    days: dict[int, GroupStats]
+    histogram: dict[int, int]
+    data_as_of: datetime | None
+
+
+class InsightQueries:
+    """Section 7's answers for one account: each a single statement (its own snapshot) on `Database.fetchrow`,
+    except the CSV rows, which stream from a server-side cursor."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def breakdown(self, *, account_id: UUID, start: datetime, end: datetime, by: str) -> Breakdown:
+        row = await self._db.fetchrow(_BREAKDOWN_SQL[by], account_id, start, end)
+        assert row is not None
+        groups = [
+            GroupStats(k, label if by == "tree" else k, n, nw, a, m, p) for k, label, n, nw, a, m, p in row["groups"]
+        ]
+        return Breakdown(groups, row["data_as_of"])
+
+    async def handoff_page(
+        self, *, account_id: UUID, start: datetime, end: datetime, now: datetime, order: str, limit: int, offset: int
+    ) -> HandoffLines:
+        row = await self._db.fetchrow(_PAGE_SQL[order], account_id, start, end, now, limit, offset)
+        assert row is not None
+        return HandoffLines([HandoffLine(*item) for item in row["items"]], row["total"])
+
+    async def all_handoffs(
+        self, *, account_id: UUID, start: datetime, end: datetime, now: datetime, order: str
+    ) -> AsyncIterator[HandoffLine]:
+        """Every counted handoff in that order, read in chunks from one snapshot while the caller consumes them."""
+        params = {"p1": account_id, "p2": start, "p3": end, "p4": now}
+        async with self._db.read() as session:
+            result = await session.stream(_ALL_ITEMS_SQL[order], params, execution_options={"yield_per": 1000})
+            async for row in result:
+                yield HandoffLine(*row)
+
+    async def series(
+        self, *, account_id: UUID, start: datetime, end: datetime, day_starts: list[datetime], bounds: list[float]
+    ) -> Series:
+        row = await self._db.fetchrow(_SERIES_SQL, account_id, start, end, day_starts, bounds)
+        assert row is not None
+        days = {b - 1: GroupStats(None, None, n, nw, a, m, p) for b, n, nw, a, m, p in row["days"]}
+        return Series(days, {b - 1: n for b, n in row["histogram"]}, row["data_as_of"])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from datetime import timedelta
 from typing import Final, Literal, TypeAlias
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -76,3 +78,110 @@ class EscalationMetricRead(BaseModel):
     data_as_of: AwareDatetime | None = Field(
         description="occurred_at of the newest event of this account applied to the read model; null when none"
     )
+
+
+# ---- Section 7: breakdown, drill-down, series (docs/contract.md#escalation-insights) ------------------------
+
+BreakdownBy: TypeAlias = Literal["tree", "category", "priority", "claimer"]
+DrillDownOrder: TypeAlias = Literal["slowest", "newest"]
+DrillDownFormat: TypeAlias = Literal["json", "csv"]
+
+# Section 7's fixed histogram bounds: counts[i] counts deltas >= bounds[i] and < bounds[i + 1] (the last: >= 86400).
+HISTOGRAM_BOUNDS_SECONDS: Final[tuple[int, ...]] = (0, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400)
+
+
+class BreakdownGroup(BaseModel):
+    """The section 5 statistics over the counted handoffs of one tree, category, priority or claimer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str | None = Field(
+        description="tree id, tree category, priority or claiming user id; null when the events naming it are "
+        "not known (yet), or for a tree without category"
+    )
+    label: str | None = Field(description="the tree's title, the category, the priority or the user id")
+    n_handoffs_claimed: int = Field(ge=0)
+    n_handoffs_with_action: int = Field(ge=0)
+    avg_seconds: float | None
+    median_seconds: float | None
+    p95_seconds: float | None
+
+
+class EscalationBreakdownRead(BaseModel):
+    """`GET /analytics/flowpilot/escalations/breakdown?period=&by=`: the metric per group."""
+
+    model_config = ConfigDict(frozen=True)
+
+    period: Period
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    by: BreakdownBy
+    groups: list[BreakdownGroup] = Field(description="ordered by n_handoffs_claimed descending, then key ascending")
+    data_as_of: AwareDatetime | None
+
+
+class EscalationHandoff(BaseModel):
+    """One counted handoff of the drill-down."""
+
+    model_config = ConfigDict(frozen=True)
+
+    handoff_id: UUID
+    session_id: UUID
+    tree_id: UUID | None = Field(description="the tree the session started on; null until that event is known")
+    priority: str | None = Field(description="low, normal, high or urgent; null until the request is known")
+    claimed_by: UUID | None
+    claimed_at: AwareDatetime
+    first_action_at: AwareDatetime | None
+    first_actor_type: Literal["human", "ai"] | None = Field(
+        description="actor_type of the first action (human when a human and an ai step share its instant)"
+    )
+    delta_seconds: float | None = Field(description="seconds from the claim to the first action; null without one")
+    waiting_seconds: float | None = Field(description="now - claimed_at for handoffs without an action, else null")
+
+
+DRILL_DOWN_FIELDS: Final[tuple[str, ...]] = tuple(EscalationHandoff.model_fields)
+
+
+class EscalationHandoffPage(BaseModel):
+    """`GET /analytics/flowpilot/escalations/handoffs`: one page of the counted handoffs and their total."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: list[EscalationHandoff]
+    total: int = Field(ge=0, description="every counted handoff of the window")
+    limit: int
+    offset: int
+
+
+class SeriesDay(BaseModel):
+    """The section 5 statistics over the counted handoffs claimed on one calendar day of the zone."""
+
+    model_config = ConfigDict(frozen=True)
+
+    date: dt.date
+    n_handoffs_claimed: int = Field(ge=0)
+    n_handoffs_with_action: int = Field(ge=0)
+    avg_seconds: float | None
+    median_seconds: float | None
+    p95_seconds: float | None
+
+
+class Histogram(BaseModel):
+    """Deltas of the counted handoffs with an action, in fixed buckets."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bounds_seconds: list[int]
+    counts: list[int] = Field(description="counts[i]: deltas >= bounds_seconds[i] and < bounds_seconds[i + 1]")
+
+
+class EscalationSeriesRead(BaseModel):
+    """`GET /analytics/flowpilot/escalations/series?period=&tz=`: per local day, zero-filled, and a histogram."""
+
+    model_config = ConfigDict(frozen=True)
+
+    period: Period
+    tz: str
+    days: list[SeriesDay] = Field(description="every calendar day in tz that overlaps the window, oldest first")
+    histogram: Histogram
+    data_as_of: AwareDatetime | None
