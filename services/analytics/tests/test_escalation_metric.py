@@ -323,12 +323,8 @@ async def test_an_event_the_database_cannot_hold_is_dead_lettered_and_does_not_s
         **{**dict(step), "created_at": datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14)))}
     )
     await env.publish(
-        [
-            huge_version,
-            beyond_utc,
-            acc.claimed(handoff, session, claimed_at, version=2),
-            acc.step(session, claimed_at + timedelta(seconds=4)),
-        ]
+        [huge_version, beyond_utc, acc.claimed(handoff, session, claimed_at, version=2),
+         acc.step(session, claimed_at + timedelta(seconds=4))]
     )
     await env.settle()
     body = await env.metric(acc.account_id)
