@@ -423,7 +423,7 @@ class Counted:
     tree_id: uuid.UUID | None
     tree_title: str | None
     tree_category: str | None
-    tree_started_at: datetime | None
+    tree_label: str | None  # the title of the account's newest session started on that tree
     priority: str | None
 
 
@@ -444,6 +444,13 @@ def counted_handoffs(events: Sequence[Event], account_id: uuid.UUID, start: date
             priority[e.handoff_id] = e.priority
         elif isinstance(e, SessionStarted):
             started[e.session_id] = e
+    # Section 7: the label of a tree is its title; a tree keeps its id across versions and a version may retitle it,
+    # so the title is the one the newest session started on that tree carried.
+    newest_start: dict[uuid.UUID, SessionStarted] = {}
+    for e in started.values():
+        known = newest_start.get(e.tree_id)
+        if known is None or (e.started_at, str(e.session_id)) > (known.started_at, str(known.session_id)):
+            newest_start[e.tree_id] = e
     out = []
     for handoff_id, claim in newest_claim.items():
         if newest_release.get(handoff_id, 0) > claim.version:
@@ -469,7 +476,7 @@ def counted_handoffs(events: Sequence[Event], account_id: uuid.UUID, start: date
                 tree_id=tree.tree_id if tree else None,
                 tree_title=tree.tree_title if tree else None,
                 tree_category=tree.tree_category if tree else None,
-                tree_started_at=tree.started_at if tree else None,
+                tree_label=newest_start[tree.tree_id].tree_title if tree else None,
                 priority=priority.get(handoff_id),
             )
         )
@@ -493,12 +500,7 @@ def reference_breakdown(counted: Sequence[Counted], by: str) -> list[dict[str, A
         groups.setdefault(_group_key(c, by), []).append(c)
     out = []
     for key, members in groups.items():
-        if by == "tree":
-            # The title the newest session started on that tree carried (a new version may retitle it).
-            newest = max(members, key=lambda c: c.tree_started_at or datetime.min.replace(tzinfo=UTC))
-            label = newest.tree_title
-        else:
-            label = key
+        label = members[0].tree_label if by == "tree" else key
         deltas = [c.delta for c in members if c.delta is not None]
         out.append({"key": key, "label": label, "n_handoffs_claimed": len(members), **stats_of(deltas)})
     return sorted(out, key=lambda g: (-g["n_handoffs_claimed"], g["key"] is None, g["key"] or ""))

@@ -123,7 +123,7 @@ _INSERT_SESSION_TREES = sa.text(
     SELECT * FROM unnest(
         CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:tree_ids AS uuid[]),
         CAST(:titles AS text[]), CAST(:categories AS text[]), CAST(:started AS timestamptz[]))
-    ON CONFLICT (session_id) DO NOTHING
+    ON CONFLICT (account_id, session_id) DO NOTHING
     """
 )
 

@@ -22,23 +22,29 @@ _COUNTED = """
 _TREE_JOIN = "LEFT JOIN session_trees AS t ON t.session_id = h.session_id AND t.account_id = h.account_id"
 _WATERMARK = "(SELECT data_as_of FROM account_watermarks WHERE account_id = $1)"
 
-# by -> (key, label, needs the tree). A tree's label is its title as the newest session started on it saw it
-# (a tree keeps its id across versions; a new version may retitle it).
-_GROUPINGS: dict[str, tuple[str, str, bool]] = {
-    "tree": ("t.tree_id::text", "(array_agg(t.tree_title ORDER BY t.started_at DESC, t.session_id))[1]", True),
-    "category": ("t.tree_category", "NULL::text", True),
-    "priority": ("h.priority", "NULL::text", False),
-    "claimer": ("h.claimed_by::text", "NULL::text", False),
+# by -> (key, needs the tree). The label of a tree is looked up once per group (see _breakdown_sql).
+_GROUPINGS: dict[str, tuple[str, bool]] = {
+    "tree": ("t.tree_id", True),
+    "category": ("t.tree_category", True),
+    "priority": ("h.priority", False),
+    "claimer": ("h.claimed_by", False),
 }
+# A tree's label is its title as the newest session of the account started on it saw it (a tree keeps its id
+# across versions, and a new version may retitle it): one probe of ix_session_trees_account_tree per group.
+_TREE_LABEL = """(
+    SELECT n.tree_title FROM session_trees AS n
+    WHERE n.account_id = $1 AND n.tree_id = g.key
+    ORDER BY n.started_at DESC, n.session_id DESC LIMIT 1
+)"""
 
 
 def _breakdown_sql(by: str) -> str:
-    key, label, tree = _GROUPINGS[by]
+    key, tree = _GROUPINGS[by]
+    label = _TREE_LABEL if by == "tree" else "NULL::text"
     return f"""
     SELECT {_WATERMARK} AS data_as_of, ARRAY(
-        SELECT ROW(g.key, g.label, g.n, g.n_with, g.avg_s, g.p[1], g.p[2]) FROM (
-            SELECT {key} AS key, {label} AS label, count(*) AS n, count(h.delta_s) AS n_with,
-                   avg(h.delta_s) AS avg_s,
+        SELECT ROW(g.key::text, {label}, g.n, g.n_with, g.avg_s, g.p[1], g.p[2]) FROM (
+            SELECT {key} AS key, count(*) AS n, count(h.delta_s) AS n_with, avg(h.delta_s) AS avg_s,
                    percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.delta_s) AS p
             FROM handoffs AS h {_TREE_JOIN if tree else ""}
             WHERE {_COUNTED}
@@ -50,10 +56,10 @@ def _breakdown_sql(by: str) -> str:
 
 _BREAKDOWN_SQL = {by: _breakdown_sql(by) for by in _GROUPINGS}
 
-# One row per counted handoff ($4: now). The first actor is the kind whose first step is the first action
-# (human when a human and an ai step share that instant).
+# One row per counted handoff ($4: now), without its tree. The first actor is the kind whose first step is the
+# first action (human when a human and an ai step share that instant).
 _ITEMS = f"""
-    SELECT h.handoff_id, h.session_id, t.tree_id, h.priority, h.claimed_by, h.effective_claimed_at AS claimed_at,
+    SELECT h.handoff_id, h.session_id, h.priority, h.claimed_by, h.effective_claimed_at AS claimed_at,
            h.first_action_at,
            CASE WHEN h.first_action_at IS NULL THEN NULL
                 WHEN h.first_action_at = h.first_human_at THEN 'human'
@@ -62,28 +68,35 @@ _ITEMS = f"""
            CASE WHEN h.first_action_at IS NULL
                 THEN EXTRACT(EPOCH FROM (CAST($4 AS timestamptz) - h.effective_claimed_at))::double precision
            END AS waiting_s
-    FROM handoffs AS h {_TREE_JOIN}
+    FROM handoffs AS h
     WHERE {_COUNTED}
 """
 _ORDERS = {
     "slowest": "COALESCE(c.delta_s, c.waiting_s) DESC, c.handoff_id",
     "newest": "c.claimed_at DESC, c.handoff_id",
 }
+# In section 7's field order, the tree joined by the account's session key.
 _ITEM_COLUMNS = (
-    "c.handoff_id, c.session_id, c.tree_id, c.priority, c.claimed_by, c.claimed_at, c.first_action_at,"
+    "c.handoff_id, c.session_id, t.tree_id, c.priority, c.claimed_by, c.claimed_at, c.first_action_at,"
     " c.first_actor_type, c.delta_s, c.waiting_s"
 )
+_ITEM_TREE = "LEFT JOIN session_trees AS t ON t.account_id = $1 AND t.session_id = c.session_id"
+# The page is cut before the trees are joined: only its rows look theirs up.
 _PAGE_SQL = {
     order: f"""
     SELECT (SELECT count(*) FROM handoffs AS h WHERE {_COUNTED}) AS total, ARRAY(
-        SELECT ROW({_ITEM_COLUMNS}) FROM ({_ITEMS}) AS c ORDER BY {sort} LIMIT $5 OFFSET $6
+        SELECT ROW({_ITEM_COLUMNS})
+        FROM (SELECT c.* FROM ({_ITEMS}) AS c ORDER BY {sort} LIMIT $5 OFFSET $6) AS c {_ITEM_TREE}
+        ORDER BY {sort}
     ) AS items
     """
     for order, sort in _ORDERS.items()
 }
 # The same rows, all of them, for a server-side cursor (SQLAlchemy binds: :p1.. in place of $1..).
 _ALL_ITEMS_SQL = {
-    order: sa.text(re.sub(r"\$(\d)", r":p\1", f"SELECT {_ITEM_COLUMNS} FROM ({_ITEMS}) AS c ORDER BY {sort}"))
+    order: sa.text(
+        re.sub(r"\$(\d)", r":p\1", f"SELECT {_ITEM_COLUMNS} FROM ({_ITEMS}) AS c {_ITEM_TREE} ORDER BY {sort}")
+    )
     for order, sort in _ORDERS.items()
 }
 

@@ -89,12 +89,15 @@ account_watermarks = sa.Table(
 session_trees = sa.Table(
     "session_trees",
     metadata,
-    sa.Column("session_id", sa.Uuid, primary_key=True),
     sa.Column("account_id", sa.Uuid, nullable=False),
+    sa.Column("session_id", sa.Uuid, nullable=False),
     sa.Column("tree_id", sa.Uuid, nullable=False),
     sa.Column("tree_title", sa.Text),
     sa.Column("tree_category", sa.Text),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    # Account first: the insights read one account's sessions as one range of the key.
+    sa.PrimaryKeyConstraint("account_id", "session_id", name="pk_session_trees"),
+    sa.Index("ix_session_trees_account_tree", "account_id", "tree_id", "started_at", postgresql_include=["tree_title"]),
 )
 
 READ_MODEL_TABLES = tuple(metadata.tables)
