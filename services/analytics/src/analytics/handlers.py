@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from uuid import UUID
 
@@ -136,6 +136,9 @@ class ListHandoffs:
     offset: int = 0
 
 
+_LINE_FIELDS = tuple(f.name for f in fields(HandoffLine))
+
+
 def _item(line: HandoffLine) -> EscalationHandoff:
     return EscalationHandoff(
         handoff_id=line.handoff_id,
@@ -176,7 +179,8 @@ def export_handoffs(query: ListHandoffs, *, db: Database) -> AsyncIterator[str]:
 
     async def rows() -> AsyncIterator[tuple[object, ...]]:
         async for line in lines:
-            yield astuple(line)
+            # Not dataclasses.astuple: it deep-copies every value, a cost per row of a download of every row.
+            yield tuple(getattr(line, name) for name in _LINE_FIELDS)
 
     return csv_document(DRILL_DOWN_FIELDS, rows())
 
