@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
-
-import sqlalchemy as sa
 
 from analytics.domain import GroupStats
 from rfkit.db import Database
@@ -92,11 +89,9 @@ _PAGE_SQL = {
     """
     for order, sort in _ORDERS.items()
 }
-# The same rows, all of them, for a server-side cursor (SQLAlchemy binds: :p1.. in place of $1..).
+# The same rows, all of them, for a server-side cursor.
 _ALL_ITEMS_SQL = {
-    order: sa.text(
-        re.sub(r"\$(\d)", r":p\1", f"SELECT {_ITEM_COLUMNS} FROM ({_ITEMS}) AS c {_ITEM_TREE} ORDER BY {sort}")
-    )
+    order: f"SELECT {_ITEM_COLUMNS} FROM ({_ITEMS}) AS c {_ITEM_TREE} ORDER BY {sort}"
     for order, sort in _ORDERS.items()
 }
 
@@ -186,11 +181,8 @@ class InsightQueries:
         self, *, account_id: UUID, start: datetime, end: datetime, now: datetime, order: str
     ) -> AsyncIterator[HandoffLine]:
         """Every counted handoff in that order, read in chunks from one snapshot while the caller consumes them."""
-        params = {"p1": account_id, "p2": start, "p3": end, "p4": now}
-        async with self._db.read() as session:
-            result = await session.stream(_ALL_ITEMS_SQL[order], params, execution_options={"yield_per": 1000})
-            async for row in result:
-                yield HandoffLine(*row)
+        async for row in self._db.stream(_ALL_ITEMS_SQL[order], account_id, start, end, now):
+            yield HandoffLine(*row)
 
     async def series(
         self, *, account_id: UUID, start: datetime, end: datetime, day_starts: list[datetime], bounds: list[float]
