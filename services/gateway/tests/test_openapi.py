@@ -21,7 +21,8 @@ SPEC_ROUTES = {
     ("POST", "/handoffs"), ("GET", "/handoffs"), ("GET", "/handoffs/{handoff_id}"),
     ("POST", "/handoffs/{handoff_id}/claim"), ("POST", "/handoffs/{handoff_id}/release"),
     ("POST", "/handoffs/{handoff_id}/resolve"), ("GET", "/handoffs/stats"),
-    ("GET", "/analytics/flowpilot/escalations"),
+    ("GET", "/analytics/flowpilot/escalations"), ("GET", "/analytics/flowpilot/escalations/breakdown"),
+    ("GET", "/analytics/flowpilot/escalations/handoffs"), ("GET", "/analytics/flowpilot/escalations/series"),
 }
 
 
