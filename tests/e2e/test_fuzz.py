@@ -260,6 +260,9 @@ class World:
         get("/analytics/flowpilot/escalations?period=7d")
         for key in pages("/api-keys"):
             assert "secret" not in key
+        get("/analytics/flowpilot/escalations/breakdown?period=7d&by=tree")
+        get("/analytics/flowpilot/escalations/handoffs?period=7d")
+        get("/analytics/flowpilot/escalations/series?period=7d")
         return reads
 
     @property
@@ -297,7 +300,7 @@ def _valid_params(world: World, path: str, method: str) -> tuple[dict[str, str],
         if p["in"] == "path":
             path_params[p["name"]] = world.ids[p["name"]]
         elif p["in"] == "query" and p.get("required"):
-            query[p["name"]] = {"q": "fuzz", "period": "7d"}[p["name"]]
+            query[p["name"]] = {"q": "fuzz", "period": "7d", "by": "tree"}[p["name"]]
     return path_params, query
 
 

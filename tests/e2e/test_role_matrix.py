@@ -124,6 +124,10 @@ CASES = [
     # analytics
     Case("GET", "/analytics/flowpilot/escalations?period=7d", ENGINEER_UP),
     Case("GET", "/analytics/flowpilot/escalations?period=90d", ENGINEER_UP),
+    Case("GET", "/analytics/flowpilot/escalations/breakdown?period=7d&by=tree", ENGINEER_UP),
+    Case("GET", "/analytics/flowpilot/escalations/handoffs?period=30d&order=newest", ENGINEER_UP),
+    Case("GET", "/analytics/flowpilot/escalations/handoffs?period=7d&format=csv", ENGINEER_UP),
+    Case("GET", "/analytics/flowpilot/escalations/series?period=90d&tz=Europe/Paris", ENGINEER_UP),
 ]
 
 

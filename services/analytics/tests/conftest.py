@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -21,6 +22,7 @@ from rf_contracts import (
     HandoffReleased,
     HandoffRequested,
     HandoffResolved,
+    SessionStarted,
     StepCreated,
 )
 from rf_testsupport import Caller, RunningApp, new_database, produce, unique_prefix, wait_until
@@ -63,8 +65,33 @@ class History:
             actor_id=uuid.uuid4() if actor_type == "human" else None,
         )
 
+    def started(
+        self,
+        session_id: uuid.UUID,
+        tree_id: uuid.UUID,
+        at: datetime,
+        *,
+        title: str | None = "a tree",
+        category: str | None = "general",
+    ) -> SessionStarted:
+        return SessionStarted(
+            **self._common(session_id, at),
+            tree_id=tree_id,
+            tree_version=1,
+            started_by=uuid.uuid4(),
+            started_at=at,
+            tree_title=title,
+            tree_category=category,
+        )
+
     def requested(
-        self, handoff_id: uuid.UUID, session_id: uuid.UUID, at: datetime, *, version: int = 1
+        self,
+        handoff_id: uuid.UUID,
+        session_id: uuid.UUID,
+        at: datetime,
+        *,
+        version: int = 1,
+        priority: Literal["low", "normal", "high", "urgent"] = "normal",
     ) -> HandoffRequested:
         return HandoffRequested(
             **self._common(session_id, at),
@@ -72,7 +99,7 @@ class History:
             version=version,
             requested_by=uuid.uuid4(),
             requested_at=at,
-            priority="normal",
+            priority=priority,
             reason="needs an expert",
         )
 
@@ -84,12 +111,13 @@ class History:
         *,
         version: int,
         occurred_at: datetime | None = None,
+        by: uuid.UUID | None = None,
     ) -> HandoffClaimed:
         return HandoffClaimed(
             **self._common(session_id, occurred_at or claimed_at),
             handoff_id=handoff_id,
             version=version,
-            claimed_by=uuid.uuid4(),
+            claimed_by=by or uuid.uuid4(),
             claimed_at=claimed_at,
         )
 
@@ -321,3 +349,236 @@ def spec() -> type[Spec]:
 def history() -> type[History]:
     """The event builder: `history()` is a new account, `history(account_id)` an existing one."""
     return History
+
+
+# ---- Section 7 through the gateway --------------------------------------------------------------------------
+
+
+@dataclass
+class Gateway:
+    """The public gateway in front of the module's analytics service (over real HTTP), with real users: the gateway
+    accepts only tokens of users it knows."""
+
+    kit: Any  # rf_testsupport.gateway.Gateway
+    env: AnalyticsEnv
+    _headers: dict[tuple[uuid.UUID, str], dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def client(self) -> Any:
+        return self.kit.client
+
+    async def account(self) -> History:
+        """A new account registered through the gateway, with an admin, an engineer and a viewer."""
+        admin, body = await self.kit.register()
+        account_id = uuid.UUID(body["account"]["id"])
+        self._headers[account_id, "admin"] = admin.headers
+        for role in ("engineer", "viewer"):
+            self._headers[account_id, role] = (await self.kit.add_user(admin, role)).headers
+        return History(account_id)
+
+    def headers(self, account_id: uuid.UUID, role: str = "engineer") -> dict[str, str]:
+        return self._headers[account_id, role]
+
+    async def get(self, path: str, account_id: uuid.UUID, *, role: str = "engineer", **params: Any) -> Any:
+        return await self.client.get(
+            f"/api/v1/analytics/flowpilot/escalations{path}", params=params, headers=self.headers(account_id, role)
+        )
+
+    async def ok(self, path: str, account_id: uuid.UUID, **params: Any) -> dict[str, Any]:
+        r = await self.get(path, account_id, **params)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def gateway(env: AnalyticsEnv, make_session_database: Any) -> AsyncIterator[Gateway]:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from gateway.main import create_app as gateway_app
+    from rf_testsupport import Served
+    from rf_testsupport.gateway import Gateway as GatewayKit
+    from rf_testsupport.gateway import gateway_settings
+
+    # The module's analytics app (lifespan already running) also served on a socket: the gateway forwards over HTTP.
+    async with Served(env.running.app, lifespan="off") as served:
+        url = await new_database(make_session_database)
+        settings = gateway_settings(url, env.bootstrap, env.private_pem, analytics_url=served.url)
+        engine = create_async_engine(url)
+        try:
+            async with RunningApp(gateway_app(settings)) as running:
+                yield Gateway(GatewayKit(running, env.private_pem, env.public_pem, settings, engine), env)
+        finally:
+            await engine.dispose()
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One handoff that counts (section 5), with what section 7 says about it."""
+
+    handoff_id: uuid.UUID
+    session_id: uuid.UUID
+    claimed_at: datetime
+    claimed_by: uuid.UUID
+    first_action_at: datetime | None
+    first_actor_type: str | None
+    delta: float | None
+    tree_id: uuid.UUID | None
+    tree_title: str | None
+    tree_category: str | None
+    tree_label: str | None  # the title of the account's newest session started on that tree
+    priority: str | None
+
+
+def counted_handoffs(events: Sequence[Event], account_id: uuid.UUID, start: datetime, end: datetime) -> list[Counted]:
+    """Section 7's reading of which handoffs count and what each carries, straight from the whole history."""
+    mine = list({e.event_id: e for e in events if e.account_id == account_id}.values())
+    newest_claim: dict[uuid.UUID, HandoffClaimed] = {}
+    newest_release: dict[uuid.UUID, int] = {}
+    priority: dict[uuid.UUID, str] = {}
+    started: dict[uuid.UUID, SessionStarted] = {}
+    for e in mine:
+        if isinstance(e, HandoffClaimed):
+            if e.handoff_id not in newest_claim or e.version > newest_claim[e.handoff_id].version:
+                newest_claim[e.handoff_id] = e
+        elif isinstance(e, HandoffReleased):
+            newest_release[e.handoff_id] = max(e.version, newest_release.get(e.handoff_id, 0))
+        elif isinstance(e, HandoffRequested):
+            priority[e.handoff_id] = e.priority
+        elif isinstance(e, SessionStarted):
+            started[e.session_id] = e
+    # Section 7: the label of a tree is its title; a tree keeps its id across versions and a version may retitle it,
+    # so the title is the one the newest session started on that tree carried.
+    newest_start: dict[uuid.UUID, SessionStarted] = {}
+    for e in started.values():
+        known = newest_start.get(e.tree_id)
+        if known is None or (e.started_at, str(e.session_id)) > (known.started_at, str(known.session_id)):
+            newest_start[e.tree_id] = e
+    out = []
+    for handoff_id, claim in newest_claim.items():
+        if newest_release.get(handoff_id, 0) > claim.version:
+            continue  # released after its newest claim: unclaimed
+        if not start <= claim.claimed_at <= end:
+            continue
+        later = sorted(
+            (e.created_at, e.actor_type != "human", e.actor_type)
+            for e in mine
+            if isinstance(e, StepCreated) and e.session_id == claim.session_id and e.created_at >= claim.claimed_at
+        )
+        first_at, actor = (later[0][0], later[0][2]) if later else (None, None)
+        tree = started.get(claim.session_id)
+        out.append(
+            Counted(
+                handoff_id=handoff_id,
+                session_id=claim.session_id,
+                claimed_at=claim.claimed_at,
+                claimed_by=claim.claimed_by,
+                first_action_at=first_at,
+                first_actor_type=actor,
+                delta=max(0.0, (first_at - claim.claimed_at).total_seconds()) if first_at else None,
+                tree_id=tree.tree_id if tree else None,
+                tree_title=tree.tree_title if tree else None,
+                tree_category=tree.tree_category if tree else None,
+                tree_label=newest_start[tree.tree_id].tree_title if tree else None,
+                priority=priority.get(handoff_id),
+            )
+        )
+    return out
+
+
+def _group_key(c: Counted, by: str) -> str | None:
+    if by == "tree":
+        return str(c.tree_id) if c.tree_id else None
+    if by == "category":
+        return c.tree_category
+    if by == "priority":
+        return c.priority
+    return str(c.claimed_by)
+
+
+def reference_breakdown(counted: Sequence[Counted], by: str) -> list[dict[str, Any]]:
+    """Groups as section 7 words them: each group's section 5 statistics, most claimed first, then by key."""
+    groups: dict[str | None, list[Counted]] = {}
+    for c in counted:
+        groups.setdefault(_group_key(c, by), []).append(c)
+    out = []
+    for key, members in groups.items():
+        label = members[0].tree_label if by == "tree" else key
+        deltas = [c.delta for c in members if c.delta is not None]
+        out.append({"key": key, "label": label, "n_handoffs_claimed": len(members), **stats_of(deltas)})
+    return sorted(out, key=lambda g: (-g["n_handoffs_claimed"], g["key"] is None, g["key"] or ""))
+
+
+def reference_items(counted: Sequence[Counted], order: str, now: datetime) -> list[dict[str, Any]]:
+    """The drill-down rows in section 7's order (waiting time measured at `now`)."""
+
+    def row(c: Counted) -> dict[str, Any]:
+        return {
+            "handoff_id": c.handoff_id,
+            "session_id": c.session_id,
+            "tree_id": c.tree_id,
+            "priority": c.priority,
+            "claimed_by": c.claimed_by,
+            "claimed_at": c.claimed_at,
+            "first_action_at": c.first_action_at,
+            "first_actor_type": c.first_actor_type,
+            "delta_seconds": c.delta,
+            "waiting_seconds": (now - c.claimed_at).total_seconds() if c.delta is None else None,
+        }
+
+    rows = [row(c) for c in counted]
+    if order == "newest":
+        rows.sort(key=lambda r: r["handoff_id"])
+        rows.sort(key=lambda r: r["claimed_at"], reverse=True)
+    else:
+        rows.sort(key=lambda r: r["handoff_id"])
+        rows.sort(
+            key=lambda r: r["delta_seconds"] if r["delta_seconds"] is not None else r["waiting_seconds"], reverse=True
+        )
+    return rows
+
+
+HISTOGRAM_BOUNDS = [0, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400]
+
+
+def reference_series(counted: Sequence[Counted], start: datetime, end: datetime, tz: str) -> dict[str, Any]:
+    """Every local calendar day from that of start to that of end, oldest first, and the histogram."""
+    zone = ZoneInfo(tz)
+    first, last = start.astimezone(zone).date(), end.astimezone(zone).date()
+    days = []
+    day = first
+    while day <= last:
+        members = [c for c in counted if c.claimed_at.astimezone(zone).date() == day]
+        deltas = [c.delta for c in members if c.delta is not None]
+        days.append({"date": day.isoformat(), "n_handoffs_claimed": len(members), **stats_of(deltas)})
+        day += timedelta(days=1)
+    counts = [0] * len(HISTOGRAM_BOUNDS)
+    for c in counted:
+        if c.delta is not None:
+            i = max(i for i, bound in enumerate(HISTOGRAM_BOUNDS) if c.delta >= bound)
+            counts[i] += 1
+    return {"days": days, "histogram": {"bounds_seconds": HISTOGRAM_BOUNDS, "counts": counts}}
+
+
+def assert_groups_match(answer: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    assert [(g["key"], g["label"], g["n_handoffs_claimed"]) for g in answer] == [
+        (g["key"], g["label"], g["n_handoffs_claimed"]) for g in expected
+    ], (answer, expected)
+    for got, want in zip(answer, expected, strict=True):
+        assert_stats_match(got, want)
+
+
+class Insights:
+    """The tests' own reading of section 7, handed to test modules as a fixture."""
+
+    counted = staticmethod(counted_handoffs)
+    breakdown = staticmethod(reference_breakdown)
+    items = staticmethod(reference_items)
+    series = staticmethod(reference_series)
+    assert_groups_match = staticmethod(assert_groups_match)
+    assert_stats_match = staticmethod(assert_stats_match)
+
+
+@pytest.fixture(scope="session")
+def insights() -> type[Insights]:
+    return Insights

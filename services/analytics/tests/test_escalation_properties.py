@@ -1,4 +1,5 @@
-"""Property: random histories, delivered through real Kafka shuffled and duplicated, give the documented numbers."""
+"""Property: random histories, delivered through real Kafka shuffled and duplicated, give the documented numbers
+(section 5, and section 7's breakdown and daily series)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from random import Random
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,6 +34,9 @@ class StepPlan:
 class SessionPlan:
     handoffs: tuple[HandoffPlan, ...]
     steps: tuple[StepPlan, ...]
+    tree: int | None  # index into the account's trees; None: its session-started event never arrives
+    priority: str
+    claimer: int  # index into the account's claimers
 
 
 handoff_plans = st.builds(
@@ -53,6 +58,9 @@ session_plans = st.builds(
     SessionPlan,
     handoffs=st.lists(handoff_plans, max_size=2).map(tuple),
     steps=st.lists(step_plans, max_size=5).map(tuple),
+    tree=st.one_of(st.none(), st.integers(0, 2)),
+    priority=st.sampled_from(["low", "normal", "high", "urgent"]),
+    claimer=st.integers(0, 2),
 )
 account_plans = st.lists(st.lists(session_plans, min_size=1, max_size=3), min_size=1, max_size=3)
 
@@ -64,19 +72,29 @@ def build_events(history, plans: list[list[SessionPlan]], now: datetime) -> tupl
     for account_plan in plans:
         acc = history()
         accounts.append(acc.account_id)
+        # Three trees (the last without a category) and three claimers per account.
+        trees = [(uuid.uuid4(), f"tree {i}", ["hardware", "network", None][i]) for i in range(3)]
+        claimers = [uuid.uuid4() for _ in range(3)]
         for session_plan in account_plan:
             session = uuid.uuid4()
             claim_times: list[datetime] = []
+            if session_plan.tree is not None:
+                tree_id, title, category = trees[session_plan.tree]
+                first = min((h.days_ago for h in session_plan.handoffs), default=1.0)
+                started = now - timedelta(days=first, minutes=1)
+                events.append(acc.started(session, tree_id, started, title=title, category=category))
             for plan in session_plan.handoffs:
                 handoff = uuid.uuid4()
                 t = now - timedelta(days=plan.days_ago)
-                events.append(acc.requested(handoff, session, t))
+                events.append(acc.requested(handoff, session, t, priority=session_plan.priority))
                 version = 1
                 for op, minutes in plan.ops:
                     t += timedelta(minutes=minutes)
                     version += 1
                     if op == "claim":
-                        events.append(acc.claimed(handoff, session, t, version=version))
+                        events.append(
+                            acc.claimed(handoff, session, t, version=version, by=claimers[session_plan.claimer])
+                        )
                         claim_times.append(t)
                     else:
                         events.append(acc.released(handoff, session, t, version=version))
@@ -96,15 +114,49 @@ def build_events(history, plans: list[list[SessionPlan]], now: datetime) -> tupl
     return events, accounts
 
 
+PERIODS = {"7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
+
+
+async def section_7(env, account_id: uuid.UUID, path: str, **params: str) -> dict[str, Any]:
+    r = await env.running.client.get(
+        f"/api/v1/analytics/flowpilot/escalations{path}", params=params, headers=env.caller(account_id).headers
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def assert_series_matches(insights, events, account_id, series, before, after, period: timedelta, tz: str) -> None:
+    """The series answers for one instant between before and after: it matches the reference at one of them."""
+    candidates = []
+    for t in (before, after):
+        counted = insights.counted(events, account_id, t - period, t)
+        candidates.append(insights.series(counted, t - period, t, tz))
+    dates = [d["date"] for d in series["days"]]
+    want = next((c for c in candidates if [d["date"] for d in c["days"]] == dates), None)
+    assert want is not None, (dates, candidates)
+    assert series["histogram"] == want["histogram"], (series, want)
+    for got, exp in zip(series["days"], want["days"], strict=True):
+        assert got["n_handoffs_claimed"] == exp["n_handoffs_claimed"], (got, exp)
+        insights.assert_stats_match(got, exp)
+
+
 @settings(
     max_examples=15,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
 )
-@given(plans=account_plans, rng=st.randoms(use_true_random=False), waves=st.integers(1, 3), dup_rate=st.floats(0, 0.5))
+@given(
+    plans=account_plans,
+    rng=st.randoms(use_true_random=False),
+    waves=st.integers(1, 3),
+    dup_rate=st.floats(0, 0.5),
+    by=st.sampled_from(["tree", "category", "priority", "claimer"]),
+    tz=st.sampled_from(["UTC", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Kiritimati"]),
+)
 async def test_any_delivery_order_and_duplicates_give_the_spec_numbers(
-    env, history, spec, plans, rng: Random, waves: int, dup_rate: float
+    env, history, spec, insights, plans, rng: Random, waves: int, dup_rate: float, by: str, tz: str
 ) -> None:
     events, accounts = build_events(history, plans, datetime.now(UTC))
     delivered = events + [e for e in events if rng.random() < dup_rate]
@@ -120,3 +172,13 @@ async def test_any_delivery_order_and_duplicates_give_the_spec_numbers(
             answer = await env.metric(account_id, period)
             start, end = spec.window_of(answer)
             spec.assert_matches(answer, spec.reference(events, account_id, start, end))
+            # Section 7 over the same history: a breakdown and the daily series with its histogram.
+            breakdown = await section_7(env, account_id, "/breakdown", period=period, by=by)
+            start, end = spec.window_of(breakdown)
+            insights.assert_groups_match(
+                breakdown["groups"], insights.breakdown(insights.counted(events, account_id, start, end), by)
+            )
+            before = datetime.now(UTC)
+            series = await section_7(env, account_id, "/series", period=period, tz=tz)
+            after = datetime.now(UTC)
+            assert_series_matches(insights, events, account_id, series, before, after, PERIODS[period], tz)

@@ -24,6 +24,8 @@ SPEC_ROUTES = {
     ("GET", "/handoffs/policy"), ("PUT", "/handoffs/policy"),
     ("GET", "/analytics/flowpilot/escalations"),
     ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{key_id}"),
+    ("GET", "/analytics/flowpilot/escalations/breakdown"),
+    ("GET", "/analytics/flowpilot/escalations/handoffs"), ("GET", "/analytics/flowpilot/escalations/series"),
 }
 
 

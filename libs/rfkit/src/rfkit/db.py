@@ -122,6 +122,15 @@ class Database:
             async with pool.acquire() as connection:
                 return await connection.fetchrow(query, *args)
 
+    async def stream(self, query: str, *args: Any, prefetch: int = 1000) -> AsyncIterator[asyncpg.Record]:
+        """The rows of one read-only statement (asyncpg text) from a server-side cursor, `prefetch` rows a round trip,
+        while the caller consumes them (a download of every row without holding them all): a read-only transaction
+        on a connection of the `fetchrow` pool, held until the last row is read or the caller stops."""
+        pool = self._statements or await self._statement_pool()
+        async with pool.acquire() as connection, connection.transaction(readonly=True):
+            async for record in connection.cursor(query, *args, prefetch=prefetch):
+                yield record
+
     async def _statement_pool(self) -> asyncpg.Pool[Any]:
         async with self._statements_lock:
             if self._statements is None:

@@ -1,26 +1,101 @@
-"""Routes of the analytics service: the escalation time-to-first-action metric."""
+"""Routes of the analytics service: the escalation time-to-first-action metric and its insights."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
 
-from analytics.handlers import GetEscalationMetric, get_escalation_metric
-from rf_contracts.api.analytics import EscalationMetricRead, Period
-from rfkit.auth import Engineer
+from analytics.deps import Db, Engineer
+from analytics.handlers import (
+    GetBreakdown,
+    GetEscalationMetric,
+    GetSeries,
+    ListHandoffs,
+    export_handoffs,
+    get_breakdown,
+    get_escalation_metric,
+    get_series,
+    list_handoffs,
+)
+from rf_contracts.api.analytics import (
+    BreakdownBy,
+    DrillDownFormat,
+    DrillDownOrder,
+    EscalationBreakdownRead,
+    EscalationHandoffPage,
+    EscalationMetricRead,
+    EscalationSeriesRead,
+    Period,
+)
 
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
+# Required: a missing period is as invalid as an unknown one (422), and the answer names its window.
+PeriodParam = Annotated[Period, Query(description="the window: the last 7, 30 or 90 days up to now")]
+# Section 7: 1-500, default 50, outside that 422 (never clamped).
+LimitParam = Annotated[int, Query(ge=1, le=500, description="page size, 1 to 500")]
+OffsetParam = Annotated[int, Query(ge=0, le=2**31 - 1, description="rows to skip")]
+TzParam = Annotated[str, Query(min_length=1, max_length=64, description="IANA time zone name, e.g. Europe/Paris")]
+CSV_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "description": "one page as JSON; with format=csv or Accept: text/csv every row as an RFC 4180 attachment",
+    }
+}
+
 
 @router.get("/flowpilot/escalations", response_model=EscalationMetricRead)
-async def escalations(
-    request: Request,
-    principal: Engineer,
-    # Required: a missing period is as invalid as an unknown one (422), and the answer names its window.
-    period: Annotated[Period, Query(description="the window: the last 7, 30 or 90 days up to now")],
-) -> EscalationMetricRead:
+async def escalations(db: Db, principal: Engineer, period: PeriodParam) -> EscalationMetricRead:
     """Escalation time-to-first-action for the caller's account (engineer+)."""
     query = GetEscalationMetric(account_id=principal.account_id, period=period, now=datetime.now(UTC))
-    return await get_escalation_metric(query, request.app.state.runtime.db)
+    return await get_escalation_metric(query, db=db)
+
+
+@router.get("/flowpilot/escalations/breakdown", response_model=EscalationBreakdownRead)
+async def escalation_breakdown(
+    db: Db,
+    principal: Engineer,
+    period: PeriodParam,
+    by: Annotated[BreakdownBy, Query(description="group by the session's tree, its category, the priority or claimer")],
+) -> EscalationBreakdownRead:
+    """The metric per tree, category, priority or claimer (engineer+)."""
+    query = GetBreakdown(account_id=principal.account_id, period=period, by=by, now=datetime.now(UTC))
+    return await get_breakdown(query, db=db)
+
+
+@router.get("/flowpilot/escalations/handoffs", response_model=EscalationHandoffPage, responses=CSV_ANSWER)
+async def escalation_handoffs(
+    request: Request,
+    db: Db,
+    principal: Engineer,
+    period: PeriodParam,
+    order: Annotated[DrillDownOrder, Query(description="slowest (delta, else waiting time) or newest claim first")] = (
+        "slowest"
+    ),
+    limit: LimitParam = 50,
+    offset: OffsetParam = 0,
+    format: Annotated[DrillDownFormat | None, Query(description="csv: every row as a CSV attachment")] = None,
+) -> Any:
+    """The handoffs the metric counts, one page, or every row as CSV (engineer+)."""
+    query = ListHandoffs(
+        account_id=principal.account_id, period=period, order=order, now=datetime.now(UTC), limit=limit, offset=offset
+    )
+    if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
+        return StreamingResponse(
+            export_handoffs(query, db=db),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="escalation-handoffs-{period}-{order}.csv"'},
+        )
+    return await list_handoffs(query, db=db)
+
+
+@router.get("/flowpilot/escalations/series", response_model=EscalationSeriesRead)
+async def escalation_series(
+    db: Db, principal: Engineer, period: PeriodParam, tz: TzParam = "UTC"
+) -> EscalationSeriesRead:
+    """The metric per calendar day in a time zone, zero-filled, and the histogram of deltas (engineer+)."""
+    query = GetSeries(account_id=principal.account_id, period=period, tz=tz, now=datetime.now(UTC))
+    return await get_series(query, db=db)

@@ -1,15 +1,17 @@
-"""Subscribes the read model to the step and handoff topics (batched, idempotent, dead-lettering)."""
+"""Subscribes the read model to the session-started, step and handoff topics (batched, idempotent, dead-lettering)."""
 
 from __future__ import annotations
 
 from analytics.domain import CONSUMER_NAME
 from analytics.handlers import apply_events
 from analytics.settings import Settings
+from analytics.uow import AnalyticsUnitOfWork
 from rf_contracts import topics
 from rfkit.consumer import EventConsumer
 from rfkit.service import ServiceRuntime
 
 TOPICS = (
+    topics.SESSION_STARTED,
     topics.STEP_CREATED,
     topics.HANDOFF_REQUESTED,
     topics.HANDOFF_CLAIMED,
@@ -23,6 +25,7 @@ def register(runtime: ServiceRuntime, settings: Settings) -> EventConsumer:
         name=CONSUMER_NAME,
         topics=TOPICS,
         handler=apply_events,
+        unit_of_work=AnalyticsUnitOfWork,
         batch=True,
         max_records=settings.consumer_max_records,
         group=settings.consumer_group,

@@ -1,16 +1,20 @@
-"""The escalation metric's rules in plain Python: folding a batch of events into changes, periods, windows."""
+"""The escalation metric's rules in plain Python: folding events into changes, windows, local days, orders, CSV."""
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import cast
 from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from rf_contracts import Event, HandoffClaimed, HandoffReleased, HandoffRequested, StepCreated
+from rf_contracts import Event, HandoffClaimed, HandoffReleased, HandoffRequested, SessionStarted, StepCreated
 from rf_contracts.api.analytics import PERIODS
+from rfkit.errors import Invalid
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,23 @@ class StepTime:
     actor_type: str
 
 
+@dataclass(frozen=True)
+class SessionTree:
+    """The tree a session started on, as its session-started event names it."""
+
+    account_id: UUID
+    session_id: UUID
+    tree_id: UUID
+    tree_title: str | None
+    tree_category: str | None
+    started_at: datetime
+
+
+def _storable(text: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL: dropping it keeps one odd title from failing every batch it is in.
+    return text.replace("\x00", "") if text is not None else None
+
+
 @dataclass
 class HandoffChange:
     """One handoff's newest claim, newest release (versions decide, not arrival order) and request time in a batch."""
@@ -39,12 +60,14 @@ class HandoffChange:
     claim_version: int | None = None
     claimed_at: datetime | None = None
     release_version: int | None = None
-    # A handoff is requested once (its first version): any copy of that event carries the same time.
+    claimed_by: UUID | None = None
+    # A handoff is requested once (its first version): any copy of that event carries the same time and priority.
     requested_at: datetime | None = None
+    priority: str | None = None
 
-    def claim(self, version: int, claimed_at: datetime) -> None:
+    def claim(self, version: int, claimed_at: datetime, claimed_by: UUID) -> None:
         if self.claim_version is None or version > self.claim_version:
-            self.claim_version, self.claimed_at = version, claimed_at
+            self.claim_version, self.claimed_at, self.claimed_by = version, claimed_at, claimed_by
 
     def release(self, version: int) -> None:
         if self.release_version is None or version > self.release_version:
@@ -57,6 +80,8 @@ class Changes:
 
     steps: list[StepTime] = field(default_factory=list)
     handoffs: dict[UUID, HandoffChange] = field(default_factory=dict)
+    # A session starts once: any copy of its session-started event carries the same tree.
+    trees: dict[UUID, SessionTree] = field(default_factory=dict)
     # Per account, the newest occurred_at among the batch's events: the account's data_as_of candidate.
     watermarks: dict[UUID, datetime] = field(default_factory=dict)
 
@@ -86,11 +111,23 @@ def fold(events: Iterable[Event]) -> Changes:
                     handoff.handoff_id, handoff.account_id, handoff.session_id
                 )
             if kind is HandoffClaimed:
-                change.claim(handoff.version, cast(HandoffClaimed, handoff).claimed_at)
+                claim = cast(HandoffClaimed, handoff)
+                change.claim(claim.version, claim.claimed_at, claim.claimed_by)
             elif kind is HandoffReleased:
                 change.release(handoff.version)
             else:
-                change.requested_at = cast(HandoffRequested, handoff).requested_at
+                request = cast(HandoffRequested, handoff)
+                change.requested_at, change.priority = request.requested_at, request.priority
+        elif kind is SessionStarted:
+            started = cast(SessionStarted, event)
+            changes.trees[started.session_id] = SessionTree(
+                started.account_id,
+                started.session_id,
+                started.tree_id,
+                _storable(started.tree_title),
+                _storable(started.tree_category),
+                started.started_at,
+            )
         # handoff.resolved changes no claim (resolving keeps it): only the watermark.
     return changes
 
@@ -98,3 +135,76 @@ def fold(events: Iterable[Event]) -> Changes:
 def window(period: str, now: datetime) -> tuple[datetime, datetime]:
     """[now - period, now] for a period the API accepts."""
     return now - PERIODS[period], now
+
+
+class UnknownTimeZone(Invalid):
+    """A `tz` that is no IANA time zone name."""
+
+    code = "unknown_time_zone"
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA time zone of that name, or UnknownTimeZone."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):  # ValueError: not even a zone-like name ("", "../x", "a\x00")
+        raise UnknownTimeZone(f"unknown time zone {name!r}: give an IANA name such as Europe/Paris") from None
+
+
+def local_days(start: datetime, end: datetime, tz: ZoneInfo) -> list[tuple[date, datetime]]:
+    """Every calendar day in tz from the local date of start to that of end, each with the instant it begins.
+
+    A midnight that a daylight saving change skips begins at the first instant after it (fold=0 maps it there).
+    """
+    first, last = start.astimezone(tz).date(), end.astimezone(tz).date()
+    days = []
+    day = first
+    while day <= last:
+        days.append((day, datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)))
+        day += timedelta(days=1)
+    return days
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """The section 5 statistics of one group of counted handoffs (a breakdown key, a day)."""
+
+    key: str | None
+    label: str | None
+    n_claimed: int
+    n_with_action: int
+    avg_s: float | None
+    median_s: float | None
+    p95_s: float | None
+
+
+def breakdown_order(groups: Iterable[GroupStats]) -> list[GroupStats]:
+    """Section 7: n_handoffs_claimed descending, then key ascending (by code point; an unknown key last)."""
+    return sorted(groups, key=lambda g: (-g.n_claimed, g.key is None, g.key or ""))
+
+
+def csv_document(
+    header: Sequence[str], rows: AsyncIterator[Sequence[object]], *, chunk_chars: int = 64 * 1024
+) -> AsyncIterator[str]:
+    """RFC 4180 text (CRLF, quoted only where needed, quotes doubled), empty cells for None, in chunks of about
+    `chunk_chars` (one chunk per row would cost one write to the client per row)."""
+
+    async def chunks() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(header)
+        async for row in rows:
+            writer.writerow(["" if v is None else _cell(v) for v in row])
+            if buffer.tell() >= chunk_chars:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return chunks()
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
 
-from analytics import repository
 from analytics.consumers import TOPICS
 from analytics.domain import CONSUMER_NAME
 from analytics.handlers import apply_events
 from analytics.progress import OffsetProbe
 from analytics.settings import Settings
+from analytics.uow import AnalyticsUnitOfWork
 from rfkit import migrate
 from rfkit.consumer import sort_records
 from rfkit.db import Database
@@ -63,8 +63,8 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
     try:
         # Before the read model is emptied: a refused certificate or password must not leave it empty.
         await kafka.check_access()
-        async with db.unit_of_work() as uow:
-            await repository.clear_read_model(uow.session, consumer=CONSUMER_NAME)
+        async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
+            await uow.escalations.clear_all_accounts(consumer=CONSUMER_NAME)
         # After the clear (TRUNCATE waits for the live consumer's open transaction): every event applied
         # before it lies below these offsets and is replayed.
         async with OffsetProbe(kafka, full_topics) as probe:
@@ -87,7 +87,7 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
                 events, rejected = sort_records(records, prefix=prefix)
                 invalid += len(rejected)
                 if events:
-                    async with db.unit_of_work() as uow:
+                    async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
                         await apply_events(uow, events)
                     applied += len(events)
                 if batch:

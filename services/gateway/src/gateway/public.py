@@ -15,7 +15,16 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from gateway.proxy import Upstreams
-from rf_contracts.api.analytics import EscalationMetricRead, Period
+from rf_contracts.api.analytics import (
+    BreakdownBy,
+    DrillDownFormat,
+    DrillDownOrder,
+    EscalationBreakdownRead,
+    EscalationHandoffPage,
+    EscalationMetricRead,
+    EscalationSeriesRead,
+    Period,
+)
 from rf_contracts.api.errors import ErrorResponse
 from rf_contracts.api.handoffs import (
     HandoffCreate,
@@ -346,6 +355,51 @@ async def escalations(
     request: Request,
     _: Engineer,
     period: Annotated[Period, Query(description="the window: the last 7, 30 or 90 days up to now")],
+) -> Response:
+    return await _forward(request, "analytics")
+
+
+AnalyticsPeriod = Annotated[Period, Query(description="the window: the last 7, 30 or 90 days up to now")]
+
+
+@analytics.get("/flowpilot/escalations/breakdown", response_model=EscalationBreakdownRead, responses=_answers(403),
+               summary="The escalation metric per tree, category, priority or claimer (engineer+)")
+async def escalation_breakdown(
+    request: Request,
+    _: Engineer,
+    period: AnalyticsPeriod,
+    by: Annotated[BreakdownBy, Query(description="group by the session's tree, its category, the priority or claimer")],
+) -> Response:
+    return await _forward(request, "analytics")
+
+
+@analytics.get("/flowpilot/escalations/handoffs", response_model=EscalationHandoffPage,
+               responses=_answers(403, extra={200: {
+                   "content": {"text/csv": {"schema": {"type": "string"}}},
+                   "description": "one page as JSON; with format=csv or Accept: text/csv every row as an RFC 4180 "
+                                  "attachment"}}),
+               summary="The handoffs the escalation metric counts, slowest or newest first; CSV (engineer+)")
+async def escalation_handoffs(
+    request: Request,
+    _: Engineer,
+    period: AnalyticsPeriod,
+    order: Annotated[DrillDownOrder, Query(description="slowest (delta, else waiting time) or newest claim first")]
+    = "slowest",
+    limit: Annotated[int, Query(ge=1, le=500, description="page size, 1 to 500")] = 50,
+    offset: Offset = 0,
+    format: Annotated[DrillDownFormat | None, Query(description="csv: every row as a CSV attachment")] = None,
+) -> Response:
+    return await _forward(request, "analytics")
+
+
+@analytics.get("/flowpilot/escalations/series", response_model=EscalationSeriesRead, responses=_answers(403),
+               summary="The escalation metric per day in a time zone, and a histogram of deltas (engineer+)")
+async def escalation_series(
+    request: Request,
+    _: Engineer,
+    period: AnalyticsPeriod,
+    tz: Annotated[str, Query(min_length=1, max_length=64, description="IANA time zone name, e.g. Europe/Paris")]
+    = "UTC",
 ) -> Response:
     return await _forward(request, "analytics")
 

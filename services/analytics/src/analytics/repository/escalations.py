@@ -1,4 +1,4 @@
-"""The escalation read model in PostgreSQL: set-based batch updates and the per-account metric query."""
+"""The read model's writes (set-based, one transaction per batch of events) and the section 5 metric query."""
 
 from __future__ import annotations
 
@@ -10,93 +10,13 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from analytics.domain import HandoffChange, StepTime
+from analytics.domain import HandoffChange, SessionTree, StepTime
+from analytics.repository.tables import READ_MODEL_TABLES
 from rfkit.db import Database
 
 # Two-key advisory locks (namespace, hashtext(session_id)): the namespace keeps them apart from the
 # bigint-keyed migration lock and from any other user of advisory locks in this database.
 LOCK_NAMESPACE = 0x5246_0A11
-
-# The read model's tables. The queries below are plain SQL (set-based, over unnest); these declarations are what
-# the migrations build, and tests/test_schema_matches_metadata.py checks that they agree.
-metadata = sa.MetaData()
-
-
-def _delta_of(column: str) -> str:
-    return (
-        f"CASE WHEN {column} IS NOT NULL"
-        f" THEN GREATEST(0, EXTRACT(EPOCH FROM ({column} - claimed_at)))::double precision END"
-    )
-
-
-steps = sa.Table(
-    "steps",
-    metadata,
-    sa.Column("session_id", sa.Uuid, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("step_id", sa.Uuid, nullable=False),
-    sa.Column("account_id", sa.Uuid, nullable=False),
-    # human | ai; NULL on steps stored before migration 0003 (a rebuild fills it in).
-    sa.Column("actor_type", sa.Text),
-    # The key doubles as the index that finds "the earliest step of a session at or after t".
-    sa.PrimaryKeyConstraint("session_id", "created_at", "step_id", name="pk_steps"),
-)
-
-handoffs = sa.Table(
-    "handoffs",
-    metadata,
-    sa.Column("handoff_id", sa.Uuid, primary_key=True),
-    sa.Column("account_id", sa.Uuid, nullable=False),
-    sa.Column("session_id", sa.Uuid, nullable=False),
-    sa.Column("claim_version", sa.BigInteger),
-    sa.Column("claimed_at", sa.DateTime(timezone=True)),
-    sa.Column("release_version", sa.BigInteger),
-    sa.Column("first_action_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.Column(
-        "effective_claimed_at",
-        sa.DateTime(timezone=True),
-        sa.Computed("CASE WHEN claim_version > COALESCE(release_version, 0) THEN claimed_at END", persisted=True),
-    ),
-    sa.Column(
-        "delta_s",
-        sa.Float,
-        sa.Computed(
-            "CASE WHEN first_action_at IS NOT NULL"
-            " THEN GREATEST(0, EXTRACT(EPOCH FROM (first_action_at - claimed_at)))::double precision END",
-            persisted=True,
-        ),
-    ),
-    sa.Column("requested_at", sa.DateTime(timezone=True)),
-    sa.Column("first_human_at", sa.DateTime(timezone=True)),
-    sa.Column("first_ai_at", sa.DateTime(timezone=True)),
-    sa.Column("human_delta_s", sa.Float, sa.Computed(_delta_of("first_human_at"), persisted=True)),
-    sa.Column("ai_delta_s", sa.Float, sa.Computed(_delta_of("first_ai_at"), persisted=True)),
-    sa.Index("ix_handoffs_session", "session_id"),
-    sa.Index(
-        "ix_handoffs_account_claimed",
-        "account_id",
-        "effective_claimed_at",
-        postgresql_include=["delta_s", "human_delta_s", "ai_delta_s"],
-        postgresql_where=sa.text("effective_claimed_at IS NOT NULL"),
-    ),
-    sa.Index(
-        "ix_handoffs_account_unclaimed_requested",
-        "account_id",
-        "requested_at",
-        postgresql_include=["claim_version"],
-        postgresql_where=sa.text("effective_claimed_at IS NULL AND requested_at IS NOT NULL"),
-    ),
-)
-
-account_watermarks = sa.Table(
-    "account_watermarks",
-    metadata,
-    sa.Column("account_id", sa.Uuid, primary_key=True),
-    sa.Column("data_as_of", sa.DateTime(timezone=True), nullable=False),
-)
-
-READ_MODEL_TABLES = tuple(metadata.tables)
 
 # Sorted so that two transactions wanting overlapping sessions take the locks in one order (no deadlock).
 _LOCK_SESSIONS = sa.text(
@@ -119,19 +39,20 @@ _INSERT_STEPS = sa.text(
 
 # A claim with a higher version replaces claimed_at and brings its first actions along (any kind, human, ai),
 # found with one range scan of the session's steps key from claimed_at; a release only raises release_version;
-# a request only fills requested_at. Stale and duplicate versions write nothing.
+# a request only fills requested_at and priority. Stale and duplicate versions write nothing.
 _UPSERT_HANDOFFS = sa.text(
     """
     INSERT INTO handoffs AS h
         (handoff_id, account_id, session_id, claim_version, claimed_at, release_version, requested_at,
-         first_action_at, first_human_at, first_ai_at)
+         first_action_at, first_human_at, first_ai_at, claimed_by, priority)
     SELECT v.handoff_id, v.account_id, v.session_id, v.claim_version, v.claimed_at, v.release_version,
-           v.requested_at, f.first_action_at, f.first_human_at, f.first_ai_at
+           v.requested_at, f.first_action_at, f.first_human_at, f.first_ai_at, v.claimed_by, v.priority
     FROM unnest(
         CAST(:handoff_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:session_ids AS uuid[]),
         CAST(:claim_versions AS bigint[]), CAST(:claimed_ats AS timestamptz[]), CAST(:release_versions AS bigint[]),
-        CAST(:requested_ats AS timestamptz[])
-    ) AS v(handoff_id, account_id, session_id, claim_version, claimed_at, release_version, requested_at)
+        CAST(:requested_ats AS timestamptz[]), CAST(:claimed_bys AS uuid[]), CAST(:priorities AS text[])
+    ) AS v(handoff_id, account_id, session_id, claim_version, claimed_at, release_version, requested_at,
+           claimed_by, priority)
     CROSS JOIN LATERAL (
         SELECT min(s.created_at) AS first_action_at,
                min(s.created_at) FILTER (WHERE s.actor_type = 'human') AS first_human_at,
@@ -144,6 +65,8 @@ _UPSERT_HANDOFFS = sa.text(
                              THEN EXCLUDED.claim_version ELSE h.claim_version END,
         claimed_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
                           THEN EXCLUDED.claimed_at ELSE h.claimed_at END,
+        claimed_by = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
+                          THEN EXCLUDED.claimed_by ELSE h.claimed_by END,
         first_action_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
                                THEN EXCLUDED.first_action_at ELSE h.first_action_at END,
         first_human_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
@@ -152,10 +75,12 @@ _UPSERT_HANDOFFS = sa.text(
                            THEN EXCLUDED.first_ai_at ELSE h.first_ai_at END,
         release_version = GREATEST(h.release_version, EXCLUDED.release_version),
         requested_at = COALESCE(h.requested_at, EXCLUDED.requested_at),
+        priority = COALESCE(h.priority, EXCLUDED.priority),
         updated_at = now()
     WHERE EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
        OR EXCLUDED.release_version > COALESCE(h.release_version, 0)
        OR (h.requested_at IS NULL AND EXCLUDED.requested_at IS NOT NULL)
+       OR (h.priority IS NULL AND EXCLUDED.priority IS NOT NULL)
     """
 )
 
@@ -188,6 +113,17 @@ _ADVANCE_FIRST_ACTIONS = sa.text(
       AND (h.first_action_at IS NULL OR x.first_action_at < h.first_action_at
            OR x.first_human_at < COALESCE(h.first_human_at, 'infinity')
            OR x.first_ai_at < COALESCE(h.first_ai_at, 'infinity'))
+    """
+)
+
+# A session starts once: a redelivered session-started event finds its row and writes nothing.
+_INSERT_SESSION_TREES = sa.text(
+    """
+    INSERT INTO session_trees (session_id, account_id, tree_id, tree_title, tree_category, started_at)
+    SELECT * FROM unnest(
+        CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:tree_ids AS uuid[]),
+        CAST(:titles AS text[]), CAST(:categories AS text[]), CAST(:started AS timestamptz[]))
+    ON CONFLICT (account_id, session_id) DO NOTHING
     """
 )
 
@@ -254,83 +190,113 @@ class EscalationStats:
     n_released: int
 
 
-async def lock_sessions(session: AsyncSession, session_ids: Collection[UUID]) -> None:
-    """Serialize, until commit, with other transactions (other replicas) applying events of these sessions."""
-    if session_ids:
-        await session.execute(_LOCK_SESSIONS, {"ns": LOCK_NAMESPACE, "sessions": list(session_ids)})
+class EscalationRepository:
+    """The read model's write side over the unit of work's session.
+
+    Its batch methods take events of many accounts at once (a consumer batch is not one account's): every row
+    written carries its own account_id, and every join matches on it, so no account's row meets another's.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def lock_sessions(self, *, session_ids: Collection[UUID]) -> None:
+        """Serialize, until commit, with other transactions (other replicas) applying events of these sessions."""
+        if session_ids:
+            await self._session.execute(_LOCK_SESSIONS, {"ns": LOCK_NAMESPACE, "sessions": list(session_ids)})
+
+    async def insert_steps(self, *, steps: list[StepTime]) -> None:
+        if steps:
+            await self._session.execute(
+                _INSERT_STEPS,
+                {
+                    "session_ids": [s.session_id for s in steps],
+                    "created": [s.created_at for s in steps],
+                    "step_ids": [s.step_id for s in steps],
+                    "account_ids": [s.account_id for s in steps],
+                    "actor_types": [s.actor_type for s in steps],
+                },
+            )
+
+    async def upsert_handoffs(self, *, changes: Collection[HandoffChange]) -> None:
+        if changes:
+            await self._session.execute(
+                _UPSERT_HANDOFFS,
+                {
+                    "handoff_ids": [c.handoff_id for c in changes],
+                    "account_ids": [c.account_id for c in changes],
+                    "session_ids": [c.session_id for c in changes],
+                    "claim_versions": [c.claim_version for c in changes],
+                    "claimed_ats": [c.claimed_at for c in changes],
+                    "release_versions": [c.release_version for c in changes],
+                    "requested_ats": [c.requested_at for c in changes],
+                    "claimed_bys": [c.claimed_by for c in changes],
+                    "priorities": [c.priority for c in changes],
+                },
+            )
+
+    async def advance_first_actions(self, *, steps: list[StepTime]) -> None:
+        if steps:
+            await self._session.execute(
+                _ADVANCE_FIRST_ACTIONS,
+                {
+                    "session_ids": [s.session_id for s in steps],
+                    "account_ids": [s.account_id for s in steps],
+                    "created": [s.created_at for s in steps],
+                    "actor_types": [s.actor_type for s in steps],
+                },
+            )
+
+    async def insert_session_trees(self, *, trees: Collection[SessionTree]) -> None:
+        if trees:
+            await self._session.execute(
+                _INSERT_SESSION_TREES,
+                {
+                    "session_ids": [t.session_id for t in trees],
+                    "account_ids": [t.account_id for t in trees],
+                    "tree_ids": [t.tree_id for t in trees],
+                    "titles": [t.tree_title for t in trees],
+                    "categories": [t.tree_category for t in trees],
+                    "started": [t.started_at for t in trees],
+                },
+            )
+
+    async def raise_watermarks(self, *, watermarks: dict[UUID, datetime]) -> None:
+        if watermarks:
+            await self._session.execute(
+                _RAISE_WATERMARKS, {"account_ids": list(watermarks), "times": list(watermarks.values())}
+            )
+
+    async def clear_all_accounts(self, *, consumer: str) -> None:
+        """System-wide: empty the read model (the rebuild's first step), and any ledger rows an earlier version left."""
+        await self._session.execute(sa.text(f"TRUNCATE {', '.join(READ_MODEL_TABLES)}"))
+        await self._session.execute(sa.text("DELETE FROM processed_events WHERE consumer = :c"), {"c": consumer})
 
 
-async def insert_steps(session: AsyncSession, steps: list[StepTime]) -> None:
-    if steps:
-        await session.execute(
-            _INSERT_STEPS,
-            {
-                "session_ids": [s.session_id for s in steps],
-                "created": [s.created_at for s in steps],
-                "step_ids": [s.step_id for s in steps],
-                "account_ids": [s.account_id for s in steps],
-                "actor_types": [s.actor_type for s in steps],
-            },
+class EscalationQueries:
+    """The read model's read side: each answer is one statement on `Database.fetchrow` (its own snapshot, no
+    transaction round trips; the hot path measured in bench/)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def escalation_stats(self, *, account_id: UUID, start: datetime, end: datetime) -> EscalationStats:
+        """The metric over one account's claims with start <= claimed_at <= end (one statement, its own snapshot)."""
+        row = await self._db.fetchrow(ESCALATION_STATS, account_id, start, end)
+        assert row is not None  # an aggregate without GROUP BY always gives one row
+        median_s, p95_s = row["percentiles"] or (None, None)
+        by_actor = {}
+        for actor in ("human", "ai"):
+            a_median, a_p95 = row[f"{actor}_percentiles"] or (None, None)
+            by_actor[actor] = ActorStats(row[f"{actor}_n"], row[f"{actor}_avg_s"], a_median, a_p95)
+        return EscalationStats(
+            n_claimed=row["n_claimed"],
+            n_with_action=row["n_with_action"],
+            avg_s=row["avg_s"],
+            median_s=median_s,
+            p95_s=p95_s,
+            data_as_of=row["data_as_of"],
+            by_actor=by_actor,
+            n_unclaimed=row["n_unclaimed"],
+            n_released=row["n_released"],
         )
-
-
-async def upsert_handoffs(session: AsyncSession, changes: Collection[HandoffChange]) -> None:
-    if changes:
-        await session.execute(
-            _UPSERT_HANDOFFS,
-            {
-                "handoff_ids": [c.handoff_id for c in changes],
-                "account_ids": [c.account_id for c in changes],
-                "session_ids": [c.session_id for c in changes],
-                "claim_versions": [c.claim_version for c in changes],
-                "claimed_ats": [c.claimed_at for c in changes],
-                "release_versions": [c.release_version for c in changes],
-                "requested_ats": [c.requested_at for c in changes],
-            },
-        )
-
-
-async def advance_first_actions(session: AsyncSession, steps: list[StepTime]) -> None:
-    if steps:
-        await session.execute(
-            _ADVANCE_FIRST_ACTIONS,
-            {
-                "session_ids": [s.session_id for s in steps],
-                "account_ids": [s.account_id for s in steps],
-                "created": [s.created_at for s in steps],
-                "actor_types": [s.actor_type for s in steps],
-            },
-        )
-
-
-async def raise_watermarks(session: AsyncSession, watermarks: dict[UUID, datetime]) -> None:
-    if watermarks:
-        await session.execute(_RAISE_WATERMARKS, {"account_ids": list(watermarks), "times": list(watermarks.values())})
-
-
-async def escalation_stats(db: Database, *, account_id: UUID, start: datetime, end: datetime) -> EscalationStats:
-    """The metric over one account's claims with start <= claimed_at <= end (one statement, its own snapshot)."""
-    row = await db.fetchrow(ESCALATION_STATS, account_id, start, end)
-    assert row is not None  # an aggregate without GROUP BY always gives one row
-    median_s, p95_s = row["percentiles"] or (None, None)
-    by_actor = {}
-    for actor in ("human", "ai"):
-        a_median, a_p95 = row[f"{actor}_percentiles"] or (None, None)
-        by_actor[actor] = ActorStats(row[f"{actor}_n"], row[f"{actor}_avg_s"], a_median, a_p95)
-    return EscalationStats(
-        n_claimed=row["n_claimed"],
-        n_with_action=row["n_with_action"],
-        avg_s=row["avg_s"],
-        median_s=median_s,
-        p95_s=p95_s,
-        data_as_of=row["data_as_of"],
-        by_actor=by_actor,
-        n_unclaimed=row["n_unclaimed"],
-        n_released=row["n_released"],
-    )
-
-
-async def clear_read_model(session: AsyncSession, *, consumer: str) -> None:
-    """Empty the read model (the rebuild's first step), and any ledger rows an earlier version left."""
-    await session.execute(sa.text(f"TRUNCATE {', '.join(READ_MODEL_TABLES)}"))
-    await session.execute(sa.text("DELETE FROM processed_events WHERE consumer = :c"), {"c": consumer})

@@ -1,0 +1,175 @@
+"""Analytics insights: p50/p99 of each section 7 endpoint with 10,000 and 100,000 claimed handoffs in the window.
+
+`uv run python -m bench.analytics_insights`. As bench.analytics_query: the read model is loaded directly with SQL
+(an account with 10,000 and one with 100,000 claimed handoffs in their 7-day window, each handoff's session
+started on one of 20 trees in 5 categories, 4 priorities, 8 claimers; plus claims outside the window, released
+ones and another account), the service runs as its own uvicorn process and is asked over HTTP one request at a
+time with the gateway's own client to the services. The section 5 answer is measured beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench._support import bench_infra, serve, wait_ready
+from gateway.upstream import UpstreamPool
+from rf_devstack.postgres import ensure_databases, url_with_database
+from rf_testsupport import Caller, free_port
+from rfkit.auth import generate_keypair
+from rfkit.migrate import upgrade as migrate_upgrade
+
+COMMAND = "uv run python -m bench.analytics_insights"
+HTTP_PORT = free_port()
+SCALES = (10_000, 100_000)
+BASE = "/api/v1/analytics/flowpilot/escalations"
+ENDPOINTS = {
+    "escalations": f"{BASE}?period=7d",
+    "breakdown_tree": f"{BASE}/breakdown?period=7d&by=tree",
+    "breakdown_category": f"{BASE}/breakdown?period=7d&by=category",
+    "breakdown_priority": f"{BASE}/breakdown?period=7d&by=priority",
+    "breakdown_claimer": f"{BASE}/breakdown?period=7d&by=claimer",
+    "handoffs_slowest": f"{BASE}/handoffs?period=7d&order=slowest&limit=50",
+    "handoffs_newest": f"{BASE}/handoffs?period=7d&order=newest&limit=50",
+    "handoffs_csv": f"{BASE}/handoffs?period=7d&order=slowest&format=csv",
+    "series_utc": f"{BASE}/series?period=7d",
+    "series_new_york": f"{BASE}/series?period=7d&tz=America/New_York",
+}
+# The CSV carries every row (100,000 at the larger scale): fewer requests of it.
+REQUESTS = {10_000: 100, 100_000: 20}
+CSV_REQUESTS = {10_000: 10, 100_000: 3}
+
+_LOAD = sa.text(
+    """
+    INSERT INTO handoffs (handoff_id, account_id, session_id, claim_version, claimed_at, release_version,
+                          requested_at, first_action_at, first_human_at, first_ai_at, priority, claimed_by)
+    SELECT gen_random_uuid(), CAST(:account AS uuid), gen_random_uuid(), 2, c, CAST(:release AS int),
+           c - random() * interval '10 minutes', f,
+           CASE WHEN r < 0.5 THEN f WHEN random() < 0.5 THEN f + random() * interval '1 hour' END,
+           CASE WHEN r >= 0.5 THEN f WHEN random() < 0.5 THEN f + random() * interval '1 hour' END,
+           (ARRAY['low', 'normal', 'high', 'urgent'])[1 + floor(random() * 4)::int],
+           (CAST(:claimers AS uuid[]))[1 + floor(random() * 8)::int]
+    FROM (SELECT c, random() AS r, CASE WHEN random() < 0.8 THEN c + random() * interval '1 hour' END AS f
+          FROM (SELECT now() - interval '1 hour'
+                       - (CAST(:min_days AS float8)
+                          + random() * (CAST(:max_days AS float8) - CAST(:min_days AS float8))) * interval '1 day' AS c
+                FROM generate_series(1, CAST(:n AS int))) AS t) AS s
+    """
+)
+# Every session of the account started on one of 20 trees (5 categories), a little before its request.
+_TREES = sa.text(
+    """
+    INSERT INTO session_trees (session_id, account_id, tree_id, tree_title, tree_category, started_at)
+    SELECT s.session_id, s.account_id, (CAST(:trees AS uuid[]))[1 + s.i], 'tree ' || s.i, 'category ' || (s.i % 5),
+           s.requested_at - interval '1 minute'
+    FROM (SELECT h.session_id, h.account_id, h.requested_at, floor(random() * 20)::int AS i
+          FROM handoffs AS h WHERE h.account_id = CAST(:account AS uuid)) AS s
+    """
+)
+
+
+async def load(url: str, accounts: dict[int, uuid.UUID]) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            for n, account in [*accounts.items(), (200_000, uuid.uuid4())]:
+                common = {"account": account, "claimers": [uuid.uuid4() for _ in range(8)]}
+                await conn.execute(_LOAD, {**common, "n": n, "min_days": 0, "max_days": 6.9, "release": None})
+                await conn.execute(_LOAD, {**common, "n": n // 5, "min_days": 8, "max_days": 100, "release": None})
+                await conn.execute(_LOAD, {**common, "n": n // 10, "min_days": 0, "max_days": 6.9, "release": 3})
+                await conn.execute(_TREES, {"account": account, "trees": [uuid.uuid4() for _ in range(20)]})
+        async with engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(sa.text("VACUUM ANALYZE handoffs"))
+            await conn.execute(sa.text("VACUUM ANALYZE session_trees"))
+            await conn.execute(sa.text("CHECKPOINT"))
+            rows = await conn.scalar(sa.text("SELECT count(*) FROM handoffs"))
+            print(f"read model: {rows:,} handoffs")
+    finally:
+        await engine.dispose()
+
+
+async def measure(pool: UpstreamPool, path: str, headers: list[tuple[bytes, bytes]], requests: int) -> tuple[
+    float, float, bytes
+]:
+    for _ in range(min(5, requests)):  # warm: connections, prepared statements, caches
+        answer = await pool.request(b"GET", path.encode(), headers, None)
+        assert answer.status == 200, answer.body
+    samples = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        answer = await pool.request(b"GET", path.encode(), headers, None)
+        samples.append((time.perf_counter() - began) * 1000)
+        assert answer.status == 200, answer.body
+    samples.sort()
+    p50 = statistics.median(samples)
+    p99 = samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))]
+    return p50, p99, answer.body
+
+
+async def run() -> dict[str, object]:
+    infra = await bench_infra()
+    proc = None
+    try:
+        db_name = f"bench_insights_{uuid.uuid4().hex[:8]}"
+        await ensure_databases(infra.database_url, [db_name])
+        url = url_with_database(infra.database_url, db_name)
+        await asyncio.to_thread(migrate_upgrade, "analytics", url)
+        accounts = {n: uuid.uuid4() for n in SCALES}
+        began = time.perf_counter()
+        await load(url, accounts)
+        print(f"loaded in {time.perf_counter() - began:.1f}s")
+        private_pem, public_pem = generate_keypair()
+        proc = serve("analytics", HTTP_PORT, {
+            "RF_DATABASE_URL": url, "RF_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, "RF_JWT_PUBLIC_KEY": public_pem,
+            "RF_CONSUME": "false", "RF_CREATE_TOPICS": "false", "RF_LOG_LEVEL": "WARNING", "RF_ENV": "test",
+        })
+        await wait_ready(f"http://127.0.0.1:{HTTP_PORT}")
+        pool = UpstreamPool("127.0.0.1", HTTP_PORT, max_connections=1, connect_timeout_s=5)
+        figures: dict[str, dict[str, float]] = {name: {} for name in ENDPOINTS}
+        try:
+            for n in SCALES:
+                caller = Caller(private_pem, role="engineer", account_id=accounts[n])
+                headers = [(k.lower().encode(), v.encode()) for k, v in caller.headers.items()]
+                for name, path in ENDPOINTS.items():
+                    requests = (CSV_REQUESTS if name == "handoffs_csv" else REQUESTS)[n]
+                    p50, p99, body = await measure(pool, path, headers, requests)
+                    if name == "escalations":
+                        assert json.loads(body)["n_handoffs_claimed"] == n
+                    elif name.startswith("handoffs_") and name != "handoffs_csv":
+                        assert json.loads(body)["total"] == n
+                    elif name == "handoffs_csv":
+                        assert body.count(b"\r\n") == n + 1
+                    label = "10k" if n == 10_000 else "100k"
+                    figures[name][f"p50_ms_{label}"] = round(p50, 2)
+                    figures[name][f"p99_ms_{label}"] = round(p99, 2)
+                    print(f"{n:>7,} in window  {name:<20} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  ({requests} requests)")
+        finally:
+            pool.close()
+        return {
+            "bench": "analytics_insights",
+            "worst_p99_ms_10k": max(f["p99_ms_10k"] for f in figures.values()),
+            "endpoints": figures,
+            "command": COMMAND,
+        }
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=20)
+        await asyncio.to_thread(infra.stop)
+
+
+def main() -> None:
+    argparse.ArgumentParser(prog="python -m bench.analytics_insights", description=__doc__.splitlines()[0]).parse_args()
+    print(json.dumps(asyncio.run(run())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""FastAPI dependencies of the analytics service, declared once as Annotated aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from rfkit.auth import Engineer
+from rfkit.db import Database
+
+__all__ = ["Db", "Engineer"]
+
+
+def _database(request: Request) -> Database:
+    db: Database = request.app.state.runtime.db
+    return db
+
+
+Db = Annotated[Database, Depends(_database)]

@@ -1,0 +1,193 @@
+"""Section 7's read side: breakdown, drill-down (a page, or every row streamed) and daily series."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from analytics.domain import GroupStats
+from rfkit.db import Database
+
+# The handoffs that count (section 5): a current claim with $2 <= claimed_at <= $3, of account $1.
+_COUNTED = """
+    h.account_id = $1 AND h.effective_claimed_at IS NOT NULL
+    AND h.effective_claimed_at >= $2 AND h.effective_claimed_at <= $3
+"""
+# The tree of a handoff's session; none (NULL columns) until its session-started event is applied.
+_TREE_JOIN = "LEFT JOIN session_trees AS t ON t.session_id = h.session_id AND t.account_id = h.account_id"
+_WATERMARK = "(SELECT data_as_of FROM account_watermarks WHERE account_id = $1)"
+
+# by -> (key, needs the tree). The label of a tree is looked up once per group (see _breakdown_sql).
+_GROUPINGS: dict[str, tuple[str, bool]] = {
+    "tree": ("t.tree_id", True),
+    "category": ("t.tree_category", True),
+    "priority": ("h.priority", False),
+    "claimer": ("h.claimed_by", False),
+}
+# A tree's label is its title as the newest session of the account started on it saw it (a tree keeps its id
+# across versions, and a new version may retitle it): one probe of ix_session_trees_account_tree per group.
+_TREE_LABEL = """(
+    SELECT n.tree_title FROM session_trees AS n
+    WHERE n.account_id = $1 AND n.tree_id = g.key
+    ORDER BY n.started_at DESC, n.session_id DESC LIMIT 1
+)"""
+
+
+def _breakdown_sql(by: str) -> str:
+    key, tree = _GROUPINGS[by]
+    label = _TREE_LABEL if by == "tree" else "NULL::text"
+    return f"""
+    SELECT {_WATERMARK} AS data_as_of, ARRAY(
+        SELECT ROW(g.key::text, {label}, g.n, g.n_with, g.avg_s, g.p[1], g.p[2]) FROM (
+            SELECT {key} AS key, count(*) AS n, count(h.delta_s) AS n_with, avg(h.delta_s) AS avg_s,
+                   percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.delta_s) AS p
+            FROM handoffs AS h {_TREE_JOIN if tree else ""}
+            WHERE {_COUNTED}
+            GROUP BY 1
+        ) AS g
+    ) AS groups
+    """
+
+
+_BREAKDOWN_SQL = {by: _breakdown_sql(by) for by in _GROUPINGS}
+
+# One row per counted handoff ($4: now), without its tree. The first actor is the kind whose first step is the
+# first action (human when a human and an ai step share that instant).
+_ITEMS = f"""
+    SELECT h.handoff_id, h.session_id, h.priority, h.claimed_by, h.effective_claimed_at AS claimed_at,
+           h.first_action_at,
+           CASE WHEN h.first_action_at IS NULL THEN NULL
+                WHEN h.first_action_at = h.first_human_at THEN 'human'
+                WHEN h.first_action_at = h.first_ai_at THEN 'ai' END AS first_actor_type,
+           h.delta_s,
+           CASE WHEN h.first_action_at IS NULL
+                THEN EXTRACT(EPOCH FROM (CAST($4 AS timestamptz) - h.effective_claimed_at))::double precision
+           END AS waiting_s
+    FROM handoffs AS h
+    WHERE {_COUNTED}
+"""
+_ORDERS = {
+    "slowest": "COALESCE(c.delta_s, c.waiting_s) DESC, c.handoff_id",
+    "newest": "c.claimed_at DESC, c.handoff_id",
+}
+# In section 7's field order, the tree joined by the account's session key.
+_ITEM_COLUMNS = (
+    "c.handoff_id, c.session_id, t.tree_id, c.priority, c.claimed_by, c.claimed_at, c.first_action_at,"
+    " c.first_actor_type, c.delta_s, c.waiting_s"
+)
+_ITEM_TREE = "LEFT JOIN session_trees AS t ON t.account_id = $1 AND t.session_id = c.session_id"
+# The page is cut before the trees are joined: only its rows look theirs up.
+_PAGE_SQL = {
+    order: f"""
+    SELECT (SELECT count(*) FROM handoffs AS h WHERE {_COUNTED}) AS total, ARRAY(
+        SELECT ROW({_ITEM_COLUMNS})
+        FROM (SELECT c.* FROM ({_ITEMS}) AS c ORDER BY {sort} LIMIT $5 OFFSET $6) AS c {_ITEM_TREE}
+        ORDER BY {sort}
+    ) AS items
+    """
+    for order, sort in _ORDERS.items()
+}
+# The same rows, all of them, for a server-side cursor.
+_ALL_ITEMS_SQL = {
+    order: f"SELECT {_ITEM_COLUMNS} FROM ({_ITEMS}) AS c {_ITEM_TREE} ORDER BY {sort}"
+    for order, sort in _ORDERS.items()
+}
+
+# $4: the instants the local days begin (width_bucket: i for days[i-1] <= claimed_at < days[i]); $5: the
+# histogram's bounds (i for bounds[i-1] <= delta < bounds[i], the last bucket open-ended).
+_SERIES_SQL = f"""
+    SELECT {_WATERMARK} AS data_as_of, ARRAY(
+        SELECT ROW(d.b, d.n, d.n_with, d.avg_s, d.p[1], d.p[2]) FROM (
+            SELECT width_bucket(h.effective_claimed_at, CAST($4 AS timestamptz[])) AS b, count(*) AS n,
+                   count(h.delta_s) AS n_with, avg(h.delta_s) AS avg_s,
+                   percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.delta_s) AS p
+            FROM handoffs AS h
+            WHERE {_COUNTED}
+            GROUP BY 1
+        ) AS d
+    ) AS days, ARRAY(
+        SELECT ROW(x.b, x.n) FROM (
+            SELECT width_bucket(h.delta_s, CAST($5 AS double precision[])) AS b, count(*) AS n
+            FROM handoffs AS h
+            WHERE {_COUNTED} AND h.delta_s IS NOT NULL
+            GROUP BY 1
+        ) AS x
+    ) AS histogram
+"""
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    groups: list[GroupStats]
+    data_as_of: datetime | None
+
+
+@dataclass(frozen=True)
+class HandoffLine:
+    """One counted handoff as the drill-down shows it (fields in section 7's order)."""
+
+    handoff_id: UUID
+    session_id: UUID
+    tree_id: UUID | None
+    priority: str | None
+    claimed_by: UUID | None
+    claimed_at: datetime
+    first_action_at: datetime | None
+    first_actor_type: str | None
+    delta_s: float | None
+    waiting_s: float | None
+
+
+@dataclass(frozen=True)
+class HandoffLines:
+    items: list[HandoffLine]
+    total: int
+
+
+@dataclass(frozen=True)
+class Series:
+    """Statistics per local day (by index into the days asked for) and histogram counts per bucket index."""
+
+    days: dict[int, GroupStats]
+    histogram: dict[int, int]
+    data_as_of: datetime | None
+
+
+class InsightQueries:
+    """Section 7's answers for one account: each a single statement (its own snapshot) on `Database.fetchrow`,
+    except the CSV rows, which stream from a server-side cursor."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def breakdown(self, *, account_id: UUID, start: datetime, end: datetime, by: str) -> Breakdown:
+        row = await self._db.fetchrow(_BREAKDOWN_SQL[by], account_id, start, end)
+        assert row is not None
+        groups = [
+            GroupStats(k, label if by == "tree" else k, n, nw, a, m, p) for k, label, n, nw, a, m, p in row["groups"]
+        ]
+        return Breakdown(groups, row["data_as_of"])
+
+    async def handoff_page(
+        self, *, account_id: UUID, start: datetime, end: datetime, now: datetime, order: str, limit: int, offset: int
+    ) -> HandoffLines:
+        row = await self._db.fetchrow(_PAGE_SQL[order], account_id, start, end, now, limit, offset)
+        assert row is not None
+        return HandoffLines([HandoffLine(*item) for item in row["items"]], row["total"])
+
+    async def all_handoffs(
+        self, *, account_id: UUID, start: datetime, end: datetime, now: datetime, order: str
+    ) -> AsyncIterator[HandoffLine]:
+        """Every counted handoff in that order, read in chunks from one snapshot while the caller consumes them."""
+        async for row in self._db.stream(_ALL_ITEMS_SQL[order], account_id, start, end, now):
+            yield HandoffLine(*row)
+
+    async def series(
+        self, *, account_id: UUID, start: datetime, end: datetime, day_starts: list[datetime], bounds: list[float]
+    ) -> Series:
+        row = await self._db.fetchrow(_SERIES_SQL, account_id, start, end, day_starts, bounds)
+        assert row is not None
+        days = {b - 1: GroupStats(None, None, n, nw, a, m, p) for b, n, nw, a, m, p in row["days"]}
+        return Series(days, {b - 1: n for b, n in row["histogram"]}, row["data_as_of"])

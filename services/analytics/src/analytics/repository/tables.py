@@ -1,0 +1,103 @@
+"""The read model's tables: what the migrations build (tests/test_schema_matches_metadata.py checks they agree)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+# The read model's tables. The queries below are plain SQL (set-based, over unnest); these declarations are what
+# the migrations build, and tests/test_schema_matches_metadata.py checks that they agree.
+metadata = sa.MetaData()
+
+
+def _delta_of(column: str) -> str:
+    return (
+        f"CASE WHEN {column} IS NOT NULL"
+        f" THEN GREATEST(0, EXTRACT(EPOCH FROM ({column} - claimed_at)))::double precision END"
+    )
+
+
+steps = sa.Table(
+    "steps",
+    metadata,
+    sa.Column("session_id", sa.Uuid, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("step_id", sa.Uuid, nullable=False),
+    sa.Column("account_id", sa.Uuid, nullable=False),
+    # human | ai; NULL on steps stored before migration 0003 (a rebuild fills it in).
+    sa.Column("actor_type", sa.Text),
+    # The key doubles as the index that finds "the earliest step of a session at or after t".
+    sa.PrimaryKeyConstraint("session_id", "created_at", "step_id", name="pk_steps"),
+)
+
+handoffs = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("handoff_id", sa.Uuid, primary_key=True),
+    sa.Column("account_id", sa.Uuid, nullable=False),
+    sa.Column("session_id", sa.Uuid, nullable=False),
+    sa.Column("claim_version", sa.BigInteger),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    sa.Column("release_version", sa.BigInteger),
+    sa.Column("first_action_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "effective_claimed_at",
+        sa.DateTime(timezone=True),
+        sa.Computed("CASE WHEN claim_version > COALESCE(release_version, 0) THEN claimed_at END", persisted=True),
+    ),
+    sa.Column(
+        "delta_s",
+        sa.Float,
+        sa.Computed(
+            "CASE WHEN first_action_at IS NOT NULL"
+            " THEN GREATEST(0, EXTRACT(EPOCH FROM (first_action_at - claimed_at)))::double precision END",
+            persisted=True,
+        ),
+    ),
+    sa.Column("requested_at", sa.DateTime(timezone=True)),
+    sa.Column("first_human_at", sa.DateTime(timezone=True)),
+    sa.Column("first_ai_at", sa.DateTime(timezone=True)),
+    sa.Column("human_delta_s", sa.Float, sa.Computed(_delta_of("first_human_at"), persisted=True)),
+    sa.Column("ai_delta_s", sa.Float, sa.Computed(_delta_of("first_ai_at"), persisted=True)),
+    sa.Column("priority", sa.Text),
+    sa.Column("claimed_by", sa.Uuid),
+    sa.Index("ix_handoffs_session", "session_id"),
+    sa.Index(
+        "ix_handoffs_account_claimed",
+        "account_id",
+        "effective_claimed_at",
+        postgresql_include=["delta_s", "human_delta_s", "ai_delta_s"],
+        postgresql_where=sa.text("effective_claimed_at IS NOT NULL"),
+    ),
+    sa.Index(
+        "ix_handoffs_account_unclaimed_requested",
+        "account_id",
+        "requested_at",
+        postgresql_include=["claim_version"],
+        postgresql_where=sa.text("effective_claimed_at IS NULL AND requested_at IS NOT NULL"),
+    ),
+)
+
+account_watermarks = sa.Table(
+    "account_watermarks",
+    metadata,
+    sa.Column("account_id", sa.Uuid, primary_key=True),
+    sa.Column("data_as_of", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The tree each session started on (session.started); joined to handoffs by session at query time.
+session_trees = sa.Table(
+    "session_trees",
+    metadata,
+    sa.Column("account_id", sa.Uuid, nullable=False),
+    sa.Column("session_id", sa.Uuid, nullable=False),
+    sa.Column("tree_id", sa.Uuid, nullable=False),
+    sa.Column("tree_title", sa.Text),
+    sa.Column("tree_category", sa.Text),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    # Account first: the insights read one account's sessions as one range of the key.
+    sa.PrimaryKeyConstraint("account_id", "session_id", name="pk_session_trees"),
+    sa.Index("ix_session_trees_account_tree", "account_id", "tree_id", "started_at", postgresql_include=["tree_title"]),
+)
+
+READ_MODEL_TABLES = tuple(metadata.tables)

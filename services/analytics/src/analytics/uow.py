@@ -1,0 +1,16 @@
+"""The analytics unit of work: one transaction of the read model, with its repository."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from analytics.repository import EscalationRepository
+from rfkit.db import UnitOfWork
+
+
+class AnalyticsUnitOfWork(UnitOfWork):
+    """`uow.escalations`: the escalation read model's writes, in this transaction."""
+
+    def __init__(self, session: AsyncSession, topic_prefix: str) -> None:
+        super().__init__(session, topic_prefix)
+        self.escalations = EscalationRepository(session)
