@@ -21,6 +21,7 @@ from analytics.handlers import (
     list_handoffs,
 )
 from rf_contracts.api.analytics import (
+    CSV_EXAMPLE,
     BreakdownBy,
     DrillDownFormat,
     DrillDownOrder,
@@ -41,7 +42,7 @@ OffsetParam = Annotated[int, Query(ge=0, le=2**31 - 1, description="rows to skip
 TzParam = Annotated[str, Query(min_length=1, max_length=64, description="IANA time zone name, e.g. Europe/Paris")]
 CSV_ANSWER: dict[int | str, dict[str, Any]] = {
     200: {
-        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "content": {"text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLE}},
         "description": "one page as JSON; with format=csv or Accept: text/csv every row as an RFC 4180 attachment",
     }
 }

@@ -210,16 +210,9 @@ async def reset_password(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-# FastAPI's 422 (each problem located) or expires_at in the past (one sentence, with its code).
-_INVALID_KEY: dict[str, Any] = {
-    "description": "invalid input (each problem located), or expires_at not in the future (code "
-                   "api_key_expiry_in_past)",
-    "content": {"application/json": {"schema": {
-        "type": "object", "required": ["detail"],
-        "properties": {"detail": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
-                       "code": {"type": "string", "enum": ["api_key_expiry_in_past"]}},
-    }}},
-}
+# A request of the wrong shape (each problem under `errors`) or expires_at in the past.
+_INVALID_KEY = _coded("invalid input (validation_failed, each problem under `errors`), or expires_at not in the "
+                      "future (api_key_expiry_in_past)", "api_key_expiry_in_past", "validation_failed")
 _KEY_ADMIN: Answers = _401 | {403: {"description": "role too low, or the call is made with an API key "
                                                  "(code api_key_not_allowed): keys are managed by people"}}
 

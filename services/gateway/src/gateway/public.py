@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from gateway.proxy import Upstreams
 from rf_contracts.api.analytics import (
+    CSV_EXAMPLE,
     BreakdownBy,
     DrillDownFormat,
     DrillDownOrder,
@@ -375,7 +376,7 @@ async def escalation_breakdown(
 
 @analytics.get("/flowpilot/escalations/handoffs", response_model=EscalationHandoffPage,
                responses=_answers(403, extra={200: {
-                   "content": {"text/csv": {"schema": {"type": "string"}}},
+                   "content": {"text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLE}},
                    "description": "one page as JSON; with format=csv or Accept: text/csv every row as an RFC 4180 "
                                   "attachment"}}),
                summary="The handoffs the escalation metric counts, slowest or newest first; CSV (engineer+)")

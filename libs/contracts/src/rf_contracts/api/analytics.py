@@ -254,3 +254,11 @@ class EscalationSeriesRead(BaseModel):
     days: list[SeriesDay] = Field(description="every calendar day in tz that overlaps the window, oldest first")
     histogram: Histogram
     data_as_of: AwareDatetime | None
+
+
+# The drill-down's CSV answer as documented: the header row of DRILL_DOWN_FIELDS, then one row per handoff
+# (RFC 4180, CRLF line ends, an empty cell for null).
+CSV_EXAMPLE: Final = (
+    ",".join(DRILL_DOWN_FIELDS) + "\r\n"
+    f"{ex.HANDOFF_ID},{ex.SESSION_ID},{ex.TREE_ID},high,{ex.OTHER_USER_ID},{ex.AT},{ex.LATER},human,720.0,\r\n"
+)

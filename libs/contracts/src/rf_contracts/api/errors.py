@@ -13,7 +13,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from rf_contracts.api import examples as ex
+from rf_contracts.api.examples import example
 
 
 class ErrorCode(StrEnum):
@@ -94,7 +97,16 @@ class ErrorResponse(BaseModel):
     """Every error answer: a readable `detail`, a stable `code`, and for a 422 of the request's shape `errors`."""
 
     # Context a case adds beside detail and code (e.g. `claimed_by` on handoff_already_claimed) is allowed.
-    model_config = ConfigDict(extra="allow")
+    model_config = example(
+        {"detail": "handoff is already claimed", "code": "handoff_already_claimed", "claimed_by": ex.OTHER_USER_ID},
+        {
+            "detail": "body.priority: Input should be 'low', 'normal', 'high' or 'urgent'",
+            "code": "validation_failed",
+            "errors": [{"loc": ["body", "priority"], "msg": "Input should be 'low', 'normal', 'high' or 'urgent'",
+                        "type": "literal_error"}],
+        },
+        extra="allow",
+    )
 
     detail: str = Field(description="what went wrong, as a sentence for people")
     code: ErrorCode = Field(description="what went wrong, as a stable name for programs")

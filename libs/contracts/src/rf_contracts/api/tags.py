@@ -7,6 +7,10 @@ TAG_DESCRIPTIONS: Final[dict[str, str]] = {
     "users": "The account's users, managed by its admins: add, change role, deactivate, reset a password.",
     "trees": "Decision trees: versioned graphs of questions, actions, solutions and escalations that sessions follow.",
     "sessions": "Troubleshooting sessions: a walk through one tree version, with its journal of steps and outcome.",
-    "handoffs": "Escalations of a session to a human: the queue, claiming (one claimer wins), releasing, resolving.",
-    "analytics": "Metrics computed from the event stream, such as escalation time-to-first-action.",
+    "handoffs": "Escalations of a session to a human: the queue and its live stream, claiming (one claimer wins), "
+    "releasing, resolving, and the stale-claim policy.",
+    "analytics": "Metrics computed from the event stream: escalation time-to-first-action, its breakdowns, "
+    "drill-down, daily series and business hours.",
+    "api-keys": "Credentials for machine clients, managed by the account's admins: created with a role and shown "
+    "once, listed, revoked. `Authorization: Bearer rf_...` works wherever an access token does.",
 }
