@@ -1,6 +1,8 @@
-"""Live operations: the stale-claim detection delay, from a claim's deadline to the queue showing it stale.
+"""Live operations: stale-claim detection delay, and the live queue's fan-out to 500 open streams, on one stack.
 
-`uv run python -m bench.liveops [--samples 20] [--gateway-url URL]`. Without --gateway-url the four services run
+`uv run python -m bench.liveops [--samples 20] [--streams 500] [--gateway-url URL]`. The stale half is below; the
+SSE half (claim's 200 to its event on every open stream, gateway KiB per stream) is bench._liveops_sse.
+Without --gateway-url the four services run
 as their own uvicorn processes (fresh databases, a fresh topic prefix) as in bench.analytics_freshness; with it,
 a running stack is used. The account's policy is set to the shortest the API allows (60 s, no auto-release),
 `samples` handoffs are claimed, and the queue is polled through the gateway every 20 ms: each sample is the
@@ -21,6 +23,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from bench._liveops_sse import sse_measure
 from bench._support import TREE, bench_infra, new_account
 from bench.analytics_freshness import start_stack
 
@@ -63,20 +66,22 @@ async def measure(gateway_url: str, samples: int) -> list[float]:
         return delays
 
 
-async def run(samples: int, gateway_url: str | None) -> dict[str, object]:
+async def run(samples: int, gateway_url: str | None, streams: int = 500) -> dict[str, object]:
     infra = None
     procs: list[subprocess.Popen[bytes]] = []
     try:
         if gateway_url is None:
             infra = await bench_infra()
             gateway_url = await start_stack(infra, procs)
+        gateway_pid = procs[-1].pid if procs else None  # start_stack starts the gateway last
         results = sorted(await measure(gateway_url, samples))
         p50 = statistics.median(results)
         p95 = results[min(len(results) - 1, round(0.95 * (len(results) - 1)))]
         print(f"stale detection, {samples} claims: p50 {p50:.0f} ms  p95 {p95:.0f} ms  "
               f"min {results[0]:.0f}  max {results[-1]:.0f}")
-        return {"bench": "liveops_stale_detection", "samples": samples, "p50_ms": round(p50, 1),
-                "p95_ms": round(p95, 1), "command": COMMAND}
+        sse = await sse_measure(gateway_url, streams, samples, gateway_pid)
+        return {"bench": "liveops", "stale_samples": samples, "stale_p50_ms": round(p50, 1),
+                "stale_p95_ms": round(p95, 1), **sse, "command": COMMAND}
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -89,9 +94,10 @@ async def run(samples: int, gateway_url: str | None) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.liveops", description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--gateway-url", default=None, help="a running stack's gateway (default: start one)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.samples, args.gateway_url))))
+    print(json.dumps(asyncio.run(run(args.samples, args.gateway_url, args.streams))))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Live queue fan-out: from a claim's 200 at the gateway to its event on every one of 500 open streams.
 
-`uv run python -m bench.liveops_sse [--streams 500] [--samples 20] [--gateway-url URL]`. Without --gateway-url
+The SSE half of bench.liveops (`uv run python -m bench.liveops`), runnable alone as
+`uv run python -m bench._liveops_sse [--streams 500] [--samples 20] [--gateway-url URL]`. Without --gateway-url
 the four services run as their own uvicorn processes (fresh databases) on infrastructure from rf_devstack, and
 the gateway's resident memory is read before and after the streams open (KiB per open stream); with it, a running
 stack is used and memory is not measured. The streams are plain sockets reading `GET /api/v1/handoffs/queue/stream`
@@ -26,7 +27,7 @@ import httpx
 from bench._support import TREE, bench_infra, new_account
 from bench.analytics_freshness import start_stack
 
-COMMAND = "uv run python -m bench.liveops_sse"
+COMMAND = "uv run python -m bench._liveops_sse"
 STREAM_PATH = "/api/v1/handoffs/queue/stream"
 
 
@@ -162,7 +163,7 @@ async def run_sse(n_streams: int, samples: int, gateway_url: str | None) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.liveops_sse", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench._liveops_sse", description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--gateway-url", default=None, help="a running stack's gateway (default: start one)")
