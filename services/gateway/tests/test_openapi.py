@@ -126,7 +126,9 @@ def test_coded_errors_document_their_code(spec: dict[str, Any], method: str, pat
 
 def test_a_new_keys_422_documents_its_code_besides_the_field_list(spec: dict[str, Any]) -> None:
     schema = spec["paths"]["/api/v1/api-keys"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
-    assert set(schema["properties"]["code"]["enum"]) == {"api_key_expiry_in_past", "validation_failed"}
+    # With the Idempotency-Key's own 422s, which every POST can answer.
+    assert set(schema["properties"]["code"]["enum"]) == {"api_key_expiry_in_past", "validation_failed",
+                                                         "idempotency_key_invalid", "idempotency_key_reused"}
     assert set(schema["required"]) == {"detail", "code"}
 
 

@@ -30,6 +30,10 @@ _IDEMPOTENCY_KEY = {
 }
 
 
+# The answers the Idempotency-Key itself can cause, by status.
+_KEY_CODES = {"422": ("idempotency_key_invalid", "idempotency_key_reused"), "409": ("idempotency_in_progress",)}
+
+
 def _carries_code(schema: dict[str, Any]) -> bool:
     return schema.get("$ref") == _REF or "code" in (schema.get("properties") or {})
 
@@ -56,6 +60,12 @@ def _complete(document: dict[str, Any], keyed: Sequence[str]) -> None:
                 if not any(p.get("name") == "Idempotency-Key" for p in parameters):
                     parameters.append(dict(_IDEMPOTENCY_KEY))
                 answers = operation.setdefault("responses", {})
+                # A route that documents its own codes for these statuses can also answer the key's.
+                for status, codes in _KEY_CODES.items():
+                    own = answers.get(status, {}).get("content", {}).get("application/json", {}).get("schema", {})
+                    enum = (own.get("properties") or {}).get("code", {}).get("enum")
+                    if enum is not None:
+                        enum.extend(code for code in codes if code not in enum)
                 answers.setdefault("409", {"description": "a request with this Idempotency-Key is still running "
                                                          "(code idempotency_in_progress); see Retry-After",
                                            "content": {"application/json": {"schema": {"$ref": _REF}}}})
