@@ -211,6 +211,8 @@ class World:
             ("POST", "/handoffs/{handoff_id}/resolve"): {"resolution_note": "n"},
             ("POST", "/api-keys"): {"name": "k", "role": "viewer", "expires_at": "2999-01-01T00:00:00Z"},
             ("PUT", "/handoffs/policy"): {"stale_after_seconds": 600, "auto_release": False},
+            ("PUT", "/analytics/business-hours"): {"timezone": "Europe/Paris", "week": {"mon": [["09:00", "17:00"]]},
+                                                   "holidays": ["2026-12-25"]},
         }
         return seeds.get((method, path.removeprefix(API)))
 

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from rfkit.auth import Engineer
+from rfkit.auth import Admin, Engineer
 from rfkit.db import Database
 
-__all__ = ["Db", "Engineer"]
+__all__ = ["Admin", "Db", "Engineer"]
 
 
 def _database(request: Request) -> Database:

@@ -1,5 +1,12 @@
 """The escalation read model in PostgreSQL, the only SQL of the service: tables, writes, metric and insights."""
 
+from analytics.repository.business_hours import (
+    BusinessHoursRepository,
+    ClaimRow,
+    ClaimRowQueries,
+    ClaimRows,
+    StoredSchedule,
+)
 from analytics.repository.escalations import (
     ActorStats,
     EscalationQueries,
@@ -7,12 +14,24 @@ from analytics.repository.escalations import (
     EscalationStats,
 )
 from analytics.repository.insights import Breakdown, HandoffLine, HandoffLines, InsightQueries, Series
-from analytics.repository.tables import READ_MODEL_TABLES, account_watermarks, handoffs, metadata, session_trees, steps
+from analytics.repository.tables import (
+    READ_MODEL_TABLES,
+    account_watermarks,
+    business_hours,
+    handoffs,
+    metadata,
+    session_trees,
+    steps,
+)
 
 __all__ = [
     "READ_MODEL_TABLES",
     "ActorStats",
     "Breakdown",
+    "BusinessHoursRepository",
+    "ClaimRow",
+    "ClaimRowQueries",
+    "ClaimRows",
     "EscalationQueries",
     "EscalationRepository",
     "EscalationStats",
@@ -20,7 +39,9 @@ __all__ = [
     "HandoffLines",
     "InsightQueries",
     "Series",
+    "StoredSchedule",
     "account_watermarks",
+    "business_hours",
     "handoffs",
     "metadata",
     "session_trees",
