@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from analytics.deps import Admin, Db, Engineer
+from analytics.deps import Admin, Db, Engineer, Now
 from analytics.handlers import (
     GetBreakdown,
     GetEscalationMetric,
@@ -59,10 +58,10 @@ CSV_ANSWER: dict[int | str, dict[str, Any]] = {
 
 @router.get("/flowpilot/escalations", response_model=EscalationMetricRead)
 async def escalations(
-    db: Db, principal: Engineer, period: PeriodParam, clock: ClockParam = "wall"
+    db: Db, principal: Engineer, now: Now, period: PeriodParam, clock: ClockParam = "wall"
 ) -> EscalationMetricRead:
     """Escalation time-to-first-action for the caller's account (engineer+)."""
-    query = GetEscalationMetric(account_id=principal.account_id, period=period, now=datetime.now(UTC), clock=clock)
+    query = GetEscalationMetric(account_id=principal.account_id, period=period, now=now, clock=clock)
     return await get_escalation_metric(query, db=db)
 
 
@@ -70,12 +69,13 @@ async def escalations(
 async def escalation_breakdown(
     db: Db,
     principal: Engineer,
+    now: Now,
     period: PeriodParam,
     by: Annotated[BreakdownBy, Query(description="group by the session's tree, its category, the priority or claimer")],
     clock: ClockParam = "wall",
 ) -> EscalationBreakdownRead:
     """The metric per tree, category, priority or claimer (engineer+)."""
-    query = GetBreakdown(account_id=principal.account_id, period=period, by=by, now=datetime.now(UTC), clock=clock)
+    query = GetBreakdown(account_id=principal.account_id, period=period, by=by, now=now, clock=clock)
     return await get_breakdown(query, db=db)
 
 
@@ -84,6 +84,7 @@ async def escalation_handoffs(
     request: Request,
     db: Db,
     principal: Engineer,
+    now: Now,
     period: PeriodParam,
     order: Annotated[DrillDownOrder, Query(description="slowest (delta, else waiting time) or newest claim first")] = (
         "slowest"
@@ -98,7 +99,7 @@ async def escalation_handoffs(
         account_id=principal.account_id,
         period=period,
         order=order,
-        now=datetime.now(UTC),
+        now=now,
         limit=limit,
         offset=offset,
         clock=clock,
@@ -114,10 +115,10 @@ async def escalation_handoffs(
 
 @router.get("/flowpilot/escalations/series", response_model=EscalationSeriesRead)
 async def escalation_series(
-    db: Db, principal: Engineer, period: PeriodParam, tz: TzParam = "UTC", clock: ClockParam = "wall"
+    db: Db, principal: Engineer, now: Now, period: PeriodParam, tz: TzParam = "UTC", clock: ClockParam = "wall"
 ) -> EscalationSeriesRead:
     """The metric per calendar day in a time zone, zero-filled, and the histogram of deltas (engineer+)."""
-    query = GetSeries(account_id=principal.account_id, period=period, tz=tz, now=datetime.now(UTC), clock=clock)
+    query = GetSeries(account_id=principal.account_id, period=period, tz=tz, now=now, clock=clock)
     return await get_series(query, db=db)
 
 
