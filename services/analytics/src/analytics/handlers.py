@@ -6,6 +6,7 @@ from bisect import bisect_right
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from analytics.business_hours import BusinessClock, parse_schedule
@@ -25,7 +26,6 @@ from analytics.domain import (
 )
 from analytics.repository import (
     ActorStats,
-    ClaimRow,
     ClaimRowQueries,
     EscalationQueries,
     HandoffLine,
@@ -322,36 +322,53 @@ FUTURE_HORIZON = timedelta(days=7)
 
 @dataclass(frozen=True)
 class _Business:
-    """A window's counted handoffs with their business deltas, and the schedule version that gave them."""
+    """A window's counted handoffs (column by column) with their business deltas, and the schedule version."""
 
-    rows: list[ClaimRow]
-    deltas: list[float | None]  # per row: open seconds from the claim to its first action
+    n: int
+    columns: dict[str, list[Any]]
+    deltas: list[float | None]  # per handoff: open seconds from the claim to its first action
     clock: BusinessClock
     now_s: float
     version: int
     tree_labels: dict[UUID, str | None]
     data_as_of: datetime | None
 
-    def since(self, start_s: float, at_s: float | None) -> float | None:
-        return None if at_s is None else max(0.0, self.clock.at_epoch(at_s) - self.clock.at_epoch(start_s))
+    def since_claim(self, column: str) -> list[float | None]:
+        """Per handoff: open seconds from its claim to that column's instant (None where it has none)."""
+        at = self.clock.at_epoch
+        return [
+            None if t is None else max(0.0, at(t) - at(c))
+            for c, t in zip(self.columns["claimed_s"], self.columns[column], strict=True)
+        ]
 
 
-async def _business(account_id: UUID, period: str, now: datetime, *, db: Database) -> _Business:
+async def _business(
+    account_id: UUID, period: str, now: datetime, *, db: Database, columns: Sequence[str] = (), labels: bool = False
+) -> _Business:
     async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
         stored = await uow.business_hours.get(account_id=account_id)
     if stored is None:
         raise BusinessHoursRequired("clock=business needs the account's business hours: an admin sets them first")
     schedule = parse_schedule(stored.timezone, stored.week, stored.holidays)
     start, end = window(period, now)
-    found = await ClaimRowQueries(db).counted(account_id=account_id, start=start, end=end)
-    latest = max((r.first_s for r in found.rows if r.first_s is not None), default=end.timestamp())
+    wanted = ("claimed_s", "first_s", *(c for c in columns if c not in ("claimed_s", "first_s")))
+    found = await ClaimRowQueries(db).counted(
+        account_id=account_id, start=start, end=end, columns=wanted, tree_labels=labels
+    )
+    latest = max((t for t in found.columns["first_s"] if t is not None), default=end.timestamp())
     clock_end = min(max(end, datetime.fromtimestamp(latest, UTC)), end + FUTURE_HORIZON)
-    clock = BusinessClock(schedule, start, clock_end)
-    deltas = [
-        None if r.first_s is None else max(0.0, clock.at_epoch(r.first_s) - clock.at_epoch(r.claimed_s))
-        for r in found.rows
-    ]
-    return _Business(found.rows, deltas, clock, end.timestamp(), stored.version, found.tree_labels, found.data_as_of)
+    b = _Business(
+        found.n,
+        found.columns,
+        [],
+        BusinessClock(schedule, start, clock_end),
+        end.timestamp(),
+        stored.version,
+        found.tree_labels,
+        found.data_as_of,
+    )
+    b.deltas.extend(b.since_claim("first_s"))
+    return b
 
 
 def _with_action(deltas: Sequence[float | None]) -> list[float]:
@@ -367,16 +384,16 @@ def _first_actor(stats: DeltaStats) -> FirstActorStats:
 async def _business_metric(
     query: GetEscalationMetric, n_unclaimed: int, n_released: int, *, db: Database
 ) -> EscalationMetricRead:
-    b = await _business(query.account_id, query.period, query.now, db=db)
+    b = await _business(query.account_id, query.period, query.now, db=db, columns=("human_s", "ai_s"))
     start, end = window(query.period, query.now)
     overall = delta_stats(_with_action(b.deltas))
-    human = delta_stats(_with_action([b.since(r.claimed_s, r.human_s) for r in b.rows]))
-    ai = delta_stats(_with_action([b.since(r.claimed_s, r.ai_s) for r in b.rows]))
+    human = delta_stats(_with_action(b.since_claim("human_s")))
+    ai = delta_stats(_with_action(b.since_claim("ai_s")))
     return EscalationMetricRead(
         period=query.period,
         window_start=start,
         window_end=end,
-        n_handoffs_claimed=len(b.rows),
+        n_handoffs_claimed=b.n,
         n_handoffs_with_action=overall.n,
         avg_seconds=overall.avg_s,
         median_seconds=overall.median_s,
@@ -390,22 +407,22 @@ async def _business_metric(
     )
 
 
-def _group_of(row: ClaimRow, by: BreakdownBy, labels: dict[UUID, str | None]) -> tuple[str | None, str | None]:
-    if by == "tree":
-        return (None, None) if row.tree_id is None else (str(row.tree_id), labels.get(row.tree_id))
-    key = {"category": row.tree_category, "priority": row.priority, "claimer": row.claimed_by}[by]
-    text = None if key is None else str(key)
-    return text, text
+# by -> the column that keys the group
+_GROUP_COLUMN = {"tree": "tree_id", "category": "tree_category", "priority": "priority", "claimer": "claimed_by"}
 
 
 async def _business_breakdown(query: GetBreakdown, *, db: Database) -> EscalationBreakdownRead:
-    b = await _business(query.account_id, query.period, query.now, db=db)
+    column = _GROUP_COLUMN[query.by]
+    b = await _business(query.account_id, query.period, query.now, db=db, columns=(column,), labels=query.by == "tree")
     start, end = window(query.period, query.now)
-    members: dict[str | None, tuple[str | None, list[float | None]]] = {}
-    for row, delta in zip(b.rows, b.deltas, strict=True):
-        key, label = _group_of(row, query.by, b.tree_labels)
-        members.setdefault(key, (label, []))[1].append(delta)
-    groups = [group_stats(key, label, len(ds), _with_action(ds)) for key, (label, ds) in members.items()]
+    members: dict[Any, list[float | None]] = {}
+    for key, delta in zip(b.columns[column], b.deltas, strict=True):
+        members.setdefault(key, []).append(delta)
+    groups = []
+    for key, deltas in members.items():
+        text = None if key is None else str(key)
+        label = b.tree_labels.get(key) if query.by == "tree" and key is not None else text
+        groups.append(group_stats(text, label, len(deltas), _with_action(deltas)))
     return EscalationBreakdownRead(
         period=query.period,
         window_start=start,
@@ -435,25 +452,32 @@ class _BusinessLines:
     version: int
 
 
+_LINE_COLUMNS = (
+    "handoff_id",
+    "session_id",
+    "tree_id",
+    "priority",
+    "claimed_by",
+    "claimed_at",
+    "first_action_at",
+    "first_actor_type",
+)
+
+
 async def _business_lines(query: ListHandoffs, *, db: Database) -> _BusinessLines:
     """Every counted handoff with business delta and waiting time, in the drill-down's order."""
-    b = await _business(query.account_id, query.period, query.now, db=db)
+    b = await _business(query.account_id, query.period, query.now, db=db, columns=_LINE_COLUMNS)
+    at = b.clock.at_epoch
+    now_open = at(b.now_s)
     lines = [
         HandoffLine(
-            handoff_id=r.handoff_id,
-            session_id=r.session_id,
-            tree_id=r.tree_id,
-            priority=r.priority,
-            claimed_by=r.claimed_by,
-            claimed_at=r.claimed_at,
-            first_action_at=r.first_action_at,
-            first_actor_type=r.first_actor_type,
+            **{c: b.columns[c][i] for c in _LINE_COLUMNS},
             delta_s=delta,
-            waiting_s=b.since(r.claimed_s, b.now_s) if delta is None else None,
+            waiting_s=max(0.0, now_open - at(b.columns["claimed_s"][i])) if delta is None else None,
         )
-        for r, delta in zip(b.rows, b.deltas, strict=True)
+        for i, delta in enumerate(b.deltas)
     ]
-    lines.sort(key=lambda line: line.handoff_id)  # ties: handoff_id ascending (sorts below are stable)
+    lines.sort(key=lambda line: line.handoff_id)  # ties: handoff_id ascending (the sorts below are stable)
     if query.order == "newest":
         lines.sort(key=lambda line: line.claimed_at, reverse=True)
     else:
@@ -482,8 +506,8 @@ async def _business_series(query: GetSeries, *, db: Database) -> EscalationSerie
     day_starts = [begins.timestamp() for _, begins in days]
     per_day: dict[int, list[float | None]] = {}
     counts = [0] * len(HISTOGRAM_BOUNDS_SECONDS)
-    for row, delta in zip(b.rows, b.deltas, strict=True):
-        per_day.setdefault(bisect_right(day_starts, row.claimed_s) - 1, []).append(delta)
+    for claimed_s, delta in zip(b.columns["claimed_s"], b.deltas, strict=True):
+        per_day.setdefault(bisect_right(day_starts, claimed_s) - 1, []).append(delta)
         if delta is not None:
             counts[bisect_right(HISTOGRAM_BOUNDS_SECONDS, delta) - 1] += 1
     return EscalationSeriesRead(

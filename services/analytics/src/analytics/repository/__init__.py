@@ -2,9 +2,8 @@
 
 from analytics.repository.business_hours import (
     BusinessHoursRepository,
-    ClaimRow,
+    ClaimColumns,
     ClaimRowQueries,
-    ClaimRows,
     StoredSchedule,
 )
 from analytics.repository.escalations import (
@@ -29,9 +28,8 @@ __all__ = [
     "ActorStats",
     "Breakdown",
     "BusinessHoursRepository",
-    "ClaimRow",
+    "ClaimColumns",
     "ClaimRowQueries",
-    "ClaimRows",
     "EscalationQueries",
     "EscalationRepository",
     "EscalationStats",

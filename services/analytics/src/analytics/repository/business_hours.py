@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 
@@ -69,59 +71,74 @@ def _stored(row: Any) -> StoredSchedule:
     )
 
 
-# Every counted handoff of account $1 with $2 <= claimed_at <= $3, its tree, and its instants as epoch seconds
-# (what BusinessClock looks up), plus the labels of the trees they name (the title of the account's newest session
-# on each tree, as the wall breakdown shows it) and the account's watermark. One statement: one snapshot.
-_CLAIM_ROWS = """
+# What clock=business can ask of each counted handoff; a request reads only the columns it needs (decoding a row's
+# uuids and timestamps costs more than PostgreSQL takes to find it: the metric and the series read floats alone).
+CLAIM_COLUMNS: dict[str, str] = {
+    "handoff_id": "h.handoff_id",
+    "session_id": "h.session_id",
+    "tree_id": "t.tree_id",
+    "tree_category": "t.tree_category",
+    "priority": "h.priority",
+    "claimed_by": "h.claimed_by",
+    "claimed_at": "h.effective_claimed_at",
+    "first_action_at": "h.first_action_at",
+    # The kind whose first step is the first action (human when a human and an ai step share that instant).
+    "first_actor_type": """CASE WHEN h.first_action_at IS NULL THEN NULL
+                               WHEN h.first_action_at = h.first_human_at THEN 'human'
+                               WHEN h.first_action_at = h.first_ai_at THEN 'ai' END""",
+    # The instants BusinessClock looks up, as epoch seconds.
+    "claimed_s": "EXTRACT(EPOCH FROM h.effective_claimed_at)::double precision",
+    "first_s": "EXTRACT(EPOCH FROM h.first_action_at)::double precision",
+    "human_s": "EXTRACT(EPOCH FROM h.first_human_at)::double precision",
+    "ai_s": "EXTRACT(EPOCH FROM h.first_ai_at)::double precision",
+}
+_NEEDS_TREE = {"tree_id", "tree_category"}
+
+
+@cache
+def _claim_columns_sql(columns: tuple[str, ...], labels: bool) -> str:
+    """The counted handoffs of account $1 with $2 <= claimed_at <= $3, one array per column (in one order: one
+    aggregate pass), plus the watermark and, with `labels`, the title of the account's newest session on each of
+    their trees (as the wall breakdown labels a tree). One statement: one snapshot."""
+    assert not labels or "tree_id" in columns, "tree labels are looked up by the rows' tree_id"
+    tree = (
+        "LEFT JOIN session_trees AS t ON t.session_id = h.session_id AND t.account_id = h.account_id"
+        if _NEEDS_TREE & set(columns) or labels
+        else ""
+    )
+    selected = ", ".join(f"{CLAIM_COLUMNS[c]} AS {c}" for c in columns)
+    label_sql = (
+        """(
+        SELECT ARRAY[array_agg(l.tree_id::text), array_agg(l.tree_title)] FROM (
+            SELECT DISTINCT ON (n.tree_id) n.tree_id, n.tree_title FROM session_trees AS n
+            WHERE n.account_id = $1 AND n.tree_id IN (SELECT c.tree_id FROM c WHERE c.tree_id IS NOT NULL)
+            ORDER BY n.tree_id, n.started_at DESC, n.session_id DESC
+        ) AS l
+    )"""
+        if labels
+        else "NULL::text[]"
+    )
+    aggregates = ", ".join(f"array_agg(c.{c}) AS {c}" for c in columns)
+    return f"""
     WITH c AS (
-        SELECT h.handoff_id, h.session_id, t.tree_id, t.tree_category, h.priority, h.claimed_by,
-               h.effective_claimed_at AS claimed_at, h.first_action_at,
-               CASE WHEN h.first_action_at IS NULL THEN NULL
-                    WHEN h.first_action_at = h.first_human_at THEN 'human'
-                    WHEN h.first_action_at = h.first_ai_at THEN 'ai' END AS first_actor_type,
-               EXTRACT(EPOCH FROM h.effective_claimed_at)::double precision AS claimed_s,
-               EXTRACT(EPOCH FROM h.first_action_at)::double precision AS first_s,
-               EXTRACT(EPOCH FROM h.first_human_at)::double precision AS human_s,
-               EXTRACT(EPOCH FROM h.first_ai_at)::double precision AS ai_s
-        FROM handoffs AS h
-        LEFT JOIN session_trees AS t ON t.session_id = h.session_id AND t.account_id = h.account_id
+        SELECT {selected}
+        FROM handoffs AS h {tree}
         WHERE h.account_id = $1 AND h.effective_claimed_at IS NOT NULL
           AND h.effective_claimed_at >= $2 AND h.effective_claimed_at <= $3
     )
-    SELECT (SELECT data_as_of FROM account_watermarks WHERE account_id = $1) AS data_as_of,
-           ARRAY(SELECT ROW(c.*) FROM c) AS rows,
-           ARRAY(
-               SELECT ROW(l.tree_id, l.tree_title) FROM (
-                   SELECT DISTINCT ON (n.tree_id) n.tree_id, n.tree_title FROM session_trees AS n
-                   WHERE n.account_id = $1 AND n.tree_id IN (SELECT c.tree_id FROM c)
-                   ORDER BY n.tree_id, n.started_at DESC, n.session_id DESC
-               ) AS l
-           ) AS labels
-"""
+    SELECT count(*) AS n, {aggregates},
+           (SELECT data_as_of FROM account_watermarks WHERE account_id = $1) AS data_as_of,
+           {label_sql} AS labels
+    FROM c
+    """
 
 
 @dataclass(frozen=True)
-class ClaimRow:
-    """One counted handoff as clock=business needs it: who, what, and when (epoch seconds for the clock)."""
+class ClaimColumns:
+    """The window's counted handoffs column by column (`columns[name][i]` of handoff i), for clock=business."""
 
-    handoff_id: UUID
-    session_id: UUID
-    tree_id: UUID | None
-    tree_category: str | None
-    priority: str | None
-    claimed_by: UUID | None
-    claimed_at: datetime
-    first_action_at: datetime | None
-    first_actor_type: str | None
-    claimed_s: float
-    first_s: float | None
-    human_s: float | None
-    ai_s: float | None
-
-
-@dataclass(frozen=True)
-class ClaimRows:
-    rows: list[ClaimRow]
+    n: int
+    columns: dict[str, list[Any]]
     tree_labels: dict[UUID, str | None]
     data_as_of: datetime | None
 
@@ -132,11 +149,19 @@ class ClaimRowQueries:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def counted(self, *, account_id: UUID, start: datetime, end: datetime) -> ClaimRows:
-        row = await self._db.fetchrow(_CLAIM_ROWS, account_id, start, end)
-        assert row is not None
-        return ClaimRows(
-            rows=[ClaimRow(*r) for r in row["rows"]],
-            tree_labels={tree_id: title for tree_id, title in row["labels"]},
+    async def counted(
+        self, *, account_id: UUID, start: datetime, end: datetime, columns: Sequence[str], tree_labels: bool = False
+    ) -> ClaimColumns:
+        row = await self._db.fetchrow(_claim_columns_sql(tuple(columns), tree_labels), account_id, start, end)
+        assert row is not None  # an aggregate without GROUP BY always gives one row
+        n = row["n"]
+        labels: dict[UUID, str | None] = {}
+        if row["labels"] is not None and row["labels"][0] is not None:
+            ids, titles = row["labels"]
+            labels = {UUID(i): title for i, title in zip(ids, titles, strict=True)}
+        return ClaimColumns(
+            n=n,
+            columns={c: (row[c] if n else []) for c in columns},
+            tree_labels=labels,
             data_as_of=row["data_as_of"],
         )
