@@ -135,6 +135,10 @@ def replaced(value: Any, loc: tuple[str | int, ...], new: Any) -> Any:
 
 # ---- one account and what it holds ---------------------------------------------------------------------------
 
+# Set when the account is made, so that GET /analytics/business-hours and clock=business answer 200.
+BUSINESS_HOURS = {"timezone": "Europe/Paris", "week": {"mon": [["09:00", "17:00"]]}, "holidays": ["2026-12-25"]}
+
+
 @dataclass
 class World:
     """A fresh account: its admin (who fuzzes), a user to PATCH, a user to log out, a tree, sessions, a handoff."""
@@ -180,6 +184,7 @@ class World:
         handoff = world.ok("POST", "/handoffs", {"session_id": session["id"], "reason": "fuzz", "priority": "low"})
         world.ok("POST", f"/handoffs/{handoff['id']}/claim")
         key = world.ok("POST", "/api-keys", {"name": "fuzz", "role": "viewer"})
+        world.ok("PUT", "/analytics/business-hours", BUSINESS_HOURS)
         world.ids = {"tree_id": tree["id"], "session_id": session["id"], "handoff_id": handoff["id"],
                      "user_id": target["id"], "spare_session_id": spare["id"], "key_id": key["id"]}
         return world
@@ -211,6 +216,7 @@ class World:
             ("POST", "/handoffs/{handoff_id}/resolve"): {"resolution_note": "n"},
             ("POST", "/api-keys"): {"name": "k", "role": "viewer", "expires_at": "2999-01-01T00:00:00Z"},
             ("PUT", "/handoffs/policy"): {"stale_after_seconds": 600, "auto_release": False},
+            ("PUT", "/analytics/business-hours"): BUSINESS_HOURS,
         }
         return seeds.get((method, path.removeprefix(API)))
 
@@ -263,6 +269,9 @@ class World:
         get("/analytics/flowpilot/escalations/breakdown?period=7d&by=tree")
         get("/analytics/flowpilot/escalations/handoffs?period=7d")
         get("/analytics/flowpilot/escalations/series?period=7d")
+        get("/analytics/business-hours")
+        get("/analytics/flowpilot/escalations?period=7d&clock=business")
+        get("/analytics/flowpilot/escalations/handoffs?period=7d&clock=business")
         return reads
 
     @property

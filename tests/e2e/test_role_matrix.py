@@ -81,6 +81,14 @@ async def _other_user(api: Api, team: Account, _: User | None) -> tuple[str, Any
     return f"/users/{team.users['viewer2'].id}", {"full_name": f"Renamed {uuid.uuid4().hex[:4]}"}
 
 
+BUSINESS_HOURS = {"timezone": "Europe/Paris", "week": {"mon": [["09:00", "17:00"]]}, "holidays": ["2026-12-25"]}
+
+
+async def _with_business_hours(api: Api, team: Account, _: User | None) -> tuple[str, Any]:
+    await api.ok("PUT", "/analytics/business-hours", team.admin, json=BUSINESS_HOURS)
+    return "/analytics/business-hours", None
+
+
 ALL, ENGINEER_UP, ADMIN_ONLY = (200, 200, 200, 401), (403, 200, 200, 401), (403, 403, 200, 401)
 CREATED = (403, 201, 201, 401)
 
@@ -128,6 +136,8 @@ CASES = [
     Case("GET", "/analytics/flowpilot/escalations/handoffs?period=30d&order=newest", ENGINEER_UP),
     Case("GET", "/analytics/flowpilot/escalations/handoffs?period=7d&format=csv", ENGINEER_UP),
     Case("GET", "/analytics/flowpilot/escalations/series?period=90d&tz=Europe/Paris", ENGINEER_UP),
+    Case("GET", "/analytics/business-hours", ENGINEER_UP, _with_business_hours),
+    Case("PUT", "/analytics/business-hours", ADMIN_ONLY, body=BUSINESS_HOURS),
 ]
 
 

@@ -408,7 +408,7 @@ async def test_each_account_sees_only_its_own_handoffs(env, gateway, history) ->
     await env.settle()
     assert (await gateway.ok("/breakdown", mine.account_id, period="7d", by="tree"))["groups"] == []
     page = await gateway.ok("/handoffs", mine.account_id, period="7d")
-    assert page == {"items": [], "total": 0, "limit": 50, "offset": 0}
+    assert page == {"items": [], "total": 0, "limit": 50, "offset": 0, "clock": "wall", "schedule_version": None}
     series = await gateway.ok("/series", mine.account_id, period="7d")
     assert all(d["n_handoffs_claimed"] == 0 for d in series["days"]) and sum(series["histogram"]["counts"]) == 0
     assert series["data_as_of"] is None

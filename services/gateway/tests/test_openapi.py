@@ -26,6 +26,7 @@ SPEC_ROUTES = {
     ("POST", "/api-keys"), ("GET", "/api-keys"), ("DELETE", "/api-keys/{key_id}"),
     ("GET", "/analytics/flowpilot/escalations/breakdown"),
     ("GET", "/analytics/flowpilot/escalations/handoffs"), ("GET", "/analytics/flowpilot/escalations/series"),
+    ("GET", "/analytics/business-hours"), ("PUT", "/analytics/business-hours"),
 }
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from rfkit.auth import Engineer
+from rfkit.auth import Admin, Engineer
 from rfkit.db import Database
 
-__all__ = ["Db", "Engineer"]
+__all__ = ["Admin", "Db", "Engineer", "Now"]
 
 
 def _database(request: Request) -> Database:
@@ -18,3 +19,11 @@ def _database(request: Request) -> Database:
 
 
 Db = Annotated[Database, Depends(_database)]
+
+
+def now() -> datetime:
+    """The request's instant: the end of its window (a dependency, so that a test can pin it)."""
+    return datetime.now(UTC)
+
+
+Now = Annotated[datetime, Depends(now)]

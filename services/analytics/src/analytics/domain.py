@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -14,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rf_contracts import Event, HandoffClaimed, HandoffReleased, HandoffRequested, SessionStarted, StepCreated
 from rf_contracts.api.analytics import PERIODS
-from rfkit.errors import Invalid
+from rfkit.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -208,3 +209,51 @@ def _cell(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
+
+
+# ---- Business hours (clock=business): statistics computed in Python from the window's rows -------------------
+
+
+class BusinessHoursNotSet(NotFound):
+    """GET /analytics/business-hours of an account that has none."""
+
+    code = "business_hours_not_set"
+
+
+class BusinessHoursRequired(Conflict):
+    """`clock=business` asked of an account without business hours (a state the admin can change: 409)."""
+
+    code = "business_hours_not_set"
+
+
+def percentile_cont(ordered: Sequence[float], q: float) -> float:
+    """PostgreSQL's percentile_cont over sorted values: linear interpolation between the closest ranks."""
+    row = q * (len(ordered) - 1)
+    lo, hi = math.floor(row), math.ceil(row)
+    if lo == hi:
+        return ordered[lo]
+    return ordered[lo] + (row - lo) * (ordered[hi] - ordered[lo])
+
+
+@dataclass(frozen=True)
+class DeltaStats:
+    """n, avg, median and p95 of some deltas, as the SQL path computes them (None without any)."""
+
+    n: int
+    avg_s: float | None
+    median_s: float | None
+    p95_s: float | None
+
+
+def delta_stats(deltas: Iterable[float]) -> DeltaStats:
+    ordered = sorted(deltas)
+    if not ordered:
+        return DeltaStats(0, None, None, None)
+    return DeltaStats(
+        len(ordered), sum(ordered) / len(ordered), percentile_cont(ordered, 0.5), percentile_cont(ordered, 0.95)
+    )
+
+
+def group_stats(key: str | None, label: str | None, n_claimed: int, deltas: Iterable[float]) -> GroupStats:
+    s = delta_stats(deltas)
+    return GroupStats(key, label, n_claimed, s.n, s.avg_s, s.median_s, s.p95_s)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from analytics.repository import EscalationRepository
+from analytics.repository import BusinessHoursRepository, EscalationRepository
 from rfkit.db import UnitOfWork
 
 
 class AnalyticsUnitOfWork(UnitOfWork):
-    """`uow.escalations`: the escalation read model's writes, in this transaction."""
+    """`uow.escalations`: the escalation read model's writes; `uow.business_hours`: the account's schedule."""
 
     def __init__(self, session: AsyncSession, topic_prefix: str) -> None:
         super().__init__(session, topic_prefix)
         self.escalations = EscalationRepository(session)
+        self.business_hours = BusinessHoursRepository(session)

@@ -26,6 +26,7 @@ from rf_contracts.api.analytics import (
     EscalationSeriesRead,
     Period,
 )
+from rf_contracts.api.business_hours import BusinessHoursRead, BusinessHoursWrite, Clock
 from rf_contracts.api.errors import ErrorResponse
 from rf_contracts.api.handoffs import (
     HandoffCreate,
@@ -350,32 +351,40 @@ async def resolve_handoff(
 analytics = APIRouter(prefix="/analytics", tags=["analytics"])
 
 
-@analytics.get("/flowpilot/escalations", response_model=EscalationMetricRead, responses=_answers(403),
+@analytics.get("/flowpilot/escalations", response_model=EscalationMetricRead, responses=_answers(403, 409),
                summary="Escalation time-to-first-action of the caller's account (engineer+)")
 async def escalations(
     request: Request,
     _: Engineer,
     period: Annotated[Period, Query(description="the window: the last 7, 30 or 90 days up to now")],
+    clock: Annotated[
+        Clock,
+        Query(description="wall: elapsed seconds; business: only the open seconds of the account's business hours"),
+    ] = "wall",
 ) -> Response:
     return await _forward(request, "analytics")
 
 
 AnalyticsPeriod = Annotated[Period, Query(description="the window: the last 7, 30 or 90 days up to now")]
+AnalyticsClock = Annotated[
+    Clock, Query(description="wall: elapsed seconds; business: only the open seconds of the account's business hours")
+]
 
 
-@analytics.get("/flowpilot/escalations/breakdown", response_model=EscalationBreakdownRead, responses=_answers(403),
+@analytics.get("/flowpilot/escalations/breakdown", response_model=EscalationBreakdownRead, responses=_answers(403, 409),
                summary="The escalation metric per tree, category, priority or claimer (engineer+)")
 async def escalation_breakdown(
     request: Request,
     _: Engineer,
     period: AnalyticsPeriod,
     by: Annotated[BreakdownBy, Query(description="group by the session's tree, its category, the priority or claimer")],
+    clock: AnalyticsClock = "wall",
 ) -> Response:
     return await _forward(request, "analytics")
 
 
 @analytics.get("/flowpilot/escalations/handoffs", response_model=EscalationHandoffPage,
-               responses=_answers(403, extra={200: {
+               responses=_answers(403, 409, extra={200: {
                    "content": {"text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLE}},
                    "description": "one page as JSON; with format=csv or Accept: text/csv every row as an RFC 4180 "
                                   "attachment"}}),
@@ -389,11 +398,12 @@ async def escalation_handoffs(
     limit: Annotated[int, Query(ge=1, le=500, description="page size, 1 to 500")] = 50,
     offset: Offset = 0,
     format: Annotated[DrillDownFormat | None, Query(description="csv: every row as a CSV attachment")] = None,
+    clock: AnalyticsClock = "wall",
 ) -> Response:
     return await _forward(request, "analytics")
 
 
-@analytics.get("/flowpilot/escalations/series", response_model=EscalationSeriesRead, responses=_answers(403),
+@analytics.get("/flowpilot/escalations/series", response_model=EscalationSeriesRead, responses=_answers(403, 409),
                summary="The escalation metric per day in a time zone, and a histogram of deltas (engineer+)")
 async def escalation_series(
     request: Request,
@@ -401,7 +411,20 @@ async def escalation_series(
     period: AnalyticsPeriod,
     tz: Annotated[str, Query(min_length=1, max_length=64, description="IANA time zone name, e.g. Europe/Paris")]
     = "UTC",
+    clock: AnalyticsClock = "wall",
 ) -> Response:
+    return await _forward(request, "analytics")
+
+
+@analytics.get("/business-hours", response_model=BusinessHoursRead, responses=_answers(403, 404),
+               summary="The account's business hours, behind clock=business (engineer+); 404 when none is set")
+async def get_business_hours(request: Request, _: Engineer) -> Response:
+    return await _forward(request, "analytics")
+
+
+@analytics.put("/business-hours", response_model=BusinessHoursRead, responses=_answers(403),
+               summary="Replace the account's business hours (admin); the next clock=business answer uses them")
+async def put_business_hours(request: Request, _: Admin, body: BusinessHoursWrite) -> Response:
     return await _forward(request, "analytics")
 
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, Field
 
 from rf_contracts.api import examples as ex
+from rf_contracts.api.business_hours import Clock
 from rf_contracts.api.examples import example
 
 Period: TypeAlias = Literal["7d", "30d", "90d"]
@@ -80,6 +81,8 @@ class EscalationMetricRead(BaseModel):
             "excluded": {"unclaimed": 2, "released": 1},
             "metric_definition": METRIC_DEFINITION,
             "data_as_of": "2026-11-29T09:29:58Z",
+            "clock": "wall",
+            "schedule_version": None,
         },
         frozen=True,
     )
@@ -99,6 +102,10 @@ class EscalationMetricRead(BaseModel):
     metric_definition: str
     data_as_of: AwareDatetime | None = Field(
         description="occurred_at of the newest event of this account applied to the read model; null when none"
+    )
+    clock: Clock = Field(default="wall", description="wall: elapsed seconds; business: open seconds of the schedule")
+    schedule_version: int | None = Field(
+        default=None, description="the business-hours version the answer used (clock=business); null for wall"
     )
 
 
@@ -174,6 +181,8 @@ class EscalationBreakdownRead(BaseModel):
             "by": "tree",
             "groups": [_GROUP],
             "data_as_of": ex.AT,
+            "clock": "business",
+            "schedule_version": 3,
         },
         frozen=True,
     )
@@ -184,6 +193,10 @@ class EscalationBreakdownRead(BaseModel):
     by: BreakdownBy
     groups: list[BreakdownGroup] = Field(description="ordered by n_handoffs_claimed descending, then key ascending")
     data_as_of: AwareDatetime | None
+    clock: Clock = Field(default="wall", description="wall: elapsed seconds; business: open seconds of the schedule")
+    schedule_version: int | None = Field(
+        default=None, description="the business-hours version the answer used (clock=business); null for wall"
+    )
 
 
 class EscalationHandoff(BaseModel):
@@ -211,12 +224,19 @@ DRILL_DOWN_FIELDS: Final[tuple[str, ...]] = tuple(EscalationHandoff.model_fields
 class EscalationHandoffPage(BaseModel):
     """`GET /analytics/flowpilot/escalations/handoffs`: one page of the counted handoffs and their total."""
 
-    model_config = example({"items": [_HANDOFF], "total": 1, "limit": 50, "offset": 0}, frozen=True)
+    model_config = example(
+        {"items": [_HANDOFF], "total": 1, "limit": 50, "offset": 0, "clock": "wall", "schedule_version": None},
+        frozen=True,
+    )
 
     items: list[EscalationHandoff]
     total: int = Field(ge=0, description="every counted handoff of the window")
     limit: int
     offset: int
+    clock: Clock = Field(default="wall", description="wall: elapsed seconds; business: open seconds of the schedule")
+    schedule_version: int | None = Field(
+        default=None, description="the business-hours version the answer used (clock=business); null for wall"
+    )
 
 
 class SeriesDay(BaseModel):
@@ -245,7 +265,15 @@ class EscalationSeriesRead(BaseModel):
     """`GET /analytics/flowpilot/escalations/series?period=&tz=`: per local day, zero-filled, and a histogram."""
 
     model_config = example(
-        {"period": "7d", "tz": "Europe/Berlin", "days": [_DAY], "histogram": _HISTOGRAM, "data_as_of": ex.AT},
+        {
+            "period": "7d",
+            "tz": "Europe/Berlin",
+            "days": [_DAY],
+            "histogram": _HISTOGRAM,
+            "data_as_of": ex.AT,
+            "clock": "wall",
+            "schedule_version": None,
+        },
         frozen=True,
     )
 
@@ -254,6 +282,10 @@ class EscalationSeriesRead(BaseModel):
     days: list[SeriesDay] = Field(description="every calendar day in tz that overlaps the window, oldest first")
     histogram: Histogram
     data_as_of: AwareDatetime | None
+    clock: Clock = Field(default="wall", description="wall: elapsed seconds; business: open seconds of the schedule")
+    schedule_version: int | None = Field(
+        default=None, description="the business-hours version the answer used (clock=business); null for wall"
+    )
 
 
 # The drill-down's CSV answer as documented: the header row of DRILL_DOWN_FIELDS, then one row per handoff

@@ -6,6 +6,8 @@ from typing import Annotated, Literal, TypeAlias
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from rf_contracts.api.examples import example
+
 Clock: TypeAlias = Literal["wall", "business"]
 ClockTime = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")]
 # One opening interval of a day: ["09:00", "17:00"] (start inclusive, end exclusive; "24:00" is the day's end).
@@ -15,7 +17,18 @@ IsoDate = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 
 class Week(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = example(
+        {
+            "mon": [["09:00", "17:00"]],
+            "tue": [["09:00", "17:00"]],
+            "wed": [["09:00", "17:00"]],
+            "thu": [["09:00", "17:00"]],
+            "fri": [["09:00", "15:00"]],
+            "sat": [],
+            "sun": [],
+        },
+        extra="forbid",
+    )
 
     mon: DayIntervals = []
     tue: DayIntervals = []
@@ -50,7 +63,24 @@ class BusinessHoursWrite(BaseModel):
 class BusinessHoursRead(BusinessHoursWrite):
     """The schedule in force; `version` grows with each change and is named by every `clock=business` answer."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = example(
+        {
+            "timezone": "Europe/Berlin",
+            "week": {
+                "mon": [["09:00", "12:30"], ["13:30", "17:00"]],
+                "tue": [["09:00", "17:00"]],
+                "wed": [["09:00", "17:00"]],
+                "thu": [["09:00", "17:00"]],
+                "fri": [["09:00", "15:00"]],
+                "sat": [],
+                "sun": [],
+            },
+            "holidays": ["2026-12-24", "2026-12-25"],
+            "version": 3,
+            "updated_at": "2026-11-29T09:30:00Z",
+        },
+        extra="forbid",
+    )
 
     version: int
     updated_at: AwareDatetime

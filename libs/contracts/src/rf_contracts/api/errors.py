@@ -90,6 +90,7 @@ class ErrorCode(StrEnum):
     # --- analytics and live streams
     UNKNOWN_TIME_ZONE = "unknown_time_zone"
     INVALID_BUSINESS_HOURS = "invalid_business_hours"
+    BUSINESS_HOURS_NOT_SET = "business_hours_not_set"
     INVALID_LAST_EVENT_ID = "invalid_last_event_id"
 
 

@@ -1,5 +1,11 @@
 """The escalation read model in PostgreSQL, the only SQL of the service: tables, writes, metric and insights."""
 
+from analytics.repository.business_hours import (
+    BusinessHoursRepository,
+    ClaimColumns,
+    ClaimRowQueries,
+    StoredSchedule,
+)
 from analytics.repository.escalations import (
     ActorStats,
     EscalationQueries,
@@ -7,12 +13,23 @@ from analytics.repository.escalations import (
     EscalationStats,
 )
 from analytics.repository.insights import Breakdown, HandoffLine, HandoffLines, InsightQueries, Series
-from analytics.repository.tables import READ_MODEL_TABLES, account_watermarks, handoffs, metadata, session_trees, steps
+from analytics.repository.tables import (
+    READ_MODEL_TABLES,
+    account_watermarks,
+    business_hours,
+    handoffs,
+    metadata,
+    session_trees,
+    steps,
+)
 
 __all__ = [
     "READ_MODEL_TABLES",
     "ActorStats",
     "Breakdown",
+    "BusinessHoursRepository",
+    "ClaimColumns",
+    "ClaimRowQueries",
     "EscalationQueries",
     "EscalationRepository",
     "EscalationStats",
@@ -20,7 +37,9 @@ __all__ = [
     "HandoffLines",
     "InsightQueries",
     "Series",
+    "StoredSchedule",
     "account_watermarks",
+    "business_hours",
     "handoffs",
     "metadata",
     "session_trees",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 
 # The read model's tables. The queries below are plain SQL (set-based, over unnest); these declarations are what
 # the migrations build, and tests/test_schema_matches_metadata.py checks that they agree.
@@ -100,4 +101,18 @@ session_trees = sa.Table(
     sa.Index("ix_session_trees_account_tree", "account_id", "tree_id", "started_at", postgresql_include=["tree_title"]),
 )
 
+# The read model: what a rebuild empties and refills from the events.
 READ_MODEL_TABLES = tuple(metadata.tables)
+
+# An account's business hours (migration 0006): settings, not read model, so a rebuild keeps them. Read at query
+# time by clock=business; `version` grows with every write and is named by each answer that used it.
+business_hours = sa.Table(
+    "business_hours",
+    metadata,
+    sa.Column("account_id", sa.Uuid, primary_key=True),
+    sa.Column("timezone", sa.Text, nullable=False),
+    sa.Column("week", JSONB, nullable=False),
+    sa.Column("holidays", JSONB, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
