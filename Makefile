@@ -64,7 +64,7 @@ compose-test: install
 
 # lint-imports: the service shape's import contracts ([tool.importlinter] in pyproject.toml).
 lint: uv
-	$(RUN) ruff check . && $(RUN) lint-imports --no-cache --no-logo && $(RUN) mypy $(wildcard libs/*/src services/*/src) bench
+	$(RUN) ruff check . && $(RUN) lint-imports --no-cache --no-logo && $(RUN) mypy $(wildcard libs/*/src services/*/src) bench tools
 
 bench: install
 	$(RUN) python -m bench
@@ -72,4 +72,4 @@ bench: install
 # The committed API documents: the gateway's OpenAPI and the events' AsyncAPI (tests/test_api_documents.py fails
 # when they differ from what the code produces).
 api-docs: uv
-	$(RUN) python -m rf_devstack.api_docs
+	$(RUN) python -m tools.api_docs

@@ -17,7 +17,7 @@ from rf_contracts import ALL_TOPICS, EVENT_BY_TOPIC, deadletter, dlq, parse_even
 from rf_contracts.asyncapi import DEAD_LETTER
 from rf_contracts.events import EVENT_HEADERS
 from rf_contracts.schemas_export import schema_path
-from rf_devstack import api_docs
+from tools import api_docs
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = api_docs.documents()

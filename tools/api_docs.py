@@ -1,4 +1,6 @@
-"""Writes the committed API documents from the code: `python -m rf_devstack.api_docs` (`make api-docs`).
+"""Writes the committed API documents from the code: `python -m tools.api_docs` (`make api-docs`).
+
+A tool, not part of rf_devstack: it imports the gateway, and libraries never import services.
 
 docs/openapi.json is the gateway's public OpenAPI document (every route of /api/v1); docs/asyncapi.yaml is the
 AsyncAPI 3.0 document of the Kafka events (rf_contracts.asyncapi). `--check` writes nothing and fails when a
@@ -10,11 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
-
-from rf_devstack._paths import repo_root
 
 COMMAND = "make api-docs"
 
@@ -43,7 +44,7 @@ _Dumper.add_representer(str, _text)
 
 
 def render_asyncapi(document: dict[str, Any]) -> str:
-    header = "# Generated from rf_contracts by `make api-docs` (python -m rf_devstack.api_docs): do not edit.\n"
+    header = "# Generated from rf_contracts by `make api-docs` (python -m tools.api_docs): do not edit.\n"
     return header + yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
 
 
@@ -55,10 +56,10 @@ def documents() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rf_devstack.api_docs", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.api_docs", description=__doc__)
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 when a document is stale")
     args = parser.parse_args(argv)
-    root = repo_root()
+    root = Path(__file__).resolve().parents[1]
     stale = []
     for relative, text in documents().items():
         path = root / relative
