@@ -356,3 +356,26 @@ async def test_clock_business_without_a_schedule_is_409_and_a_bad_clock_422(env,
     assert r.status_code == 403, r.text
     r = await gateway.get(path, acc.account_id, period="7d", clock="wall", **params)
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(("path", "params"), ENDPOINTS + [("/breakdown", {"by": b}) for b in ("category", "priority",
+                                                                                                  "claimer")])
+async def test_clock_business_over_an_empty_window_answers_empty(env, gateway, path, params) -> None:
+    # Found by schemathesis: a breakdown by tree of an account with a schedule and no handoff was a 500.
+    acc = await gateway.account()
+    assert (await put_schedule(gateway, acc.account_id, SCHEDULE)).status_code == 200
+    r = await gateway.get(path, acc.account_id, period="7d", clock="business", **params)
+    assert r.status_code == 200, r.text
+    if params.get("format") == "csv":
+        assert len(r.text.strip().splitlines()) == 1  # the header row only
+        return
+    body = r.json()
+    assert body.get("schedule_version", 1) == 1
+    if path == "/breakdown":
+        assert body["groups"] == []
+    elif path == "/handoffs":
+        assert (body["items"], body["total"]) == ([], 0)
+    elif path == "/series":
+        assert all(day["n_handoffs_claimed"] == 0 for day in body["days"]) and sum(body["histogram"]["counts"]) == 0
+    else:
+        assert (body["n_handoffs_claimed"], body["avg_seconds"]) == (0, None)

@@ -156,7 +156,8 @@ class ClaimRowQueries:
         assert row is not None  # an aggregate without GROUP BY always gives one row
         n = row["n"]
         labels: dict[UUID, str | None] = {}
-        if row["labels"] is not None and row["labels"][0] is not None:
+        # No counted handoff: PostgreSQL builds ARRAY[NULL, NULL] of two null arrays as an empty array.
+        if row["labels"] and row["labels"][0] is not None:
             ids, titles = row["labels"]
             labels = {UUID(i): title for i, title in zip(ids, titles, strict=True)}
         return ClaimColumns(
