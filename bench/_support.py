@@ -59,3 +59,8 @@ async def wait_ready(url: str, timeout: float = 120) -> None:
                 pass
             await asyncio.sleep(0.2)
     raise RuntimeError(f"{url} did not become ready")
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """The nearest-rank `q` quantile (0..1) of samples sorted ascending, as every benchmark here reports it."""
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from bench._support import TREE, bench_infra, new_account, serve, wait_ready
+from bench._support import TREE, bench_infra, new_account, percentile, serve, wait_ready
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rf_testsupport import free_port
 from rfkit.auth import generate_keypair
@@ -97,7 +97,7 @@ async def run(samples: int, gateway_url: str | None) -> dict[str, object]:
             gateway_url = await start_stack(infra, procs)
         results = sorted(await measure(gateway_url, samples))
         p50 = statistics.median(results)
-        p95 = results[min(len(results) - 1, round(0.95 * (len(results) - 1)))]
+        p95 = percentile(results, 0.95)
         print(f"{samples} samples: p50 {p50:.1f} ms  p95 {p95:.1f} ms  min {results[0]:.1f}  max {results[-1]:.1f}")
         return {"bench": "analytics_freshness", "samples": samples, "p50_ms": round(p50, 1), "p95_ms": round(p95, 1),
                 "command": COMMAND}

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench._support import bench_infra, serve, wait_ready
+from bench._support import bench_infra, percentile, serve, wait_ready
 from gateway.upstream import UpstreamPool
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rf_testsupport import Caller, free_port
@@ -128,7 +128,7 @@ async def measure(pool: UpstreamPool, path: str, headers: list[tuple[bytes, byte
         assert answer.status == 200, answer.body
     samples.sort()
     p50 = statistics.median(samples)
-    p99 = samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))]
+    p99 = percentile(samples, 0.99)
     return p50, p99, answer.body
 
 

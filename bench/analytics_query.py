@@ -22,7 +22,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench._support import bench_infra, serve, wait_ready
+from bench._support import bench_infra, percentile, serve, wait_ready
 from gateway.upstream import UpstreamPool
 from rf_devstack.postgres import ensure_databases, url_with_database
 from rf_testsupport import Caller, free_port
@@ -123,7 +123,7 @@ async def measure(send: Send, headers: dict[str, str], requests: int) -> tuple[f
         assert status == 200, body
     samples.sort()
     p50 = statistics.median(samples)
-    p99 = samples[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))]
+    p99 = percentile(samples, 0.99)
     return p50, p99, json.loads(body)
 
 

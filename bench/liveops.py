@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import httpx
 
 from bench._liveops_sse import sse_measure
-from bench._support import TREE, bench_infra, new_account
+from bench._support import TREE, bench_infra, new_account, percentile
 from bench.analytics_freshness import start_stack
 
 COMMAND = "uv run python -m bench.liveops"
@@ -76,7 +76,7 @@ async def run(samples: int, gateway_url: str | None, streams: int = 500) -> dict
         gateway_pid = procs[-1].pid if procs else None  # start_stack starts the gateway last
         results = sorted(await measure(gateway_url, samples))
         p50 = statistics.median(results)
-        p95 = results[min(len(results) - 1, round(0.95 * (len(results) - 1)))]
+        p95 = percentile(results, 0.95)
         print(f"stale detection, {samples} claims: p50 {p50:.0f} ms  p95 {p95:.0f} ms  "
               f"min {results[0]:.0f}  max {results[-1]:.0f}")
         sse = await sse_measure(gateway_url, streams, samples, gateway_pid)
