@@ -29,6 +29,11 @@ state = json.load(open(state_file))
 def value(flag):
     return args[args.index(flag) + 1]
 state["bootstraps"].append(value("--bootstrap-server"))
+if "--list" not in args and state.get("fail_next", 0) > 0:
+    # As Kafka's tools fail when the broker's name stops resolving for a moment after it first did.
+    state["fail_next"] -= 1
+    json.dump(state, open(state_file, "w"))
+    sys.exit("No resolvable bootstrap urls given in bootstrap.servers")
 topics = state["topics"]
 if tool == "topics" and "--list" in args:
     print("\n".join(topics))
@@ -60,12 +65,13 @@ def fake_kafka_bin(directory: Path) -> Path:
     return directory
 
 
-def run_script(script: Path, env: dict[str, str], tmp_path: Path, existing: dict[str, Any] | None = None) -> tuple[
-    subprocess.CompletedProcess[str], dict[str, Any]
-]:
+def run_script(
+    script: Path, env: dict[str, str], tmp_path: Path, existing: dict[str, Any] | None = None, *, failing_calls: int = 0
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Runs the script against the recorder; `failing_calls` calls after the first list fail as a lost name would."""
     state_file = tmp_path / "state.json"
     if existing is not None or not state_file.exists():
-        state_file.write_text(json.dumps({"topics": existing or {}, "bootstraps": []}))
+        state_file.write_text(json.dumps({"topics": existing or {}, "bootstraps": [], "fail_next": failing_calls}))
     kafka_bin = tmp_path / "bin"
     if not kafka_bin.exists():
         fake_kafka_bin(kafka_bin)
@@ -140,3 +146,23 @@ def test_a_topic_with_the_wrong_partition_count_fails_and_is_left_alone(
     assert f"topic {wrong} has {topics.PARTITIONS - 1} partitions" in result.stderr
     assert state["topics"][wrong]["partitions"] == topics.PARTITIONS - 1, "never altered silently"
     assert state["topics"][wrong]["configs"]["retention.ms"] == str(topics.RETENTION_MS), "its configs re-applied"
+
+
+def test_calls_failing_for_a_moment_after_the_broker_answered_are_tried_again(
+    rendered: dict[str, list[Obj]], tmp_path: Path
+) -> None:
+    # Seen in compose on Podman: the broker's name resolved for the first list, then not for the first create.
+    script, env = job_script_and_env(rendered["dev"], tmp_path)
+    result, state = run_script(script, {**env, "CALL_ATTEMPTS": "3"}, tmp_path, failing_calls=2)
+    assert result.returncode == 0, result.stderr
+    assert state["fail_next"] == 0, "both failures were met"
+    assert "attempt 3 of 3" in result.stderr and "gave up" not in result.stderr, result.stderr
+    check_contract_layout(state, env)
+
+
+def test_a_call_failing_every_attempt_fails_the_run(rendered: dict[str, list[Obj]], tmp_path: Path) -> None:
+    script, env = job_script_and_env(rendered["dev"], tmp_path)
+    result, state = run_script(script, {**env, "CALL_ATTEMPTS": "2"}, tmp_path, failing_calls=2)
+    assert result.returncode != 0
+    assert "gave up after 2 attempts" in result.stderr
+    assert state["topics"] == {}, "nothing created"

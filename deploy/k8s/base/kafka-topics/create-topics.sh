@@ -85,11 +85,29 @@ with_config() {
     fi
 }
 
-topics_cmd() { with_config "$KAFKA_BIN/kafka-topics.sh" --bootstrap-server "$BOOTSTRAP" "$@"; }
+# A call that fails is tried again a few times: the broker's name can stop resolving for a moment after it first
+# did (Podman's network DNS while other containers start, a Service endpoint being replaced), and every call here is
+# safe to repeat (--if-not-exists, configs set to the same values, a describe).
+CALL_ATTEMPTS="${CALL_ATTEMPTS:-5}"
+retried() {
+    tries=1
+    until "$@"; do
+        if [ "$tries" -ge "$CALL_ATTEMPTS" ]; then
+            echo "gave up after $tries attempts" >&2
+            return 1
+        fi
+        tries=$((tries + 1))
+        echo "attempt $tries of $CALL_ATTEMPTS in 2 s" >&2
+        sleep 2
+    done
+}
+
+topics_cmd() { retried with_config "$KAFKA_BIN/kafka-topics.sh" --bootstrap-server "$BOOTSTRAP" "$@"; }
 
 echo "waiting for Kafka at $BOOTSTRAP ($PROTOCOL)"
 attempt=0
-until existing="$(topics_cmd --list 2>"$WORK/rf-kafka-list.err")"; do
+until existing="$(with_config "$KAFKA_BIN/kafka-topics.sh" --bootstrap-server "$BOOTSTRAP" --list \
+    2>"$WORK/rf-kafka-list.err")"; do
     attempt=$((attempt + 1))
     if [ "$attempt" -ge 60 ]; then
         echo "Kafka at $BOOTSTRAP did not answer:" >&2
@@ -107,7 +125,7 @@ ensure_topic() {
         configs="$configs,min.insync.replicas=$MIN_INSYNC_REPLICAS"
     fi
     if printf '%s\n' "$existing" | grep -qxF "$name"; then
-        with_config "$KAFKA_BIN/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --alter \
+        retried with_config "$KAFKA_BIN/kafka-configs.sh" --bootstrap-server "$BOOTSTRAP" --alter \
             --entity-type topics --entity-name "$name" --add-config "$configs" >/dev/null
         echo "topic $name: exists, $configs"
     else

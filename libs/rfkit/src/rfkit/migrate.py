@@ -13,6 +13,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 # One lock id for every service: migrations of replicas starting together run one after another.
 _LOCK_ID = 0x52460001
@@ -38,6 +39,33 @@ def alembic_config(service: str, url: str) -> Config:
 def upgrade(service: str, url: str, revision: str = "head") -> None:
     """Blocking: bring the service's database to `revision` (run it in a thread from async code)."""
     command.upgrade(alembic_config(service, url), revision)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the database could not be reached (name, refused, reset), as opposed to a failed migration."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):  # socket.gaierror, ConnectionRefusedError, ConnectionResetError, ...
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def upgrade_when_reachable(service: str, url: str, wait_s: float = 60.0) -> None:
+    """`upgrade`, tried again while the database cannot be reached, for up to `wait_s` seconds.
+
+    A one-shot migration job starts with its database: the name may not resolve yet, or stop resolving for a moment
+    (a container network's DNS while other containers start), or the server may still refuse. A migration that
+    fails for any other reason is not repeated.
+    """
+    for attempt in Retrying(
+        stop=stop_after_delay(wait_s),
+        wait=wait_exponential(min=0.5, max=5),
+        retry=retry_if_exception(unreachable),
+        reraise=True,
+    ):
+        with attempt:
+            upgrade(service, url)
 
 
 def head_revision(service: str) -> str | None:
@@ -71,7 +99,7 @@ def main(argv: list[str]) -> int:
         return 2
     from rfkit.settings import ServiceSettings
 
-    upgrade(argv[1], ServiceSettings().database_url)
+    upgrade_when_reachable(argv[1], ServiceSettings().database_url)
     print(f"{argv[1]}: migrated to {head_revision(argv[1])}")
     return 0
 
