@@ -51,7 +51,8 @@ def upgrade() -> None:
     op.execute("CREATE INDEX ix_refresh_tokens_access_jti ON refresh_tokens (access_jti)")
     op.execute("CREATE INDEX ix_refresh_tokens_expires ON refresh_tokens (expires_at)")
     op.execute(
-        "CREATE TABLE revoked_access_tokens (jti text PRIMARY KEY, user_id uuid NOT NULL, expires_at timestamptz NOT NULL)"
+        "CREATE TABLE revoked_access_tokens"
+        " (jti text PRIMARY KEY, user_id uuid NOT NULL, expires_at timestamptz NOT NULL)"
     )
     op.execute("CREATE INDEX ix_revoked_access_tokens_expires ON revoked_access_tokens (expires_at)")
     op.execute(
