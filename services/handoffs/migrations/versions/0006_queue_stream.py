@@ -40,6 +40,8 @@ END
 $$
 """
     )
+    # Deferred to commit: the id is taken as late as possible (handoffs.change_log says why), and the history row of
+    # the change is written by then.
     op.execute(
         """
 CREATE CONSTRAINT TRIGGER handoff_changes_on_insert AFTER INSERT ON handoffs
