@@ -3,14 +3,16 @@
 Each service's database holds the kit's tables (rfkit.tables), so each service has a migration creating them. Those
 migrations run the statements below rather than the SQLAlchemy tables: a later change to rfkit.tables must not
 rewrite a migration that databases have already applied. A change to the kit's tables is therefore a new snapshot
-here (`..._V2`, holding only the change) and a new migration running it in every service; tests/ pin each snapshot
-by its sha256 (libs/rfkit/tests/test_frozen_ddl.py).
+here (`..._V2`, holding only the change) and a new migration running it in every service;
+libs/rfkit/tests/test_frozen_ddl.py pins each snapshot by its sha256.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+
+from alembic import op
 
 
 @dataclass(frozen=True)
@@ -22,14 +24,10 @@ class Snapshot:
 
     def upgrade(self) -> None:
         """A migration's upgrade() (`upgrade, downgrade = SNAPSHOT.upgrade, SNAPSHOT.downgrade`)."""
-        from alembic import op
-
         for statement in self.up:
             op.execute(statement)
 
     def downgrade(self) -> None:
-        from alembic import op
-
         for statement in self.down:
             op.execute(statement)
 
