@@ -14,7 +14,6 @@ from rf_contracts.api.sessions import ExportedTree, PathEntry, SessionExport, Se
 from rf_contracts.api.trees import TreeNode
 from rfkit.errors import Conflict, Invalid
 from rfkit.web import error_status
-from sessions import repository
 from sessions.domain import (
     InvalidTree,
     TreeVersion,
@@ -206,18 +205,6 @@ def test_open_handoff_is_shown_before_an_older_resolved_one() -> None:
     assert current_escalation([old, new]) is new
     assert current_escalation([old]) is old
     assert current_escalation([]) is None
-
-
-def test_migration_builds_the_same_search_vector_as_the_repository() -> None:
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "migrations" / "versions" / "0002_trees_sessions.py"
-    spec = importlib.util.spec_from_file_location("m0002", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.SEARCH_VECTOR_SQL == repository.SEARCH_VECTOR_SQL
 
 
 def test_markdown_export_reads_as_a_document() -> None:

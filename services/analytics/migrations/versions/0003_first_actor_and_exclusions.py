@@ -1,67 +1,55 @@
-"""First action per actor type and request times: steps keep their actor_type, handoffs their first human/ai step.
+"""Adds first action per actor type and request times: steps keep their actor_type, handoffs their first human/ai."""
 
-Revision ID: 0003
-Revises: 0002
-"""
-
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
-
-
-def _delta(column: str) -> str:
-    # NULL without such a step (GREATEST alone would turn that NULL into 0).
-    return (
-        f"CASE WHEN {column} IS NOT NULL"
-        f" THEN GREATEST(0, EXTRACT(EPOCH FROM ({column} - claimed_at)))::double precision END"
-    )
 
 
 def upgrade() -> None:
     # Steps stored before this revision have no actor_type (NULL): they still count as a first action of
     # any kind; `python -m analytics.rebuild` fills it in from the topics.
-    op.add_column("steps", sa.Column("actor_type", sa.Text))
-    op.add_column("handoffs", sa.Column("requested_at", sa.DateTime(timezone=True)))
-    # Earliest step of the session with that actor_type at or after claimed_at (kept for the current claim).
-    op.add_column("handoffs", sa.Column("first_human_at", sa.DateTime(timezone=True)))
-    op.add_column("handoffs", sa.Column("first_ai_at", sa.DateTime(timezone=True)))
-    op.add_column(
-        "handoffs", sa.Column("human_delta_s", sa.Float, sa.Computed(_delta("first_human_at"), persisted=True))
+    op.execute("ALTER TABLE steps ADD COLUMN actor_type text")
+    # first_human_at / first_ai_at: the earliest step of the session with that actor_type at or after claimed_at
+    # (kept for the current claim). Each delta is NULL without such a step (GREATEST alone would turn it into 0).
+    op.execute(
+        """
+        ALTER TABLE handoffs
+            ADD COLUMN requested_at timestamptz,
+            ADD COLUMN first_human_at timestamptz,
+            ADD COLUMN first_ai_at timestamptz,
+            ADD COLUMN human_delta_s double precision GENERATED ALWAYS AS (
+                CASE WHEN first_human_at IS NOT NULL
+                THEN GREATEST(0, EXTRACT(EPOCH FROM (first_human_at - claimed_at)))::double precision END
+            ) STORED,
+            ADD COLUMN ai_delta_s double precision GENERATED ALWAYS AS (
+                CASE WHEN first_ai_at IS NOT NULL
+                THEN GREATEST(0, EXTRACT(EPOCH FROM (first_ai_at - claimed_at)))::double precision END
+            ) STORED
+        """
     )
-    op.add_column("handoffs", sa.Column("ai_delta_s", sa.Float, sa.Computed(_delta("first_ai_at"), persisted=True)))
     # The section 5 query reads one account's window of this index only: it now carries the per-actor deltas too.
-    op.drop_index("ix_handoffs_account_claimed", table_name="handoffs")
-    op.create_index(
-        "ix_handoffs_account_claimed",
-        "handoffs",
-        ["account_id", "effective_claimed_at"],
-        postgresql_include=["delta_s", "human_delta_s", "ai_delta_s"],
-        postgresql_where=sa.text("effective_claimed_at IS NOT NULL"),
+    op.execute("DROP INDEX ix_handoffs_account_claimed")
+    op.execute(
+        "CREATE INDEX ix_handoffs_account_claimed ON handoffs (account_id, effective_claimed_at)"
+        " INCLUDE (delta_s, human_delta_s, ai_delta_s) WHERE effective_claimed_at IS NOT NULL"
     )
     # The exclusions read the account's unclaimed handoffs requested in the window, and nothing else.
-    op.create_index(
-        "ix_handoffs_account_unclaimed_requested",
-        "handoffs",
-        ["account_id", "requested_at"],
-        postgresql_include=["claim_version"],
-        postgresql_where=sa.text("effective_claimed_at IS NULL AND requested_at IS NOT NULL"),
+    op.execute(
+        "CREATE INDEX ix_handoffs_account_unclaimed_requested ON handoffs (account_id, requested_at)"
+        " INCLUDE (claim_version) WHERE effective_claimed_at IS NULL AND requested_at IS NOT NULL"
     )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_handoffs_account_unclaimed_requested", table_name="handoffs")
-    op.drop_index("ix_handoffs_account_claimed", table_name="handoffs")
-    op.create_index(
-        "ix_handoffs_account_claimed",
-        "handoffs",
-        ["account_id", "effective_claimed_at"],
-        postgresql_include=["delta_s"],
-        postgresql_where=sa.text("effective_claimed_at IS NOT NULL"),
+    op.execute("DROP INDEX ix_handoffs_account_unclaimed_requested")
+    op.execute("DROP INDEX ix_handoffs_account_claimed")
+    op.execute(
+        "CREATE INDEX ix_handoffs_account_claimed ON handoffs (account_id, effective_claimed_at) INCLUDE (delta_s)"
+        " WHERE effective_claimed_at IS NOT NULL"
     )
-    for column in ("ai_delta_s", "human_delta_s", "first_ai_at", "first_human_at", "requested_at"):
-        op.drop_column("handoffs", column)
-    op.drop_column("steps", "actor_type")
+    op.execute(
+        "ALTER TABLE handoffs DROP COLUMN ai_delta_s, DROP COLUMN human_delta_s, DROP COLUMN first_ai_at,"
+        " DROP COLUMN first_human_at, DROP COLUMN requested_at"
+    )
+    op.execute("ALTER TABLE steps DROP COLUMN actor_type")

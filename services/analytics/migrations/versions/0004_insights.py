@@ -1,15 +1,9 @@
-"""Escalation insights: the tree of each session, and each handoff's priority and current claimer.
-
-Revision ID: 0004
-Revises: 0003
-"""
+"""Adds escalation insights: the tree of each session, and each handoff's priority and current claimer."""
 
 from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,15 +1,9 @@
-"""API keys for machine clients: stored as a hash, with a role, an optional expiry, revocation and last use.
-
-Revision ID: 0004
-Revises: 0003
-"""
+"""Creates API keys for machine clients: stored as a hash, with a role, an optional expiry, revocation, last use."""
 
 from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -1,15 +1,9 @@
-"""Stale claims: the per-account policy, the latest step seen per session, and the stale mark of a claim.
-
-Revision ID: 0004
-Revises: 0003
-"""
+"""Adds stale claims: the per-account policy, the latest step seen per session, and the stale mark of a claim."""
 
 from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

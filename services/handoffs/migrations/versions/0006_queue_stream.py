@@ -1,37 +1,28 @@
-"""The handoff change log of the live queue: per-account ids, the trigger that writes them, and its NOTIFY.
+"""Creates the live queue's handoff change log: per-account ids, the trigger that writes them, and its NOTIFY."""
 
-Plain DDL, frozen here (handoffs.change_log holds the same statements for the metadata; the schema test compares
-both). A row in handoff_change_heads per account hands out that account's change ids under its row lock, at
-commit, so ids are dense and commit in order (handoffs.change_log says why that matters).
-
-Revision ID: 0006
-Revises: 0005
-"""
-
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "handoff_change_heads",
-        sa.Column("account_id", sa.Uuid, primary_key=True),
-        sa.Column("last_id", sa.BigInteger, nullable=False),
+    # A row per account hands out that account's change ids under its row lock, at commit, so ids are dense and
+    # commit in order (handoffs.change_log says why that matters).
+    op.execute("CREATE TABLE handoff_change_heads (account_id uuid PRIMARY KEY, last_id bigint NOT NULL)")
+    op.execute(
+        """
+        CREATE TABLE handoff_changes (
+            account_id uuid,
+            id bigint,
+            handoff_id uuid NOT NULL,
+            version bigint NOT NULL,
+            at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (account_id, id)
+        )
+        """
     )
-    op.create_table(
-        "handoff_changes",
-        sa.Column("account_id", sa.Uuid, primary_key=True),
-        sa.Column("id", sa.BigInteger, primary_key=True),
-        sa.Column("handoff_id", sa.Uuid, nullable=False),
-        sa.Column("version", sa.BigInteger, nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    )
-    op.create_index("ix_handoff_changes_at", "handoff_changes", ["at"])
+    op.execute("CREATE INDEX ix_handoff_changes_at ON handoff_changes (at)")
     op.execute(
         """
 CREATE FUNCTION handoff_changes_record() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -49,6 +40,8 @@ END
 $$
 """
     )
+    # Deferred to commit: the id is taken as late as possible (handoffs.change_log says why), and the history row of
+    # the change is written by then.
     op.execute(
         """
 CREATE CONSTRAINT TRIGGER handoff_changes_on_insert AFTER INSERT ON handoffs
@@ -68,5 +61,4 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER handoff_changes_on_update ON handoffs")
     op.execute("DROP TRIGGER handoff_changes_on_insert ON handoffs")
     op.execute("DROP FUNCTION handoff_changes_record()")
-    op.drop_table("handoff_changes")
-    op.drop_table("handoff_change_heads")
+    op.execute("DROP TABLE handoff_changes, handoff_change_heads")

@@ -1,4 +1,4 @@
-"""The handoff change log behind the live queue: its tables, the trigger that writes it, and every query on it.
+"""The handoff change log behind the live queue: its tables and every query on it (a trigger writes it).
 
 Part of the repository room (the only SQL), kept in a module of its own so that the queue's tables and this log
 change independently. No handler writes the log: a trigger on `handoffs` does, at commit, for every insert and
@@ -12,6 +12,9 @@ taken from the account's row in `handoff_change_heads` by the deferred trigger, 
 row's lock: per account, ids are dense and commit in id order, so "everything after n" is complete the moment
 n+1 is visible. The lock is held only from the trigger to the commit, so writers of one account queue for
 microseconds, not for their whole transaction.
+
+The trigger and its function exist only as SQL, in migration 0006 (services/handoffs/migrations/versions): no code
+creates or reads them, so this module keeps no copy (the schema test checks they are there, with CHANNEL).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 # Its own metadata (the schema test adds it to the service's): this log's tables live beside the repository's.
 change_log_metadata = sa.MetaData()
 
-# The channel every replica LISTENs on; the payload is "<account id>:<change id>".
+# The channel every replica LISTENs on, to which the trigger NOTIFYs "<account id>:<change id>".
 CHANNEL = "handoff_changes"
 
 change_heads = sa.Table(
@@ -47,41 +50,6 @@ changes = sa.Table(
     # The purge deletes by age across accounts.
     sa.Index("ix_handoff_changes_at", "at"),
 )
-
-# The trigger-only objects, as the migration creates them (the schema test compares their definitions too).
-RECORD_FUNCTION = f"""
-CREATE FUNCTION handoff_changes_record() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    change_id bigint;
-BEGIN
-    INSERT INTO handoff_change_heads AS h (account_id, last_id) VALUES (NEW.account_id, 1)
-    ON CONFLICT (account_id) DO UPDATE SET last_id = h.last_id + 1
-    RETURNING h.last_id INTO change_id;
-    INSERT INTO handoff_changes (account_id, id, handoff_id, version)
-    VALUES (NEW.account_id, change_id, NEW.id, NEW.version);
-    PERFORM pg_notify('{CHANNEL}', NEW.account_id::text || ':' || change_id::text);
-    RETURN NULL;
-END
-$$
-"""
-# Deferred to commit: the id is taken as late as possible (see the module docstring), and the history row of the
-# change is written by then.
-INSERT_TRIGGER = """
-CREATE CONSTRAINT TRIGGER handoff_changes_on_insert AFTER INSERT ON handoffs
-DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION handoff_changes_record()
-"""
-UPDATE_TRIGGER = """
-CREATE CONSTRAINT TRIGGER handoff_changes_on_update AFTER UPDATE ON handoffs
-DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-WHEN (OLD.version IS DISTINCT FROM NEW.version) EXECUTE FUNCTION handoff_changes_record()
-"""
-TRIGGER_DDL = (RECORD_FUNCTION, INSERT_TRIGGER, UPDATE_TRIGGER)
-
-# A database built from the metadata (tests) gets the trigger too; it needs `handoffs`, which the repository's
-# metadata creates first.
-for _statement in TRIGGER_DDL:
-    sa.event.listen(changes, "after_create", sa.DDL(_statement))
-
 
 @dataclass(frozen=True)
 class Change:

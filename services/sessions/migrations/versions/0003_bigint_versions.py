@@ -1,34 +1,27 @@
-"""Versions as bigint: the event contracts allow any signed 64-bit version (a handoff.claimed with
-version 2**31 failed "value out of int32 range" and stalled the consumer).
+"""Widens versions to bigint, the contracts' range (a version of 2**31 was "out of int32 range" for a consumer)."""
 
-Revision ID: 0003
-Revises: 0002
-"""
-
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
-
-COLUMNS = [
-    ("session_escalations", "version"),
-    ("session_escalations", "claim_version"),
-    ("session_escalations", "release_version"),
-    # Tree versions travel as session.started's tree_version: the same contract bound.
-    ("sessions", "tree_version"),
-    ("tree_versions", "version"),
-    ("trees", "version"),
-]
 
 
 def upgrade() -> None:
-    for table, column in COLUMNS:
-        op.alter_column(table, column, type_=sa.BigInteger, existing_type=sa.Integer)
+    op.execute(
+        "ALTER TABLE session_escalations ALTER COLUMN version TYPE bigint,"
+        " ALTER COLUMN claim_version TYPE bigint, ALTER COLUMN release_version TYPE bigint"
+    )
+    # Tree versions travel as session.started's tree_version: the same contract bound.
+    op.execute("ALTER TABLE sessions ALTER COLUMN tree_version TYPE bigint")
+    op.execute("ALTER TABLE tree_versions ALTER COLUMN version TYPE bigint")
+    op.execute("ALTER TABLE trees ALTER COLUMN version TYPE bigint")
 
 
 def downgrade() -> None:
-    for table, column in reversed(COLUMNS):
-        op.alter_column(table, column, type_=sa.Integer, existing_type=sa.BigInteger)
+    op.execute("ALTER TABLE trees ALTER COLUMN version TYPE integer")
+    op.execute("ALTER TABLE tree_versions ALTER COLUMN version TYPE integer")
+    op.execute("ALTER TABLE sessions ALTER COLUMN tree_version TYPE integer")
+    op.execute(
+        "ALTER TABLE session_escalations ALTER COLUMN release_version TYPE integer,"
+        " ALTER COLUMN claim_version TYPE integer, ALTER COLUMN version TYPE integer"
+    )

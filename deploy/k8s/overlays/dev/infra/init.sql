@@ -1,4 +1,7 @@
--- Dev-only: one database per service, each owned by its own role (passwords match the dev overlay's Secrets).
+-- Dev-only: one database per service, each owned by its own role: a service cannot read another's tables.
+-- Runs once, on an empty data directory. Read by the dev overlay (a ConfigMap) and by compose.yaml (kustomize reads
+-- no file outside its folder, so this one serves both). The passwords match the dev overlay's Secrets and compose's
+-- service URLs: local development only.
 CREATE ROLE rf_gateway LOGIN PASSWORD 'rf_gateway';
 CREATE ROLE rf_sessions LOGIN PASSWORD 'rf_sessions';
 CREATE ROLE rf_handoffs LOGIN PASSWORD 'rf_handoffs';
