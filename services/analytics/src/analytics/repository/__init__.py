@@ -6,6 +6,13 @@ from analytics.repository.business_hours import (
     ClaimRowQueries,
     StoredSchedule,
 )
+from analytics.repository.business_seconds import (
+    BusinessSecondsQueries,
+    BusinessSecondsRepository,
+    PendingClaim,
+    ScheduledAccount,
+)
+from analytics.repository.clock import ClockState
 from analytics.repository.escalations import (
     ActorStats,
     EscalationQueries,
@@ -28,14 +35,19 @@ __all__ = [
     "ActorStats",
     "Breakdown",
     "BusinessHoursRepository",
+    "BusinessSecondsQueries",
+    "BusinessSecondsRepository",
     "ClaimColumns",
     "ClaimRowQueries",
+    "ClockState",
     "EscalationQueries",
     "EscalationRepository",
     "EscalationStats",
     "HandoffLine",
     "HandoffLines",
     "InsightQueries",
+    "PendingClaim",
+    "ScheduledAccount",
     "Series",
     "StoredSchedule",
     "account_watermarks",
