@@ -440,7 +440,9 @@ async def _business(
     found = await ClaimRowQueries(db).counted(
         account_id=account_id, start=start, end=end, columns=wanted, tree_labels=labels
     )
-    latest = max((t for t in found.columns["first_s"] if t is not None), default=end.timestamp())
+    # Every instant a delta is priced to (a first human or ai step may come after the first action, past `now`).
+    instants = [found.columns[c] for c in ("first_s", "human_s", "ai_s") if c in found.columns]
+    latest = max((t for column in instants for t in column if t is not None), default=end.timestamp())
     clock_end = min(max(end, datetime.fromtimestamp(latest, UTC)), end + FUTURE_HORIZON)
     b = _Business(
         found.n,
