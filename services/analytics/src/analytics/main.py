@@ -17,6 +17,9 @@ def _background(settings: Settings, runtime: ServiceRuntime) -> APIRouter:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.business_recompute:
+            yield
+            return
         recompute = BusinessRecompute(
             runtime.db,
             service=settings.service_name,
