@@ -204,48 +204,73 @@ def _item(line: HandoffLine) -> EscalationHandoff:
 
 async def list_handoffs(query: ListHandoffs, *, db: Database) -> EscalationHandoffPage:
     start, end = window(query.period, query.now)
-    queries = InsightQueries(db)
-    business = query.clock == "business"
-    # clock=business, slowest first: the open claims' business waiting time decides where they go, and it runs to
-    # now, so they are priced here (few rows) and merged with the page of stored business deltas.
-    opened = (
-        await BusinessSecondsQueries(db).open_claims(account_id=query.account_id, start=start, end=end)
-        if business and query.order == "slowest"
-        else []
-    )
-    found = await queries.handoff_page(
-        account_id=query.account_id,
-        start=start,
-        end=end,
-        now=query.now,
-        order=query.order,
-        limit=query.limit + (query.offset + len(opened) if opened else 0),
-        offset=0 if opened else query.offset,
-        clock=query.clock,
-    )
-    version = _schedule_version(found.clock_state, query.clock)
-    items = found.items
-    if business:
-        waiting = await _waiting_clock(query, version, db=db) if found.clock_state.n_pending == 0 else None
-        if waiting is None:
-            found, version = await _priced_page(query, db=db)
-            items = found.items
-        elif opened:
-            acted = [line for line in items if line.delta_s is not None]
-            seen = {line.handoff_id for line in acted}
-            merged = acted + [waiting.price(line) for line in opened if line.handoff_id not in seen]
-            merged.sort(key=_slowest)
-            items = merged[query.offset : query.offset + query.limit]
-        else:
-            items = [waiting.price(line) if line.delta_s is None else line for line in items]
+    if query.clock == "business" and query.order == "slowest":
+        found, version = await _business_slowest(query, db=db)
+    else:
+        found = await InsightQueries(db).handoff_page(
+            account_id=query.account_id,
+            start=start,
+            end=end,
+            now=query.now,
+            order=query.order,
+            limit=query.limit,
+            offset=query.offset,
+            clock=query.clock,
+        )
+        version = _schedule_version(found.clock_state, query.clock)
+        # clock=business: the open claims' waiting time runs to now, so it is priced here (the page's few rows).
+        if query.clock == "business" and (
+            found.clock_state.n_pending or any(line.delta_s is None for line in found.items)
+        ):
+            waiting = await _waiting_clock(query, version, db=db) if found.clock_state.n_pending == 0 else None
+            if waiting is None:
+                found, version = await _priced_page(query, db=db)
+            else:
+                items = [waiting.price(line) if line.delta_s is None else line for line in found.items]
+                found = HandoffLines(items, found.total)
     return EscalationHandoffPage(
-        items=[_item(line) for line in items],
+        items=[_item(line) for line in found.items],
         total=found.total,
         limit=query.limit,
         offset=query.offset,
         clock=query.clock,
         schedule_version=version,
     )
+
+
+async def _business_slowest(query: ListHandoffs, *, db: Database) -> tuple[HandoffLines, int | None]:
+    """`slowest` with the business clock: the stored deltas' top rows merged with the open claims, whose business
+    waiting time is priced now (every open claim's, from two plain arrays; whole rows only for those on the page)."""
+    start, end = window(query.period, query.now)
+    queries = BusinessSecondsQueries(db)
+    wanted = query.offset + query.limit
+    found = await queries.slowest_candidates(account_id=query.account_id, start=start, end=end, acted=wanted)
+    version = _schedule_version(found.clock_state, query.clock)
+    if found.clock_state.n_pending:
+        return await _priced_page(query, db=db)
+    ranked: list[tuple[float, UUID, HandoffLine | None]] = [
+        (-(line.delta_s or 0.0), line.handoff_id, line) for line in found.acted
+    ]
+    if found.open_ids:
+        waiting = await _waiting_clock(query, version, db=db)
+        if waiting is None:
+            return await _priced_page(query, db=db)
+        at = waiting.clock.at_epoch
+        now_open = at(waiting.now_s)
+        for handoff_id, claimed_s in zip(found.open_ids, found.open_claimed_s, strict=True):
+            ranked.append((-max(0.0, now_open - at(claimed_s)), handoff_id, None))
+    ranked.sort(key=lambda r: (r[0], r[1]))
+    page = ranked[query.offset : query.offset + query.limit]
+    waits = {handoff_id: -key for key, handoff_id, line in page if line is None}
+    opened = (
+        {
+            line.handoff_id: replace(line, waiting_s=waits[line.handoff_id])
+            for line in await queries.open_lines(account_id=query.account_id, handoff_ids=sorted(waits))
+        }
+        if waits
+        else {}
+    )
+    return HandoffLines([line or opened[i] for _, i, line in page], found.total), version
 
 
 def _slowest(line: HandoffLine) -> tuple[float, UUID]:

@@ -11,6 +11,7 @@ from analytics.repository.business_seconds import (
     BusinessSecondsRepository,
     PendingClaim,
     ScheduledAccount,
+    SlowestCandidates,
 )
 from analytics.repository.clock import ClockState
 from analytics.repository.escalations import (
@@ -49,6 +50,7 @@ __all__ = [
     "PendingClaim",
     "ScheduledAccount",
     "Series",
+    "SlowestCandidates",
     "StoredSchedule",
     "account_watermarks",
     "business_hours",

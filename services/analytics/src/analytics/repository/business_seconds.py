@@ -29,6 +29,61 @@ _OPEN_CLAIMS = """
           AND h.effective_claimed_at >= $2 AND h.effective_claimed_at <= $3 AND h.delta_s IS NULL
     ) AS rows
 """
+# The drill-down `slowest` with the business clock, from one snapshot: the schedule version and the pending count
+# (as `for_clock` adds them), the total, the acted-on handoffs with the largest stored business deltas ($4 of them,
+# in section 7's field order, trees joined after the cut), and every open claim as two plain arrays (id, claim
+# instant): their business waiting time runs to now, so the caller prices them and merges. Its own statement
+# rather than the wall page's: that one orders the open claims by wall waiting time and would have to return all
+# of them as whole rows.
+_COUNTED = """h.account_id = $1 AND h.effective_claimed_at IS NOT NULL
+          AND h.effective_claimed_at >= $2 AND h.effective_claimed_at <= $3"""
+_SLOWEST = f"""
+    SELECT s.version AS schedule_version, (
+        SELECT count(*) FROM handoffs AS h
+        WHERE {_COUNTED} AND h.delta_s IS NOT NULL AND h.business_version < s.version
+    ) AS n_pending,
+    (SELECT count(*) FROM handoffs AS h WHERE {_COUNTED}) AS total,
+    ARRAY(
+        SELECT ROW(c.handoff_id, c.session_id, t.tree_id, c.priority, c.claimed_by, c.effective_claimed_at,
+                   c.first_action_at,
+                   CASE WHEN c.first_action_at = c.first_human_at THEN 'human'
+                        WHEN c.first_action_at = c.first_ai_at THEN 'ai' END,
+                   c.business_delta_s, NULL::double precision)
+        FROM (
+            SELECT h.* FROM handoffs AS h WHERE {_COUNTED} AND h.business_delta_s IS NOT NULL
+            ORDER BY h.business_delta_s DESC, h.handoff_id LIMIT $4
+        ) AS c
+        LEFT JOIN session_trees AS t ON t.account_id = $1 AND t.session_id = c.session_id
+        ORDER BY c.business_delta_s DESC, c.handoff_id
+    ) AS acted,
+    ARRAY(SELECT h.handoff_id FROM handoffs AS h WHERE {_COUNTED} AND h.delta_s IS NULL ORDER BY 1) AS open_ids,
+    ARRAY(
+        SELECT EXTRACT(EPOCH FROM h.effective_claimed_at)::double precision FROM handoffs AS h
+        WHERE {_COUNTED} AND h.delta_s IS NULL ORDER BY h.handoff_id
+    ) AS open_claimed_s
+    FROM (SELECT (SELECT version FROM business_hours WHERE account_id = $1) AS version) AS s
+"""
+_OPEN_LINES = """
+    SELECT ARRAY(
+        SELECT ROW(h.handoff_id, h.session_id, t.tree_id, h.priority, h.claimed_by, h.effective_claimed_at)
+        FROM handoffs AS h
+        LEFT JOIN session_trees AS t ON t.account_id = h.account_id AND t.session_id = h.session_id
+        WHERE h.account_id = $1 AND h.handoff_id = ANY($2::uuid[])
+    ) AS rows
+"""
+
+
+@dataclass(frozen=True)
+class SlowestCandidates:
+    """What the business `slowest` page is cut from (see _SLOWEST)."""
+
+    clock_state: ClockState
+    total: int
+    acted: list[HandoffLine]
+    open_ids: list[UUID]
+    open_claimed_s: list[float]
+
+
 _PENDING_IN_WINDOW = f"SELECT n_pending, schedule_version FROM ({for_clock('SELECT 1', 'business')}) AS x"
 
 
@@ -41,6 +96,29 @@ class BusinessSecondsQueries:
     async def open_claims(self, *, account_id: UUID, start: datetime, end: datetime) -> list[HandoffLine]:
         """The window's counted handoffs without a first action (delta and waiting left for the caller)."""
         row = await self._db.fetchrow(_OPEN_CLAIMS, account_id, start, end)
+        assert row is not None
+        return [
+            HandoffLine(handoff, session, tree, priority, by, claimed_at, None, None, None, None)
+            for handoff, session, tree, priority, by, claimed_at in row["rows"]
+        ]
+
+    async def slowest_candidates(
+        self, *, account_id: UUID, start: datetime, end: datetime, acted: int
+    ) -> SlowestCandidates:
+        """The `acted` acted-on handoffs with the largest stored business deltas, and every open claim's instant."""
+        row = await self._db.fetchrow(_SLOWEST, account_id, start, end, acted)
+        assert row is not None
+        return SlowestCandidates(
+            ClockState(row["schedule_version"], row["n_pending"]),
+            row["total"],
+            [HandoffLine(*line) for line in row["acted"]],
+            list(row["open_ids"]),
+            list(row["open_claimed_s"]),
+        )
+
+    async def open_lines(self, *, account_id: UUID, handoff_ids: list[UUID]) -> list[HandoffLine]:
+        """These open claims of the account as drill-down lines (delta and waiting left for the caller)."""
+        row = await self._db.fetchrow(_OPEN_LINES, account_id, handoff_ids)
         assert row is not None
         return [
             HandoffLine(handoff, session, tree, priority, by, claimed_at, None, None, None, None)
