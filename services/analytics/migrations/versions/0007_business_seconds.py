@@ -1,5 +1,6 @@
 """Business seconds stored per handoff with the schedule version they were priced with (the recompute loop fills
-them; 0 = not priced for any schedule). The claimed index carries them so a business answer stays index-only.
+them; 0 = not priced for any schedule). The claimed index carries them (and the handoff's id, which the business
+drill-down orders and merges by) so a business answer stays index-only.
 
 Plain DDL, frozen (a later change needs a new migration).
 
@@ -24,7 +25,7 @@ UPGRADE = (
     "DROP INDEX ix_handoffs_account_claimed",
     """CREATE INDEX ix_handoffs_account_claimed ON handoffs (account_id, effective_claimed_at)
         INCLUDE (delta_s, human_delta_s, ai_delta_s,
-                 business_version, business_delta_s, business_human_delta_s, business_ai_delta_s)
+                 business_version, business_delta_s, business_human_delta_s, business_ai_delta_s, handoff_id)
         WHERE effective_claimed_at IS NOT NULL""",
     """CREATE INDEX ix_handoffs_business_pending ON handoffs (account_id, business_version)
         WHERE effective_claimed_at IS NOT NULL AND first_action_at IS NOT NULL""",

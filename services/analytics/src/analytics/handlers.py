@@ -98,6 +98,17 @@ def _actor(stats: ActorStats) -> FirstActorStats:
     )
 
 
+def _statistics(s: GroupStats | EscalationStats) -> dict[str, Any]:
+    """Section 5's statistics fields, as every answer (and group, and day) carries them."""
+    return {
+        "n_handoffs_claimed": s.n_claimed,
+        "n_handoffs_with_action": s.n_with_action,
+        "avg_seconds": s.avg_s,
+        "median_seconds": s.median_s,
+        "p95_seconds": s.p95_s,
+    }
+
+
 async def get_escalation_metric(query: GetEscalationMetric, *, db: Database) -> EscalationMetricRead:
     """The metric of docs/contract.md#the-escalation-metric for one account and period, read from the read model
     (clock=business: the stored business seconds, or the window priced now while they are not caught up)."""
@@ -112,11 +123,7 @@ async def get_escalation_metric(query: GetEscalationMetric, *, db: Database) -> 
         period=query.period,
         window_start=start,
         window_end=end,
-        n_handoffs_claimed=stats.n_claimed,
-        n_handoffs_with_action=stats.n_with_action,
-        avg_seconds=stats.avg_s,
-        median_seconds=stats.median_s,
-        p95_seconds=stats.p95_s,
+        **_statistics(stats),
         by_first_actor=ByFirstActor(human=_actor(stats.by_actor["human"]), ai=_actor(stats.by_actor["ai"])),
         excluded=Excluded(unclaimed=stats.n_unclaimed, released=stats.n_released),
         metric_definition=METRIC_DEFINITION,
@@ -154,16 +161,7 @@ async def get_breakdown(query: GetBreakdown, *, db: Database) -> EscalationBreak
         window_end=end,
         by=query.by,
         groups=[
-            BreakdownGroup(
-                key=g.key,
-                label=g.label,
-                n_handoffs_claimed=g.n_claimed,
-                n_handoffs_with_action=g.n_with_action,
-                avg_seconds=g.avg_s,
-                median_seconds=g.median_s,
-                p95_seconds=g.p95_s,
-            )
-            for g in breakdown_order(found.groups)
+            BreakdownGroup(key=g.key, label=g.label, **_statistics(g)) for g in breakdown_order(found.groups)
         ],
         data_as_of=found.data_as_of,
         clock=query.clock,
@@ -358,16 +356,7 @@ async def get_series(query: GetSeries, *, db: Database) -> EscalationSeriesRead:
         period=query.period,
         tz=query.tz,
         days=[
-            SeriesDay(
-                date=day,
-                n_handoffs_claimed=s.n_claimed,
-                n_handoffs_with_action=s.n_with_action,
-                avg_seconds=s.avg_s,
-                median_seconds=s.median_s,
-                p95_seconds=s.p95_s,
-            )
-            for i, (day, _) in enumerate(days)
-            for s in [found.days.get(i, empty)]
+            SeriesDay(date=day, **_statistics(found.days.get(i, empty))) for i, (day, _) in enumerate(days)
         ],
         histogram=Histogram(
             bounds_seconds=list(HISTOGRAM_BOUNDS_SECONDS),

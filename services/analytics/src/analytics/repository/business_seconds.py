@@ -38,30 +38,29 @@ _OPEN_CLAIMS = """
 _COUNTED = """h.account_id = $1 AND h.effective_claimed_at IS NOT NULL
           AND h.effective_claimed_at >= $2 AND h.effective_claimed_at <= $3"""
 _SLOWEST = f"""
-    SELECT s.version AS schedule_version, (
-        SELECT count(*) FROM handoffs AS h
-        WHERE {_COUNTED} AND h.delta_s IS NOT NULL AND h.business_version < s.version
-    ) AS n_pending,
-    (SELECT count(*) FROM handoffs AS h WHERE {_COUNTED}) AS total,
-    ARRAY(
+    SELECT s.version AS schedule_version, w.*, ARRAY(
         SELECT ROW(c.handoff_id, c.session_id, t.tree_id, c.priority, c.claimed_by, c.effective_claimed_at,
                    c.first_action_at,
                    CASE WHEN c.first_action_at = c.first_human_at THEN 'human'
                         WHEN c.first_action_at = c.first_ai_at THEN 'ai' END,
                    c.business_delta_s, NULL::double precision)
         FROM (
-            SELECT h.* FROM handoffs AS h WHERE {_COUNTED} AND h.business_delta_s IS NOT NULL
+            SELECT h.handoff_id FROM handoffs AS h WHERE {_COUNTED} AND h.business_delta_s IS NOT NULL
             ORDER BY h.business_delta_s DESC, h.handoff_id LIMIT $4
-        ) AS c
+        ) AS top
+        JOIN handoffs AS c ON c.handoff_id = top.handoff_id
         LEFT JOIN session_trees AS t ON t.account_id = $1 AND t.session_id = c.session_id
         ORDER BY c.business_delta_s DESC, c.handoff_id
-    ) AS acted,
-    ARRAY(SELECT h.handoff_id FROM handoffs AS h WHERE {_COUNTED} AND h.delta_s IS NULL ORDER BY 1) AS open_ids,
-    ARRAY(
-        SELECT EXTRACT(EPOCH FROM h.effective_claimed_at)::double precision FROM handoffs AS h
-        WHERE {_COUNTED} AND h.delta_s IS NULL ORDER BY h.handoff_id
-    ) AS open_claimed_s
+    ) AS acted
     FROM (SELECT (SELECT version FROM business_hours WHERE account_id = $1) AS version) AS s
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS total,
+               count(*) FILTER (WHERE h.delta_s IS NOT NULL AND h.business_version < s.version) AS n_pending,
+               COALESCE(array_agg(h.handoff_id) FILTER (WHERE h.delta_s IS NULL), '{{}}') AS open_ids,
+               COALESCE(array_agg(EXTRACT(EPOCH FROM h.effective_claimed_at)::double precision)
+                        FILTER (WHERE h.delta_s IS NULL), '{{}}') AS open_claimed_s
+        FROM handoffs AS h WHERE {_COUNTED}
+    ) AS w
 """
 _OPEN_LINES = """
     SELECT ARRAY(

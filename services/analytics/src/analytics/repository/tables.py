@@ -81,6 +81,7 @@ handoffs = sa.Table(
             "business_delta_s",
             "business_human_delta_s",
             "business_ai_delta_s",
+            "handoff_id",
         ],
         postgresql_where=sa.text("effective_claimed_at IS NOT NULL"),
     ),
