@@ -105,13 +105,15 @@ def business_history(acc: Any, rng: Random) -> list[Event]:
     return events
 
 
-def reference(events: list[Event], acc: Any, insights: Any, start: datetime, end: datetime) -> list[Any]:
+def reference(
+    events: list[Event], acc: Any, insights: Any, start: datetime, end: datetime, schedule: dict[str, Any] = SCHEDULE
+) -> list[Any]:
     """The counted handoffs (section 5/7's own reading), each delta replaced by its business seconds."""
     counted = insights.counted(events, acc, start, end)
-    return [replace(c, delta=business(c.claimed_at, c.first_action_at)) for c in counted]
+    return [replace(c, delta=business(c.claimed_at, c.first_action_at, schedule)) for c in counted]
 
 
-def by_actor(events: list[Event], counted: list[Any], actor: str) -> list[float]:
+def by_actor(events: list[Event], counted: list[Any], actor: str, schedule: dict[str, Any] = SCHEDULE) -> list[float]:
     out = []
     for c in counted:
         times = [
@@ -121,11 +123,11 @@ def by_actor(events: list[Event], counted: list[Any], actor: str) -> list[float]
             and e.actor_type == actor
         ]
         if times:
-            out.append(business(c.claimed_at, min(times)))
+            out.append(business(c.claimed_at, min(times), schedule))
     return out
 
 
-def reference_items(counted: list[Any], order: str) -> list[dict[str, Any]]:
+def reference_items(counted: list[Any], order: str, schedule: dict[str, Any] = SCHEDULE) -> list[dict[str, Any]]:
     rows = [
         {
             "handoff_id": c.handoff_id,
@@ -137,7 +139,7 @@ def reference_items(counted: list[Any], order: str) -> list[dict[str, Any]]:
             "first_action_at": c.first_action_at,
             "first_actor_type": c.first_actor_type,
             "delta_seconds": c.delta,
-            "waiting_seconds": business(c.claimed_at, NOW) if c.first_action_at is None else None,
+            "waiting_seconds": business(c.claimed_at, NOW, schedule) if c.first_action_at is None else None,
         }
         for c in counted
     ]
@@ -176,18 +178,32 @@ async def test_every_answer_in_business_hours_matches_a_minute_by_minute_count(e
     assert sum(c.delta is not None and c.delta > 0 for c in counted_30) >= 5
     assert sum(c.first_action_at is None for c in counted_30) >= 3
 
+    await check_business_answers(gateway, insights, acc.account_id, events, version)
+
+
+async def check_business_answers(
+    gateway: Any,
+    insights: Any,
+    account_id: uuid.UUID,
+    events: list[Event],
+    version: int,
+    schedule: dict[str, Any] = SCHEDULE,
+) -> None:
+    """Every clock=business answer (section 5 at each period, every breakdown, both drill-down orders page by page
+    and as CSV, the series in two zones) against the minute-by-minute count with `schedule`, named `version`."""
+    counted_30 = reference(events, account_id, insights, NOW - timedelta(days=30), NOW, schedule)
     # Section 5 answer, every period.
     for period, days in (("7d", 7), ("30d", 30), ("90d", 90)):
-        body = await gateway.ok("", acc.account_id, period=period, clock="business")
+        body = await gateway.ok("", account_id, period=period, clock="business")
         assert (body["clock"], body["schedule_version"]) == ("business", version)
         assert datetime.fromisoformat(body["window_end"]) == NOW
-        counted = reference(events, acc.account_id, insights, NOW - timedelta(days=days), NOW)
+        counted = reference(events, account_id, insights, NOW - timedelta(days=days), NOW, schedule)
         assert body["n_handoffs_claimed"] == len(counted)
         insights.assert_stats_match(body, _stats([c.delta for c in counted if c.delta is not None]))
         for actor in ("human", "ai"):
-            expected = _stats(by_actor(events, counted, actor))
+            expected = _stats(by_actor(events, counted, actor, schedule))
             insights.assert_stats_match(body["by_first_actor"][actor], expected)
-        wall = await gateway.ok("", acc.account_id, period=period)
+        wall = await gateway.ok("", account_id, period=period)
         assert (wall["clock"], wall["schedule_version"]) == ("wall", None)
         assert body["avg_seconds"] < wall["avg_seconds"]  # nights, weekends and the holiday are not counted
         assert body["excluded"] == wall["excluded"]
@@ -195,22 +211,22 @@ async def test_every_answer_in_business_hours_matches_a_minute_by_minute_count(e
 
     # Breakdown, every grouping.
     for by in ("tree", "category", "priority", "claimer"):
-        body = await gateway.ok("/breakdown", acc.account_id, period="30d", by=by, clock="business")
+        body = await gateway.ok("/breakdown", account_id, period="30d", by=by, clock="business")
         assert (body["clock"], body["schedule_version"]) == ("business", version)
         insights.assert_groups_match(body["groups"], insights.breakdown(counted_30, by))
 
     # Drill-down: both orders, every page, and the CSV.
     for order in ("slowest", "newest"):
-        want = reference_items(counted_30, order)
+        want = reference_items(counted_30, order, schedule)
         got: list[dict[str, Any]] = []
         for offset in range(0, len(want) + 1, 7):
             page = await gateway.ok(
-                "/handoffs", acc.account_id, period="30d", order=order, limit=7, offset=offset, clock="business"
+                "/handoffs", account_id, period="30d", order=order, limit=7, offset=offset, clock="business"
             )
             assert (page["clock"], page["schedule_version"], page["total"]) == ("business", version, len(want))
             got += page["items"]
         assert [parse_item(g) for g in got] == want
-        r = await gateway.get("/handoffs", acc.account_id, period="30d", order=order, format="csv", clock="business")
+        r = await gateway.get("/handoffs", account_id, period="30d", order=order, format="csv", clock="business")
         assert r.status_code == 200, r.text
         rows = list(csv.DictReader(io.StringIO(r.text)))
         assert [row["handoff_id"] for row in rows] == [str(w["handoff_id"]) for w in want]
@@ -220,7 +236,7 @@ async def test_every_answer_in_business_hours_matches_a_minute_by_minute_count(e
 
     # Series in the schedule's zone and another, with the histogram of business deltas.
     for tz in (ZONE, "Asia/Tokyo"):
-        body = await gateway.ok("/series", acc.account_id, period="30d", tz=tz, clock="business")
+        body = await gateway.ok("/series", account_id, period="30d", tz=tz, clock="business")
         assert (body["clock"], body["schedule_version"]) == ("business", version)
         expected = insights.series(counted_30, NOW - timedelta(days=30), NOW, tz)
         assert [d["date"] for d in body["days"]] == [d["date"] for d in expected["days"]]
@@ -228,6 +244,7 @@ async def test_every_answer_in_business_hours_matches_a_minute_by_minute_count(e
             assert got_day["n_handoffs_claimed"] == want_day["n_handoffs_claimed"], (got_day, want_day)
             insights.assert_stats_match(got_day, want_day)
         assert body["histogram"] == expected["histogram"]
+
 
 
 def _stats(deltas: list[Any]) -> dict[str, Any]:

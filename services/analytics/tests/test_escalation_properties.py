@@ -1,18 +1,21 @@
 """Property: random histories, delivered through real Kafka shuffled and duplicated, give the documented numbers
-(section 5, and section 7's breakdown and daily series)."""
+(section 5, and section 7's breakdown and daily series), on the wall clock and in business hours."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from random import Random
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rf_contracts import Event
+from analytics.recompute import BusinessRecompute
+from rf_contracts import Event, StepCreated
 
 
 @dataclass(frozen=True)
@@ -126,11 +129,22 @@ async def section_7(env, account_id: uuid.UUID, path: str, **params: str) -> dic
     return body
 
 
-def assert_series_matches(insights, events, account_id, series, before, after, period: timedelta, tz: str) -> None:
-    """The series answers for one instant between before and after: it matches the reference at one of them."""
+def assert_series_matches(
+    insights,
+    events,
+    account_id,
+    series,
+    before,
+    after,
+    period: timedelta,
+    tz: str,
+    reprice: Callable[[list[Any]], list[Any]] = list,
+) -> None:
+    """The series answers for one instant between before and after: it matches the reference at one of them
+    (`reprice`: the counted handoffs with their deltas in business seconds)."""
     candidates = []
     for t in (before, after):
-        counted = insights.counted(events, account_id, t - period, t)
+        counted = reprice(insights.counted(events, account_id, t - period, t))
         candidates.append(insights.series(counted, t - period, t, tz))
     dates = [d["date"] for d in series["days"]]
     want = next((c for c in candidates if [d["date"] for d in c["days"]] == dates), None)
@@ -182,3 +196,126 @@ async def test_any_delivery_order_and_duplicates_give_the_spec_numbers(
             series = await section_7(env, account_id, "/series", period=period, tz=tz)
             after = datetime.now(UTC)
             assert_series_matches(insights, events, account_id, series, before, after, PERIODS[period], tz)
+
+    # In business hours: a schedule per account, the answers checked whatever the recompute loop has priced so far
+    # (the service's loop runs), then again after a pass of our own has priced everything.
+    for account_id in accounts:
+        r = await env.running.client.put(
+            "/api/v1/analytics/business-hours", json=SCHEDULE, headers=env.caller(account_id, "admin").headers
+        )
+        assert r.status_code == 200, r.text
+    recompute = BusinessRecompute(env.running.app.state.runtime.db, service="analytics", interval_s=3600, batch_size=3)
+    for _ in range(2):
+        for account_id in accounts:
+            await assert_business_answers(env, insights, events, account_id, by, tz)
+        await recompute.run_once()
+
+
+# Whole minutes and a holiday (US Thanksgiving 2026) in the zone that the histories' DST changes cross.
+SCHEDULE = {
+    "timezone": "America/New_York",
+    "week": {
+        "mon": [["09:00", "17:00"]],
+        "tue": [["09:00", "12:00"], ["13:00", "17:00"]],
+        "wed": [["09:00", "17:00"]],
+        "thu": [["09:00", "17:00"]],
+        "fri": [["09:00", "17:00"]],
+        "sat": [["10:00", "12:30"]],
+        "sun": [],
+    },
+    "holidays": ["2026-11-26"],
+}
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_ZONE = ZoneInfo(SCHEDULE["timezone"])
+_HOLIDAYS = {date.fromisoformat(d) for d in SCHEDULE["holidays"]}
+
+
+def _open(minute: datetime) -> bool:
+    local = minute.astimezone(_ZONE)
+    if local.date() in _HOLIDAYS:
+        return False
+    clock = f"{local.hour:02d}:{local.minute:02d}"
+    return any(opens <= clock < closes for opens, closes in SCHEDULE["week"][_WEEKDAYS[local.weekday()]])
+
+
+_PRICED: dict[tuple[datetime, datetime], float] = {}
+
+
+def business_seconds(start: datetime, end: datetime) -> float:
+    """Section 7's words, minute by minute: the part of [start, end] in each UTC minute whose local wall-clock time
+    is open (the schedule's times are whole minutes, and so are the zone's offsets: a minute is open or not)."""
+    if (start, end) not in _PRICED:
+        total = timedelta(0)
+        minute = start.replace(second=0, microsecond=0)
+        while minute < end:
+            following = minute + timedelta(minutes=1)
+            if _open(minute):
+                total += min(end, following) - max(start, minute)
+            minute = following
+        _PRICED[start, end] = max(0.0, total.total_seconds())
+    return _PRICED[start, end]
+
+
+def in_business_hours(counted: Sequence[Any]) -> list[Any]:
+    return [
+        replace(c, delta=None if c.first_action_at is None else business_seconds(c.claimed_at, c.first_action_at))
+        for c in counted
+    ]
+
+
+def first_of_kind(events: Sequence[Event], counted: Sequence[Any], actor: str) -> list[float]:
+    out = []
+    for c in counted:
+        times = [
+            e.created_at
+            for e in events
+            if isinstance(e, StepCreated) and e.session_id == c.session_id and e.created_at >= c.claimed_at
+            and e.actor_type == actor
+        ]
+        if times:
+            out.append(business_seconds(c.claimed_at, min(times)))
+    return out
+
+
+async def assert_business_answers(env, insights, events, account_id, by: str, tz: str) -> None:
+    for period in ("7d", "30d", "90d"):
+        answer = await section_7(env, account_id, "", period=period, clock="business")
+        assert (answer["clock"], answer["schedule_version"]) == ("business", 1)
+        start, end = window(answer)
+        counted = in_business_hours(insights.counted(events, account_id, start, end))
+        assert answer["n_handoffs_claimed"] == len(counted)
+        insights.assert_stats_match(answer, stats([c.delta for c in counted if c.delta is not None]))
+        for actor in ("human", "ai"):
+            insights.assert_stats_match(answer["by_first_actor"][actor], stats(first_of_kind(events, counted, actor)))
+        breakdown = await section_7(env, account_id, "/breakdown", period=period, by=by, clock="business")
+        start, end = window(breakdown)
+        counted = in_business_hours(insights.counted(events, account_id, start, end))
+        insights.assert_groups_match(breakdown["groups"], insights.breakdown(counted, by))
+        before = datetime.now(UTC)
+        series = await section_7(env, account_id, "/series", period=period, tz=tz, clock="business")
+        after = datetime.now(UTC)
+        assert_series_matches(
+            insights, events, account_id, series, before, after, PERIODS[period], tz, reprice=in_business_hours
+        )
+
+
+def window(answer: dict[str, Any]) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(answer["window_start"]), datetime.fromisoformat(answer["window_end"])
+
+
+def stats(deltas: Sequence[float]) -> dict[str, Any]:
+    """n, mean, and the percentiles interpolated between closest ranks (numpy's default)."""
+    ordered = sorted(deltas)
+
+    def percentile(q: float) -> float:
+        rank = (len(ordered) - 1) * q
+        low = int(rank)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (rank - low) * (ordered[high] - ordered[low])
+
+    return {
+        "n_handoffs_with_action": len(ordered),
+        "avg_seconds": sum(ordered) / len(ordered) if ordered else None,
+        "median_seconds": percentile(0.5) if ordered else None,
+        "p95_seconds": percentile(0.95) if ordered else None,
+    }

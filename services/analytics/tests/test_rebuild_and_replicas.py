@@ -14,8 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from analytics.consumers import TOPICS
+from analytics.handlers import recompute_business_seconds
 from analytics.main import create_app
 from analytics.rebuild import rebuild
+from analytics.repository import BusinessSecondsQueries
 from rf_contracts import Event, topics
 from rf_testsupport import RunningApp, wait_until
 
@@ -108,20 +110,77 @@ async def test_rebuild_from_the_topics_reproduces_the_same_answers(env, history,
     assert any(a["excluded"]["released"] > 0 for a in ninety)
     assert any(a["excluded"]["unclaimed"] > a["excluded"]["released"] for a in ninety)
     rows_before = await read_model_rows(env.database_url)
+    # Business hours per account, every handoff priced for them: the clock=business answers to reproduce. The
+    # service's own recompute loop is held meanwhile, so that what prices the replayed handoffs is the rebuild.
+    loop = env.running.app.state.business_recompute
+    await loop.stop()
+    try:
+        for account_id in accounts:
+            r = await env.running.client.put(
+                "/api/v1/analytics/business-hours", json=SCHEDULE, headers=env.caller(account_id, "admin").headers
+            )
+            assert r.status_code == 200, r.text
+        await recompute_business_seconds(db=env.running.app.state.runtime.db, now=datetime.now(UTC), batch_size=50)
+        business_before = await business_answers(env, accounts)
 
-    # In-process, while the service keeps running (both apply to the idempotent read model).
-    report = await rebuild(env.settings(), batch_size=97)
+        # In-process, while the service keeps running (both apply to the idempotent read model).
+        report = await rebuild(env.settings(), batch_size=97)
 
-    assert report.invalid == 1
-    assert report.messages == len(delivered) + 1
-    assert report.applied == len(delivered)
-    after = await answers(env, accounts)
-    check_against_reference(spec, events, after)
-    for key, answer in before.items():
-        assert {k: v for k, v in after[key].items() if not k.startswith("window")} == {
-            k: v for k, v in answer.items() if not k.startswith("window")
-        }
-    assert await read_model_rows(env.database_url) == rows_before
+        assert report.invalid == 1
+        assert report.messages == len(delivered) + 1
+        assert report.applied == len(delivered)
+        after = await answers(env, accounts)
+        check_against_reference(spec, events, after)
+        for key, answer in before.items():
+            assert without_window(after[key]) == without_window(answer)
+        assert await read_model_rows(env.database_url) == rows_before
+        queries = BusinessSecondsQueries(env.running.app.state.runtime.db)
+        for account_id in accounts:
+            state = await queries.state(account_id=account_id, start=datetime(2000, 1, 1, tzinfo=UTC), end=FAR)
+            assert (state.schedule_version, state.n_pending) == (1, 0)  # the rebuild priced the replayed handoffs
+        business_after = await business_answers(env, accounts)
+        assert business_after.keys() == business_before.keys()
+        for key, answer in business_before.items():
+            assert without_window(business_after[key]) == without_window(answer), key
+    finally:
+        loop.start()
+
+
+FAR = datetime(2100, 1, 1, tzinfo=UTC)
+SCHEDULE = {
+    "timezone": "Europe/Berlin",
+    "week": {"mon": [["08:00", "12:00"], ["13:00", "18:00"]], "tue": [["08:00", "18:00"]], "wed": [["08:00", "18:00"]],
+             "thu": [["08:00", "18:00"]], "fri": [["08:00", "15:30"]], "sat": [], "sun": []},
+    "holidays": ["2026-12-25"],
+}
+
+
+def without_window(answer: dict) -> dict:
+    return {k: v for k, v in answer.items() if not k.startswith("window")}
+
+
+async def business_answers(env, accounts: list[uuid.UUID]) -> dict[tuple[uuid.UUID, str], dict]:
+    """Every insight with clock=business (the drill-down without waiting times: they grow with the clock)."""
+    out = {}
+    for account_id in accounts:
+        for path, params in (
+            ("", {"period": "90d"}),
+            ("/breakdown", {"period": "90d", "by": "tree"}),
+            ("/breakdown", {"period": "30d", "by": "claimer"}),
+            ("/series", {"period": "30d", "tz": "Europe/Berlin"}),
+            ("/handoffs", {"period": "90d", "order": "newest", "limit": 500}),
+        ):
+            r = await env.running.client.get(
+                f"/api/v1/analytics/flowpilot/escalations{path}",
+                params={**params, "clock": "business"},
+                headers=env.caller(account_id).headers,
+            )
+            assert r.status_code == 200, r.text
+            body = r.json()
+            for item in body.get("items", []):
+                item.pop("waiting_seconds")
+            out[account_id, path + str(sorted(params.items()))] = body
+    return out
 
 
 async def test_rebuild_command_runs_from_the_environment(env, history, spec) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from analytics.deps import Admin, Db, Engineer, Now
+from analytics.deps import Admin, Db, Engineer, Now, Recompute
 from analytics.handlers import (
     GetBreakdown,
     GetEscalationMetric,
@@ -129,7 +129,9 @@ async def get_business_hours(db: Db, principal: Engineer) -> BusinessHoursRead:
 
 
 @router.put("/business-hours", response_model=BusinessHoursRead)
-async def put_business_hours(body: BusinessHoursWrite, db: Db, principal: Admin) -> BusinessHoursRead:
+async def put_business_hours(
+    body: BusinessHoursWrite, db: Db, principal: Admin, recompute: Recompute
+) -> BusinessHoursRead:
     """Replace the account's business hours (admin); the next clock=business answer uses them."""
     command = SetBusinessHours(
         account_id=principal.account_id,
@@ -137,4 +139,4 @@ async def put_business_hours(body: BusinessHoursWrite, db: Db, principal: Admin)
         week=body.week.model_dump(),
         holidays=list(body.holidays),
     )
-    return await set_business_hours(command, db=db)
+    return await set_business_hours(command, db=db, on_change=recompute.wake if recompute else None)

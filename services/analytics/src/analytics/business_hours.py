@@ -203,3 +203,20 @@ def _open_wall_intervals(
                 if hi > lo:
                     yield lo, hi
         day += _DAY
+
+
+def price_spans(
+    schedule: Schedule, claimed: Sequence[float], *ends: Sequence[float | None], until: datetime
+) -> list[list[float | None]]:
+    """Open seconds from each claim (epoch seconds) to each of its ends (per column; None stays None), with one
+    `BusinessClock` over the spans, none counted past `until` (a bound on one absurd timestamp's clock build)."""
+    if not claimed:
+        return [[] for _ in ends]
+    latest = max((t for column in ends for t in column if t is not None), default=max(claimed))
+    start = datetime.fromtimestamp(min(claimed), UTC)
+    clock = BusinessClock(schedule, start, max(start, min(datetime.fromtimestamp(latest, UTC), until)))
+    at = clock.at_epoch
+    return [
+        [None if t is None else max(0.0, at(t) - at(c)) for c, t in zip(claimed, column, strict=True)]
+        for column in ends
+    ]

@@ -7,10 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from analytics.recompute import BusinessRecompute
 from rfkit.auth import Admin, Engineer
 from rfkit.db import Database
 
-__all__ = ["Admin", "Db", "Engineer", "Now"]
+__all__ = ["Admin", "Db", "Engineer", "Now", "Recompute"]
 
 
 def _database(request: Request) -> Database:
@@ -19,6 +20,15 @@ def _database(request: Request) -> Database:
 
 
 Db = Annotated[Database, Depends(_database)]
+
+
+def _recompute(request: Request) -> BusinessRecompute | None:
+    recompute: BusinessRecompute | None = getattr(request.app.state, "business_recompute", None)
+    return recompute
+
+
+# This replica's business-seconds recompute loop (None while the app's lifespan has not started it).
+Recompute = Annotated[BusinessRecompute | None, Depends(_recompute)]
 
 
 def now() -> datetime:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from analytics.business_hours import BusinessClock, parse_schedule
+from analytics.business_hours import BusinessClock, parse_schedule, price_spans
 from analytics.domain import (
     BusinessHoursNotSet,
     BusinessHoursRequired,
@@ -26,10 +26,16 @@ from analytics.domain import (
 )
 from analytics.repository import (
     ActorStats,
+    Breakdown,
+    BusinessSecondsQueries,
     ClaimRowQueries,
+    ClockState,
     EscalationQueries,
+    EscalationStats,
     HandoffLine,
+    HandoffLines,
     InsightQueries,
+    Series,
     StoredSchedule,
 )
 from analytics.uow import AnalyticsUnitOfWork
@@ -92,25 +98,38 @@ def _actor(stats: ActorStats) -> FirstActorStats:
     )
 
 
+def _statistics(s: GroupStats | EscalationStats) -> dict[str, Any]:
+    """Section 5's statistics fields, as every answer (and group, and day) carries them."""
+    return {
+        "n_handoffs_claimed": s.n_claimed,
+        "n_handoffs_with_action": s.n_with_action,
+        "avg_seconds": s.avg_s,
+        "median_seconds": s.median_s,
+        "p95_seconds": s.p95_s,
+    }
+
+
 async def get_escalation_metric(query: GetEscalationMetric, *, db: Database) -> EscalationMetricRead:
-    """The metric of docs/contract.md#the-escalation-metric for one account and period, read from the read model."""
+    """The metric of docs/contract.md#the-escalation-metric for one account and period, read from the read model
+    (clock=business: the stored business seconds, or the window priced now while they are not caught up)."""
     start, end = window(query.period, query.now)
-    stats = await EscalationQueries(db).escalation_stats(account_id=query.account_id, start=start, end=end)
-    if query.clock == "business":
-        return await _business_metric(query, stats.n_unclaimed, stats.n_released, db=db)
+    stats = await EscalationQueries(db).escalation_stats(
+        account_id=query.account_id, start=start, end=end, clock=query.clock
+    )
+    version = _schedule_version(stats.clock_state, query.clock)
+    if stats.clock_state.n_pending:
+        stats, version = await _priced_stats(query, stats, db=db)
     return EscalationMetricRead(
         period=query.period,
         window_start=start,
         window_end=end,
-        n_handoffs_claimed=stats.n_claimed,
-        n_handoffs_with_action=stats.n_with_action,
-        avg_seconds=stats.avg_s,
-        median_seconds=stats.median_s,
-        p95_seconds=stats.p95_s,
+        **_statistics(stats),
         by_first_actor=ByFirstActor(human=_actor(stats.by_actor["human"]), ai=_actor(stats.by_actor["ai"])),
         excluded=Excluded(unclaimed=stats.n_unclaimed, released=stats.n_released),
         metric_definition=METRIC_DEFINITION,
         data_as_of=stats.data_as_of,
+        clock=query.clock,
+        schedule_version=version,
     )
 
 
@@ -129,28 +148,24 @@ class GetBreakdown:
 
 
 async def get_breakdown(query: GetBreakdown, *, db: Database) -> EscalationBreakdownRead:
-    if query.clock == "business":
-        return await _business_breakdown(query, db=db)
     start, end = window(query.period, query.now)
-    found = await InsightQueries(db).breakdown(account_id=query.account_id, start=start, end=end, by=query.by)
+    found = await InsightQueries(db).breakdown(
+        account_id=query.account_id, start=start, end=end, by=query.by, clock=query.clock
+    )
+    version = _schedule_version(found.clock_state, query.clock)
+    if found.clock_state.n_pending:
+        found, version = await _priced_breakdown(query, db=db)
     return EscalationBreakdownRead(
         period=query.period,
         window_start=start,
         window_end=end,
         by=query.by,
         groups=[
-            BreakdownGroup(
-                key=g.key,
-                label=g.label,
-                n_handoffs_claimed=g.n_claimed,
-                n_handoffs_with_action=g.n_with_action,
-                avg_seconds=g.avg_s,
-                median_seconds=g.median_s,
-                p95_seconds=g.p95_s,
-            )
-            for g in breakdown_order(found.groups)
+            BreakdownGroup(key=g.key, label=g.label, **_statistics(g)) for g in breakdown_order(found.groups)
         ],
         data_as_of=found.data_as_of,
+        clock=query.clock,
+        schedule_version=version,
     )
 
 
@@ -186,44 +201,128 @@ def _item(line: HandoffLine) -> EscalationHandoff:
 
 
 async def list_handoffs(query: ListHandoffs, *, db: Database) -> EscalationHandoffPage:
-    if query.clock == "business":
-        return await _business_page(query, db=db)
     start, end = window(query.period, query.now)
-    found = await InsightQueries(db).handoff_page(
-        account_id=query.account_id,
-        start=start,
-        end=end,
-        now=query.now,
-        order=query.order,
+    if query.clock == "business" and query.order == "slowest":
+        found, version = await _business_slowest(query, db=db)
+    else:
+        found = await InsightQueries(db).handoff_page(
+            account_id=query.account_id,
+            start=start,
+            end=end,
+            now=query.now,
+            order=query.order,
+            limit=query.limit,
+            offset=query.offset,
+            clock=query.clock,
+        )
+        version = _schedule_version(found.clock_state, query.clock)
+        # clock=business: the open claims' waiting time runs to now, so it is priced here (the page's few rows).
+        if query.clock == "business" and (
+            found.clock_state.n_pending or any(line.delta_s is None for line in found.items)
+        ):
+            waiting = await _waiting_clock(query, version, db=db) if found.clock_state.n_pending == 0 else None
+            if waiting is None:
+                found, version = await _priced_page(query, db=db)
+            else:
+                items = [waiting.price(line) if line.delta_s is None else line for line in found.items]
+                found = HandoffLines(items, found.total)
+    return EscalationHandoffPage(
+        items=[_item(line) for line in found.items],
+        total=found.total,
         limit=query.limit,
         offset=query.offset,
+        clock=query.clock,
+        schedule_version=version,
     )
-    return EscalationHandoffPage(
-        items=[_item(line) for line in found.items], total=found.total, limit=query.limit, offset=query.offset
+
+
+async def _business_slowest(query: ListHandoffs, *, db: Database) -> tuple[HandoffLines, int | None]:
+    """`slowest` with the business clock: the stored deltas' top rows merged with the open claims, whose business
+    waiting time is priced now (every open claim's, from two plain arrays; whole rows only for those on the page)."""
+    start, end = window(query.period, query.now)
+    queries = BusinessSecondsQueries(db)
+    wanted = query.offset + query.limit
+    found = await queries.slowest_candidates(account_id=query.account_id, start=start, end=end, acted=wanted)
+    version = _schedule_version(found.clock_state, query.clock)
+    if found.clock_state.n_pending:
+        return await _priced_page(query, db=db)
+    ranked: list[tuple[float, UUID, HandoffLine | None]] = [
+        (-(line.delta_s or 0.0), line.handoff_id, line) for line in found.acted
+    ]
+    if found.open_ids:
+        waiting = await _waiting_clock(query, version, db=db)
+        if waiting is None:
+            return await _priced_page(query, db=db)
+        at = waiting.clock.at_epoch
+        now_open = at(waiting.now_s)
+        for handoff_id, claimed_s in zip(found.open_ids, found.open_claimed_s, strict=True):
+            ranked.append((-max(0.0, now_open - at(claimed_s)), handoff_id, None))
+    ranked.sort(key=lambda r: (r[0], r[1]))
+    page = ranked[query.offset : query.offset + query.limit]
+    waits = {handoff_id: -key for key, handoff_id, line in page if line is None}
+    opened = (
+        {
+            line.handoff_id: replace(line, waiting_s=waits[line.handoff_id])
+            for line in await queries.open_lines(account_id=query.account_id, handoff_ids=sorted(waits))
+        }
+        if waits
+        else {}
     )
+    return HandoffLines([line or opened[i] for _, i, line in page], found.total), version
+
+
+def _slowest(line: HandoffLine) -> tuple[float, UUID]:
+    """Section 7's `slowest`: delta (or waiting time) descending, then handoff_id ascending."""
+    value = line.delta_s if line.delta_s is not None else line.waiting_s
+    return -(value or 0.0), line.handoff_id
 
 
 async def export_handoffs(query: ListHandoffs, *, db: Database) -> AsyncIterator[str]:
     """Every counted handoff (paging ignored) as CSV text, produced while it is sent. Awaited before the answer
     starts, so that a refusal (clock=business without a schedule) is still an error answer."""
-    if query.clock == "business":
-        return csv_document(DRILL_DOWN_FIELDS, _rows_of((await _business_lines(query, db=db)).lines))
     start, end = window(query.period, query.now)
+    waiting: _Waiting | None = None
+    opened: list[HandoffLine] = []
+    if query.clock == "business":
+        state = await BusinessSecondsQueries(db).state(account_id=query.account_id, start=start, end=end)
+        version = _schedule_version(state, query.clock)
+        waiting = await _waiting_clock(query, version, db=db) if state.n_pending == 0 else None
+        if waiting is None:
+            return csv_document(DRILL_DOWN_FIELDS, _rows_of((await _business_lines(query, db=db)).lines))
+        if query.order == "slowest":
+            found = await BusinessSecondsQueries(db).open_claims(account_id=query.account_id, start=start, end=end)
+            opened = sorted((waiting.price(line) for line in found), key=_slowest)
     lines = InsightQueries(db).all_handoffs(
-        account_id=query.account_id, start=start, end=end, now=query.now, order=query.order
+        account_id=query.account_id, start=start, end=end, now=query.now, order=query.order, clock=query.clock
     )
 
     async def rows() -> AsyncIterator[tuple[object, ...]]:
+        pending = iter(opened)
+        following = next(pending, None)
         async for line in lines:
+            if waiting is not None and line.delta_s is None:
+                if opened:
+                    continue  # an open claim: it comes from `opened`, in its business place
+                line = waiting.price(line)
+            while following is not None and _slowest(following) < _slowest(line):
+                yield _row(following)
+                following = next(pending, None)
             # Not dataclasses.astuple: it deep-copies every value, a cost per row of a download of every row.
-            yield tuple(getattr(line, name) for name in _LINE_FIELDS)
+            yield _row(line)
+        while following is not None:
+            yield _row(following)
+            following = next(pending, None)
 
     return csv_document(DRILL_DOWN_FIELDS, rows())
 
 
+def _row(line: HandoffLine) -> tuple[object, ...]:
+    return tuple(getattr(line, name) for name in _LINE_FIELDS)
+
+
 async def _rows_of(lines: Sequence[HandoffLine]) -> AsyncIterator[tuple[object, ...]]:
     for line in lines:
-        yield tuple(getattr(line, name) for name in _LINE_FIELDS)
+        yield _row(line)
 
 
 @dataclass(frozen=True)
@@ -239,8 +338,6 @@ class GetSeries:
 
 async def get_series(query: GetSeries, *, db: Database) -> EscalationSeriesRead:
     tz = zone(query.tz)  # first: an unknown zone is refused before any work
-    if query.clock == "business":
-        return await _business_series(query, db=db)
     start, end = window(query.period, query.now)
     days = local_days(start, end, tz)
     found = await InsightQueries(db).series(
@@ -249,28 +346,25 @@ async def get_series(query: GetSeries, *, db: Database) -> EscalationSeriesRead:
         end=end,
         day_starts=[begins for _, begins in days],
         bounds=[float(b) for b in HISTOGRAM_BOUNDS_SECONDS],
+        clock=query.clock,
     )
+    version = _schedule_version(found.clock_state, query.clock)
+    if found.clock_state.n_pending:
+        found, version = await _priced_series(query, [begins for _, begins in days], db=db)
     empty = GroupStats(None, None, 0, 0, None, None, None)
     return EscalationSeriesRead(
         period=query.period,
         tz=query.tz,
         days=[
-            SeriesDay(
-                date=day,
-                n_handoffs_claimed=s.n_claimed,
-                n_handoffs_with_action=s.n_with_action,
-                avg_seconds=s.avg_s,
-                median_seconds=s.median_s,
-                p95_seconds=s.p95_s,
-            )
-            for i, (day, _) in enumerate(days)
-            for s in [found.days.get(i, empty)]
+            SeriesDay(date=day, **_statistics(found.days.get(i, empty))) for i, (day, _) in enumerate(days)
         ],
         histogram=Histogram(
             bounds_seconds=list(HISTOGRAM_BOUNDS_SECONDS),
             counts=[found.histogram.get(i, 0) for i in range(len(HISTOGRAM_BOUNDS_SECONDS))],
         ),
         data_as_of=found.data_as_of,
+        clock=query.clock,
+        schedule_version=version,
     )
 
 
@@ -297,12 +391,17 @@ def _schedule_read(stored: StoredSchedule) -> BusinessHoursRead:
     )
 
 
-async def set_business_hours(cmd: SetBusinessHours, *, db: Database) -> BusinessHoursRead:
+async def set_business_hours(
+    cmd: SetBusinessHours, *, db: Database, on_change: Callable[[], None] | None = None
+) -> BusinessHoursRead:
+    """`on_change`: told after the commit (the recompute loop starts pricing for the new version)."""
     parse_schedule(cmd.timezone, cmd.week, cmd.holidays)  # InvalidSchedule (422) names the first problem
     async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
         stored = await uow.business_hours.replace(
             account_id=cmd.account_id, timezone=cmd.timezone, week=cmd.week, holidays=cmd.holidays
         )
+    if on_change is not None:
+        on_change()
     return _schedule_read(stored)
 
 
@@ -355,7 +454,9 @@ async def _business(
     found = await ClaimRowQueries(db).counted(
         account_id=account_id, start=start, end=end, columns=wanted, tree_labels=labels
     )
-    latest = max((t for t in found.columns["first_s"] if t is not None), default=end.timestamp())
+    # Every instant a delta is priced to (a first human or ai step may come after the first action, past `now`).
+    instants = [found.columns[c] for c in ("first_s", "human_s", "ai_s") if c in found.columns]
+    latest = max((t for column in instants for t in column if t is not None), default=end.timestamp())
     clock_end = min(max(end, datetime.fromtimestamp(latest, UTC)), end + FUTURE_HORIZON)
     b = _Business(
         found.n,
@@ -375,46 +476,45 @@ def _with_action(deltas: Sequence[float | None]) -> list[float]:
     return [d for d in deltas if d is not None]
 
 
-def _first_actor(stats: DeltaStats) -> FirstActorStats:
-    return FirstActorStats(
-        n_handoffs_with_action=stats.n, avg_seconds=stats.avg_s, median_seconds=stats.median_s, p95_seconds=stats.p95_s
-    )
+def _actor_stats(stats: DeltaStats) -> ActorStats:
+    return ActorStats(stats.n, stats.avg_s, stats.median_s, stats.p95_s)
 
 
-async def _business_metric(
-    query: GetEscalationMetric, n_unclaimed: int, n_released: int, *, db: Database
-) -> EscalationMetricRead:
+def _schedule_version(state: ClockState, clock: Clock) -> int | None:
+    """The version a business answer used (None for wall); refuses clock=business without a schedule."""
+    if clock == "business" and state.schedule_version is None:
+        raise BusinessHoursRequired("clock=business needs the account's business hours: an admin sets them first")
+    return state.schedule_version
+
+
+async def _priced_stats(
+    query: GetEscalationMetric, stored: EscalationStats, *, db: Database
+) -> tuple[EscalationStats, int]:
+    """The section 5 statistics in business seconds priced now (the exclusions involve no delta: as stored)."""
     b = await _business(query.account_id, query.period, query.now, db=db, columns=("human_s", "ai_s"))
-    start, end = window(query.period, query.now)
     overall = delta_stats(_with_action(b.deltas))
-    human = delta_stats(_with_action(b.since_claim("human_s")))
-    ai = delta_stats(_with_action(b.since_claim("ai_s")))
-    return EscalationMetricRead(
-        period=query.period,
-        window_start=start,
-        window_end=end,
-        n_handoffs_claimed=b.n,
-        n_handoffs_with_action=overall.n,
-        avg_seconds=overall.avg_s,
-        median_seconds=overall.median_s,
-        p95_seconds=overall.p95_s,
-        by_first_actor=ByFirstActor(human=_first_actor(human), ai=_first_actor(ai)),
-        excluded=Excluded(unclaimed=n_unclaimed, released=n_released),
-        metric_definition=METRIC_DEFINITION,
+    by_actor = {a: _actor_stats(delta_stats(_with_action(b.since_claim(f"{a}_s")))) for a in ("human", "ai")}
+    stats = EscalationStats(
+        n_claimed=b.n,
+        n_with_action=overall.n,
+        avg_s=overall.avg_s,
+        median_s=overall.median_s,
+        p95_s=overall.p95_s,
         data_as_of=b.data_as_of,
-        clock="business",
-        schedule_version=b.version,
+        by_actor=by_actor,
+        n_unclaimed=stored.n_unclaimed,
+        n_released=stored.n_released,
     )
+    return stats, b.version
 
 
 # by -> the column that keys the group
 _GROUP_COLUMN = {"tree": "tree_id", "category": "tree_category", "priority": "priority", "claimer": "claimed_by"}
 
 
-async def _business_breakdown(query: GetBreakdown, *, db: Database) -> EscalationBreakdownRead:
+async def _priced_breakdown(query: GetBreakdown, *, db: Database) -> tuple[Breakdown, int]:
     column = _GROUP_COLUMN[query.by]
     b = await _business(query.account_id, query.period, query.now, db=db, columns=(column,), labels=query.by == "tree")
-    start, end = window(query.period, query.now)
     members: dict[Any, list[float | None]] = {}
     for key, delta in zip(b.columns[column], b.deltas, strict=True):
         members.setdefault(key, []).append(delta)
@@ -423,27 +523,7 @@ async def _business_breakdown(query: GetBreakdown, *, db: Database) -> Escalatio
         text = None if key is None else str(key)
         label = b.tree_labels.get(key) if query.by == "tree" and key is not None else text
         groups.append(group_stats(text, label, len(deltas), _with_action(deltas)))
-    return EscalationBreakdownRead(
-        period=query.period,
-        window_start=start,
-        window_end=end,
-        by=query.by,
-        groups=[
-            BreakdownGroup(
-                key=g.key,
-                label=g.label,
-                n_handoffs_claimed=g.n_claimed,
-                n_handoffs_with_action=g.n_with_action,
-                avg_seconds=g.avg_s,
-                median_seconds=g.median_s,
-                p95_seconds=g.p95_s,
-            )
-            for g in breakdown_order(groups)
-        ],
-        data_as_of=b.data_as_of,
-        clock="business",
-        schedule_version=b.version,
-    )
+    return Breakdown(groups, b.data_as_of), b.version
 
 
 @dataclass(frozen=True)
@@ -465,7 +545,7 @@ _LINE_COLUMNS = (
 
 
 async def _business_lines(query: ListHandoffs, *, db: Database) -> _BusinessLines:
-    """Every counted handoff with business delta and waiting time, in the drill-down's order."""
+    """Every counted handoff with business delta and waiting time priced now, in the drill-down's order."""
     b = await _business(query.account_id, query.period, query.now, db=db, columns=_LINE_COLUMNS)
     at = b.clock.at_epoch
     now_open = at(b.now_s)
@@ -485,49 +565,84 @@ async def _business_lines(query: ListHandoffs, *, db: Database) -> _BusinessLine
     return _BusinessLines(lines, b.version)
 
 
-async def _business_page(query: ListHandoffs, *, db: Database) -> EscalationHandoffPage:
+async def _priced_page(query: ListHandoffs, *, db: Database) -> tuple[HandoffLines, int]:
     found = await _business_lines(query, db=db)
-    page = found.lines[query.offset : query.offset + query.limit]
-    return EscalationHandoffPage(
-        items=[_item(line) for line in page],
-        total=len(found.lines),
-        limit=query.limit,
-        offset=query.offset,
-        clock="business",
-        schedule_version=found.version,
-    )
+    return HandoffLines(found.lines[query.offset : query.offset + query.limit], len(found.lines)), found.version
 
 
-async def _business_series(query: GetSeries, *, db: Database) -> EscalationSeriesRead:
-    tz = zone(query.tz)
-    b = await _business(query.account_id, query.period, query.now, db=db)
+@dataclass(frozen=True)
+class _Waiting:
+    """Prices the open claims' waiting time (open seconds from the claim to now) with the current schedule."""
+
+    clock: BusinessClock
+    now_s: float
+
+    def price(self, line: HandoffLine) -> HandoffLine:
+        at = self.clock.at_epoch
+        return replace(line, waiting_s=max(0.0, at(self.now_s) - at(line.claimed_at.timestamp())))
+
+
+async def _waiting_clock(query: ListHandoffs, version: int | None, *, db: Database) -> _Waiting | None:
+    """The clock of the answer's window up to now, with the schedule of `version`; None when the schedule changed
+    since (the caller prices the whole window again)."""
+    async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
+        stored = await uow.business_hours.get(account_id=query.account_id)
+    if stored is None or stored.version != version:
+        return None
     start, end = window(query.period, query.now)
-    days = local_days(start, end, tz)
-    day_starts = [begins.timestamp() for _, begins in days]
+    schedule = parse_schedule(stored.timezone, stored.week, stored.holidays)
+    return _Waiting(BusinessClock(schedule, start, end), end.timestamp())
+
+
+async def _priced_series(query: GetSeries, day_starts: list[datetime], *, db: Database) -> tuple[Series, int]:
+    b = await _business(query.account_id, query.period, query.now, db=db)
+    starts = [begins.timestamp() for begins in day_starts]
     per_day: dict[int, list[float | None]] = {}
-    counts = [0] * len(HISTOGRAM_BOUNDS_SECONDS)
+    counts: dict[int, int] = {}
     for claimed_s, delta in zip(b.columns["claimed_s"], b.deltas, strict=True):
-        per_day.setdefault(bisect_right(day_starts, claimed_s) - 1, []).append(delta)
+        per_day.setdefault(bisect_right(starts, claimed_s) - 1, []).append(delta)
         if delta is not None:
-            counts[bisect_right(HISTOGRAM_BOUNDS_SECONDS, delta) - 1] += 1
-    return EscalationSeriesRead(
-        period=query.period,
-        tz=query.tz,
-        days=[
-            SeriesDay(
-                date=day,
-                n_handoffs_claimed=s.n_claimed,
-                n_handoffs_with_action=s.n_with_action,
-                avg_seconds=s.avg_s,
-                median_seconds=s.median_s,
-                p95_seconds=s.p95_s,
-            )
-            for i, (day, _) in enumerate(days)
-            for ds in [per_day.get(i, [])]
-            for s in [group_stats(None, None, len(ds), _with_action(ds))]
-        ],
-        histogram=Histogram(bounds_seconds=list(HISTOGRAM_BOUNDS_SECONDS), counts=counts),
-        data_as_of=b.data_as_of,
-        clock="business",
-        schedule_version=b.version,
-    )
+            bucket = bisect_right(HISTOGRAM_BOUNDS_SECONDS, delta) - 1
+            counts[bucket] = counts.get(bucket, 0) + 1
+    days = {i: group_stats(None, None, len(ds), _with_action(ds)) for i, ds in per_day.items()}
+    return Series(days, counts, b.data_as_of), b.version
+
+
+# ---- Business seconds stored per handoff: the recompute loop's unit of work ------------------------------------
+
+
+async def recompute_business_seconds(*, db: Database, now: datetime, batch_size: int) -> int:
+    """One pass: prices every acted-on handoff whose stored business seconds are not of its account's current
+    schedule, in batches of `batch_size` (each its own transaction, its rows locked and skipped by any other
+    replica's pass), one schedule parsed per account. Returns the handoffs this pass priced."""
+    async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
+        accounts = await uow.business_seconds.accounts_with_work_all_accounts()
+    priced = 0
+    for account in accounts:
+        stored = account.schedule
+        schedule = parse_schedule(stored.timezone, stored.week, stored.holidays)
+        while True:
+            async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
+                batch = await uow.business_seconds.lock_pending(
+                    account_id=account.account_id, version=stored.version, limit=batch_size
+                )
+                deltas, human, ai = price_spans(
+                    schedule,
+                    [c.claimed_s for c in batch],
+                    [c.first_s for c in batch],
+                    [c.human_s for c in batch],
+                    [c.ai_s for c in batch],
+                    until=now + FUTURE_HORIZON,
+                )
+                await uow.business_seconds.store(
+                    account_id=account.account_id,
+                    version=stored.version,
+                    handoff_ids=[c.handoff_id for c in batch],
+                    deltas=deltas,
+                    human=human,
+                    ai=ai,
+                )
+            priced += len(batch)
+            if len(batch) < batch_size:
+                break
+    return priced

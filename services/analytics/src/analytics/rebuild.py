@@ -5,7 +5,8 @@ can always be thrown away and recomputed: empty it, capture the topics' end offs
 partition from offset 0 up to those offsets, applying the events exactly as the live consumer does, and
 exit. Running alongside the live consumer is safe: the read model is idempotent (an event applied by both
 changes it once), and the end offsets are taken after the read model was emptied, so whatever the live
-consumer had applied before that is replayed. The metric is partial until the end.
+consumer had applied before that is replayed. The metric is partial until the end. Last, the replayed handoffs'
+business seconds are priced for their accounts' schedules (a setting the rebuild keeps).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
 
 from analytics.consumers import TOPICS
 from analytics.domain import CONSUMER_NAME
-from analytics.handlers import apply_events
+from analytics.handlers import apply_events, recompute_business_seconds
 from analytics.progress import OffsetProbe
 from analytics.settings import Settings
 from analytics.uow import AnalyticsUnitOfWork
@@ -95,6 +97,10 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
                 for tp in list(remaining):
                     if await consumer.position(tp) >= remaining[tp]:
                         del remaining[tp]
+        # The business seconds of the replayed handoffs, for every account's current schedule (the schedules are
+        # settings, kept): answers are right meanwhile (priced at query time), this makes them fast again.
+        priced = await recompute_business_seconds(db=db, now=datetime.now(UTC), batch_size=batch_size)
+        log.info("business seconds priced for %d handoffs", priced)
     finally:
         if started_consumer:
             await consumer.stop()

@@ -17,3 +17,8 @@ class Settings(DomainServiceSettings):
     gc_gen0_threshold: int = Field(default=10_000, ge=100)
     # Kafka consumers of the read model's group in one process (see rfkit ServiceRuntime.consumer).
     consumer_workers: int = Field(default=2, ge=1)
+    # The business-seconds recompute loop (recompute.py): seconds between passes (a schedule change made through this
+    # replica starts one at once), and handoffs priced per transaction (rows locked meanwhile; memory per batch).
+    business_recompute: bool = True  # false: this process runs no loop (another replica does)
+    business_recompute_interval_s: float = Field(default=5.0, gt=0)
+    business_recompute_batch_size: int = Field(default=2000, ge=1)

@@ -6,6 +6,14 @@ from analytics.repository.business_hours import (
     ClaimRowQueries,
     StoredSchedule,
 )
+from analytics.repository.business_seconds import (
+    BusinessSecondsQueries,
+    BusinessSecondsRepository,
+    PendingClaim,
+    ScheduledAccount,
+    SlowestCandidates,
+)
+from analytics.repository.clock import ClockState
 from analytics.repository.escalations import (
     ActorStats,
     EscalationQueries,
@@ -28,15 +36,21 @@ __all__ = [
     "ActorStats",
     "Breakdown",
     "BusinessHoursRepository",
+    "BusinessSecondsQueries",
+    "BusinessSecondsRepository",
     "ClaimColumns",
     "ClaimRowQueries",
+    "ClockState",
     "EscalationQueries",
     "EscalationRepository",
     "EscalationStats",
     "HandoffLine",
     "HandoffLines",
     "InsightQueries",
+    "PendingClaim",
+    "ScheduledAccount",
     "Series",
+    "SlowestCandidates",
     "StoredSchedule",
     "account_watermarks",
     "business_hours",

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from analytics.domain import HandoffChange, SessionTree, StepTime
+from analytics.repository.clock import WALL, ClockState, for_clock
 from analytics.repository.tables import READ_MODEL_TABLES
 from rfkit.db import Database
 
@@ -76,6 +77,9 @@ _UPSERT_HANDOFFS = sa.text(
         release_version = GREATEST(h.release_version, EXCLUDED.release_version),
         requested_at = COALESCE(h.requested_at, EXCLUDED.requested_at),
         priority = COALESCE(h.priority, EXCLUDED.priority),
+        -- A new claim moves claimed_at and the first actions: its business seconds are priced again (0: none).
+        business_version = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
+                                THEN 0 ELSE h.business_version END,
         updated_at = now()
     WHERE EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
        OR EXCLUDED.release_version > COALESCE(h.release_version, 0)
@@ -93,6 +97,7 @@ _ADVANCE_FIRST_ACTIONS = sa.text(
         first_action_at = LEAST(h.first_action_at, x.first_action_at),
         first_human_at = LEAST(h.first_human_at, x.first_human_at),
         first_ai_at = LEAST(h.first_ai_at, x.first_ai_at),
+        business_version = 0,  -- a first action moved: priced again
         updated_at = now()
     FROM (
         SELECT c.handoff_id, min(s.created_at) AS first_action_at,
@@ -188,6 +193,7 @@ class EscalationStats:
     by_actor: dict[str, ActorStats]
     n_unclaimed: int
     n_released: int
+    clock_state: ClockState = WALL
 
 
 class EscalationRepository:
@@ -280,9 +286,12 @@ class EscalationQueries:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def escalation_stats(self, *, account_id: UUID, start: datetime, end: datetime) -> EscalationStats:
-        """The metric over one account's claims with start <= claimed_at <= end (one statement, its own snapshot)."""
-        row = await self._db.fetchrow(ESCALATION_STATS, account_id, start, end)
+    async def escalation_stats(
+        self, *, account_id: UUID, start: datetime, end: datetime, clock: str = "wall"
+    ) -> EscalationStats:
+        """The metric over one account's claims with start <= claimed_at <= end (one statement, its own snapshot),
+        its deltas in wall or stored business seconds."""
+        row = await self._db.fetchrow(for_clock(ESCALATION_STATS, clock), account_id, start, end)
         assert row is not None  # an aggregate without GROUP BY always gives one row
         median_s, p95_s = row["percentiles"] or (None, None)
         by_actor = {}
@@ -299,4 +308,5 @@ class EscalationQueries:
             by_actor=by_actor,
             n_unclaimed=row["n_unclaimed"],
             n_released=row["n_released"],
+            clock_state=ClockState.of(row, clock),
         )

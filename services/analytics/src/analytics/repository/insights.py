@@ -8,6 +8,7 @@ from datetime import datetime
 from uuid import UUID
 
 from analytics.domain import GroupStats
+from analytics.repository.clock import WALL, ClockState, for_clock, over_clock_columns
 from rfkit.db import Database
 
 # The handoffs that count (section 5): a current claim with $2 <= claimed_at <= $3, of account $1.
@@ -122,6 +123,7 @@ _SERIES_SQL = f"""
 class Breakdown:
     groups: list[GroupStats]
     data_as_of: datetime | None
+    clock_state: ClockState = WALL
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class HandoffLine:
 class HandoffLines:
     items: list[HandoffLine]
     total: int
+    clock_state: ClockState = WALL
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,7 @@ class Series:
     days: dict[int, GroupStats]
     histogram: dict[int, int]
     data_as_of: datetime | None
+    clock_state: ClockState = WALL
 
 
 class InsightQueries:
@@ -162,32 +166,54 @@ class InsightQueries:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def breakdown(self, *, account_id: UUID, start: datetime, end: datetime, by: str) -> Breakdown:
-        row = await self._db.fetchrow(_BREAKDOWN_SQL[by], account_id, start, end)
+    async def breakdown(
+        self, *, account_id: UUID, start: datetime, end: datetime, by: str, clock: str = "wall"
+    ) -> Breakdown:
+        row = await self._db.fetchrow(for_clock(_BREAKDOWN_SQL[by], clock), account_id, start, end)
         assert row is not None
         groups = [
             GroupStats(k, label if by == "tree" else k, n, nw, a, m, p) for k, label, n, nw, a, m, p in row["groups"]
         ]
-        return Breakdown(groups, row["data_as_of"])
+        return Breakdown(groups, row["data_as_of"], ClockState.of(row, clock))
 
     async def handoff_page(
-        self, *, account_id: UUID, start: datetime, end: datetime, now: datetime, order: str, limit: int, offset: int
+        self,
+        *,
+        account_id: UUID,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+        order: str,
+        limit: int,
+        offset: int,
+        clock: str = "wall",
     ) -> HandoffLines:
-        row = await self._db.fetchrow(_PAGE_SQL[order], account_id, start, end, now, limit, offset)
+        """clock=business: stored business deltas; waiting_s (and so the open claims' place in `slowest`) stays
+        wall time, for the caller to price."""
+        row = await self._db.fetchrow(for_clock(_PAGE_SQL[order], clock), account_id, start, end, now, limit, offset)
         assert row is not None
-        return HandoffLines([HandoffLine(*item) for item in row["items"]], row["total"])
+        return HandoffLines([HandoffLine(*item) for item in row["items"]], row["total"], ClockState.of(row, clock))
 
     async def all_handoffs(
-        self, *, account_id: UUID, start: datetime, end: datetime, now: datetime, order: str
+        self, *, account_id: UUID, start: datetime, end: datetime, now: datetime, order: str, clock: str = "wall"
     ) -> AsyncIterator[HandoffLine]:
-        """Every counted handoff in that order, read in chunks from one snapshot while the caller consumes them."""
-        async for row in self._db.stream(_ALL_ITEMS_SQL[order], account_id, start, end, now):
+        """Every counted handoff in that order, read in chunks from one snapshot while the caller consumes them
+        (clock=business: as `handoff_page`; the caller checks first that the stored seconds are current)."""
+        sql = over_clock_columns(_ALL_ITEMS_SQL[order], clock)
+        async for row in self._db.stream(sql, account_id, start, end, now):
             yield HandoffLine(*row)
 
     async def series(
-        self, *, account_id: UUID, start: datetime, end: datetime, day_starts: list[datetime], bounds: list[float]
+        self,
+        *,
+        account_id: UUID,
+        start: datetime,
+        end: datetime,
+        day_starts: list[datetime],
+        bounds: list[float],
+        clock: str = "wall",
     ) -> Series:
-        row = await self._db.fetchrow(_SERIES_SQL, account_id, start, end, day_starts, bounds)
+        row = await self._db.fetchrow(for_clock(_SERIES_SQL, clock), account_id, start, end, day_starts, bounds)
         assert row is not None
         days = {b - 1: GroupStats(None, None, n, nw, a, m, p) for b, n, nw, a, m, p in row["days"]}
-        return Series(days, {b - 1: n for b, n in row["histogram"]}, row["data_as_of"])
+        return Series(days, {b - 1: n for b, n in row["histogram"]}, row["data_as_of"], ClockState.of(row, clock))

@@ -62,13 +62,35 @@ handoffs = sa.Table(
     sa.Column("ai_delta_s", sa.Float, sa.Computed(_delta_of("first_ai_at"), persisted=True)),
     sa.Column("priority", sa.Text),
     sa.Column("claimed_by", sa.Uuid),
+    # Business seconds (0007): the deltas above in the account's open hours, priced by the recompute loop with
+    # schedule `business_version` (0: not priced; the ingest resets it when a claim or a first action changes).
+    sa.Column("business_version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("business_delta_s", sa.Float),
+    sa.Column("business_human_delta_s", sa.Float),
+    sa.Column("business_ai_delta_s", sa.Float),
     sa.Index("ix_handoffs_session", "session_id"),
     sa.Index(
         "ix_handoffs_account_claimed",
         "account_id",
         "effective_claimed_at",
-        postgresql_include=["delta_s", "human_delta_s", "ai_delta_s"],
+        postgresql_include=[
+            "delta_s",
+            "human_delta_s",
+            "ai_delta_s",
+            "business_version",
+            "business_delta_s",
+            "business_human_delta_s",
+            "business_ai_delta_s",
+            "handoff_id",
+        ],
         postgresql_where=sa.text("effective_claimed_at IS NOT NULL"),
+    ),
+    # The recompute loop's work list: acted-on claims priced with an older schedule version than the account's.
+    sa.Index(
+        "ix_handoffs_business_pending",
+        "account_id",
+        "business_version",
+        postgresql_where=sa.text("effective_claimed_at IS NOT NULL AND first_action_at IS NOT NULL"),
     ),
     sa.Index(
         "ix_handoffs_account_unclaimed_requested",
