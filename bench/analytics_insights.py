@@ -20,12 +20,9 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench._support import bench_infra, percentile, serve, wait_ready
+from bench._support import loaded_analytics, percentile
 from gateway.upstream import UpstreamPool
-from rf_devstack.postgres import ensure_databases, url_with_database
 from rf_testsupport import Caller, free_port
-from rfkit.auth import generate_keypair
-from rfkit.migrate import upgrade as migrate_upgrade
 
 COMMAND = "uv run python -m bench.analytics_insights"
 HTTP_PORT = free_port()
@@ -79,6 +76,15 @@ _TREES = sa.text(
           FROM handoffs AS h WHERE h.account_id = CAST(:account AS uuid)) AS s
     """
 )
+# What the read model's writes do when a session-started event is applied (migration 0008's backfill): the tree's id
+# and category copied onto the session's handoffs.
+_TREES_ONTO_HANDOFFS = sa.text(
+    """
+    UPDATE handoffs AS h SET tree_id = t.tree_id, tree_category = t.tree_category
+    FROM session_trees AS t
+    WHERE t.account_id = h.account_id AND t.session_id = h.session_id AND h.account_id = CAST(:account AS uuid)
+    """
+)
 # Every account works Monday to Friday 09:00-17:00 in New York, with a holiday in the window.
 _SCHEDULE = sa.text(
     """
@@ -99,6 +105,7 @@ async def load(url: str, accounts: dict[int, uuid.UUID]) -> None:
                 await conn.execute(_LOAD, {**common, "n": n // 5, "min_days": 8, "max_days": 100, "release": None})
                 await conn.execute(_LOAD, {**common, "n": n // 10, "min_days": 0, "max_days": 6.9, "release": 3})
                 await conn.execute(_TREES, {"account": account, "trees": [uuid.uuid4() for _ in range(20)]})
+                await conn.execute(_TREES_ONTO_HANDOFFS, {"account": account})
                 holiday = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
                 await conn.execute(
                     _SCHEDULE, {"account": account, "week": json.dumps(WEEK), "holidays": json.dumps([holiday])}
@@ -132,31 +139,16 @@ async def measure(pool: UpstreamPool, path: str, headers: list[tuple[bytes, byte
     return p50, p99, answer.body
 
 
-async def run() -> dict[str, object]:
-    infra = await bench_infra()
-    proc = None
-    try:
-        db_name = f"bench_insights_{uuid.uuid4().hex[:8]}"
-        await ensure_databases(infra.database_url, [db_name])
-        url = url_with_database(infra.database_url, db_name)
-        await asyncio.to_thread(migrate_upgrade, "analytics", url)
-        accounts = {n: uuid.uuid4() for n in SCALES}
-        began = time.perf_counter()
-        await load(url, accounts)
-        print(f"loaded in {time.perf_counter() - began:.1f}s")
-        private_pem, public_pem = generate_keypair()
-        proc = serve("analytics", HTTP_PORT, {
-            "RF_DATABASE_URL": url, "RF_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, "RF_JWT_PUBLIC_KEY": public_pem,
-            "RF_CONSUME": "false", "RF_CREATE_TOPICS": "false", "RF_LOG_LEVEL": "WARNING", "RF_ENV": "test",
-        })
-        await wait_ready(f"http://127.0.0.1:{HTTP_PORT}")
+async def run(endpoints: dict[str, str] = ENDPOINTS, scales: tuple[int, ...] = SCALES) -> dict[str, object]:
+    accounts = {n: uuid.uuid4() for n in SCALES}
+    async with loaded_analytics("bench_insights", HTTP_PORT, lambda url: load(url, accounts)) as private_pem:
         pool = UpstreamPool("127.0.0.1", HTTP_PORT, max_connections=1, connect_timeout_s=5)
-        figures: dict[str, dict[str, float]] = {name: {} for name in ENDPOINTS}
+        figures: dict[str, dict[str, float]] = {name: {} for name in endpoints}
         try:
-            for n in SCALES:
+            for n in scales:
                 caller = Caller(private_pem, role="engineer", account_id=accounts[n])
                 headers = [(k.lower().encode(), v.encode()) for k, v in caller.headers.items()]
-                for name, path in ENDPOINTS.items():
+                for name, path in endpoints.items():
                     requests = (CSV_REQUESTS if name == "handoffs_csv" else REQUESTS)[n]
                     p50, p99, body = await measure(pool, path, headers, requests)
                     if name.startswith("escalations"):
@@ -171,22 +163,23 @@ async def run() -> dict[str, object]:
                     print(f"{n:>7,} in window  {name:<20} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  ({requests} requests)")
         finally:
             pool.close()
-        return {
-            "bench": "analytics_insights",
-            "worst_p99_ms_10k": max(f["p99_ms_10k"] for f in figures.values()),
-            "endpoints": figures,
-            "command": COMMAND,
-        }
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=20)
-        await asyncio.to_thread(infra.stop)
+    return {
+        "bench": "analytics_insights",
+        "worst_p99_ms_10k": max((f["p99_ms_10k"] for f in figures.values() if "p99_ms_10k" in f), default=None),
+        "endpoints": figures,
+        "command": COMMAND,
+    }
 
 
 def main() -> None:
-    argparse.ArgumentParser(prog="python -m bench.analytics_insights", description=__doc__.splitlines()[0]).parse_args()
-    print(json.dumps(asyncio.run(run())))
+    parser = argparse.ArgumentParser(prog="python -m bench.analytics_insights", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--endpoint", action="append", choices=list(ENDPOINTS), help="measure only this endpoint (repeatable)"
+    )
+    parser.add_argument("--scale", action="append", type=int, choices=SCALES, help="measure only at this scale")
+    args = parser.parse_args()
+    endpoints = {name: ENDPOINTS[name] for name in args.endpoint} if args.endpoint else ENDPOINTS
+    print(json.dumps(asyncio.run(run(endpoints, tuple(args.scale or SCALES)))))
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ async def apply_events(uow: AnalyticsUnitOfWork, events: list[Event]) -> None:
     # After the steps: a claim's first-action probe sees this batch's steps too.
     await repo.upsert_handoffs(changes=list(changes.handoffs.values()))
     await repo.advance_first_actions(steps=changes.steps)
-    # Joined to handoffs only when read: a session-started event after its claims and steps needs nothing more.
+    # Also copies each tree onto the session's handoffs stored so far (those stored later pick it up on insert).
     await repo.insert_session_trees(trees=list(changes.trees.values()))
     await repo.raise_watermarks(watermarks=changes.watermarks)
 
@@ -203,22 +203,15 @@ async def list_handoffs(query: ListHandoffs, *, db: Database) -> EscalationHando
     )
 
 
-async def export_handoffs(query: ListHandoffs, *, db: Database) -> AsyncIterator[str]:
-    """Every counted handoff (paging ignored) as CSV text, produced while it is sent. Awaited before the answer
+async def export_handoffs(query: ListHandoffs, *, db: Database) -> AsyncIterator[str] | AsyncIterator[bytes]:
+    """Every counted handoff (paging ignored) as CSV, produced while it is sent. Awaited before the answer
     starts, so that a refusal (clock=business without a schedule) is still an error answer."""
     if query.clock == "business":
         return csv_document(DRILL_DOWN_FIELDS, _rows_of((await _business_lines(query, db=db)).lines))
     start, end = window(query.period, query.now)
-    lines = InsightQueries(db).all_handoffs(
+    return InsightQueries(db).handoffs_csv(
         account_id=query.account_id, start=start, end=end, now=query.now, order=query.order
     )
-
-    async def rows() -> AsyncIterator[tuple[object, ...]]:
-        async for line in lines:
-            # Not dataclasses.astuple: it deep-copies every value, a cost per row of a download of every row.
-            yield tuple(getattr(line, name) for name in _LINE_FIELDS)
-
-    return csv_document(DRILL_DOWN_FIELDS, rows())
 
 
 async def _rows_of(lines: Sequence[HandoffLine]) -> AsyncIterator[tuple[object, ...]]:

@@ -1,0 +1,32 @@
+"""Each handoff carries its session's tree id and category, so the breakdowns by tree and category need no join.
+
+Copied from session_trees when both are known: a session-started event fills in the handoffs already stored for its
+session, and a handoff stored after its session-started event picks its tree up on insert (the read model's writes,
+repository/escalations.py). The backfill below does the same for the handoffs already stored. Plain DDL, frozen.
+
+Revision ID: 0008
+Revises: 0006 (for now: re-chained to 0007, business seconds, at merge)
+"""
+
+from alembic import op
+
+revision = "0008"
+down_revision = "0006"  # "0007" once 0007_business_seconds is merged
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # NULL until the session's session-started event is applied (as the join gave before).
+    op.execute("ALTER TABLE handoffs ADD COLUMN tree_id uuid, ADD COLUMN tree_category text")
+    op.execute(
+        """
+        UPDATE handoffs AS h SET tree_id = t.tree_id, tree_category = t.tree_category
+        FROM session_trees AS t
+        WHERE t.account_id = h.account_id AND t.session_id = h.session_id
+        """
+    )
+
+
+def downgrade() -> None:
+    op.execute("ALTER TABLE handoffs DROP COLUMN tree_category, DROP COLUMN tree_id")
