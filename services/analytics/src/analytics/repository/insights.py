@@ -53,8 +53,8 @@ def _breakdown_sql(by: str) -> str:
 
 _BREAKDOWN_SQL = {by: _breakdown_sql(by) for by in _GROUPINGS}
 
-# One row per counted handoff ($4: now), in section 7's field order. The first actor is the kind whose first step is the
-# first action (human when a human and an ai step share that instant).
+# One row per counted handoff ($4: now), in section 7's field order. The first actor is the kind whose first step is
+# the first action (human when a human and an ai step share that instant).
 _ITEMS = f"""
     SELECT h.handoff_id, h.session_id, h.tree_id, h.priority, h.claimed_by, h.effective_claimed_at AS claimed_at,
            h.first_action_at,
@@ -83,7 +83,8 @@ _PAGE_SQL = {
 
 
 def _iso_text(column: str) -> str:
-    """An instant as the JSON answer writes it (Python's isoformat in UTC): microseconds only when not zero."""
+    """An instant as the CSV has always written it (Python's isoformat of a UTC datetime): microseconds only when
+    not zero, `+00:00`."""
     utc = f"({column} AT TIME ZONE 'UTC')"
     return (
         f"""to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS')"""
@@ -98,8 +99,9 @@ def _float_text(column: str) -> str:
     return f"CASE WHEN {column} = trunc({column}) THEN trunc({column})::bigint::text || '.0' ELSE {column}::text END"
 
 
-# The drill-down's CSV: the same rows and order, every one of them, each cell as text in the JSON answer's form (NULL:
-# an empty cell), the header row the field names. No cell can hold a line break (ids, instants, numbers, enums).
+# The drill-down's CSV: the same rows and order, every one of them, each cell in the text Python's csv module wrote
+# before PostgreSQL did (ids, enums and numbers as in the JSON answer, instants in isoformat; NULL an empty cell),
+# the header row the field names. No cell can hold a line break (ids, instants, numbers, enums).
 _CSV_CELLS = {
     "handoff_id": "c.handoff_id",
     "session_id": "c.session_id",
