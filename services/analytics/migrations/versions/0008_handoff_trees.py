@@ -23,7 +23,7 @@ def upgrade() -> None:
         """
         UPDATE handoffs AS h SET tree_id = t.tree_id, tree_category = t.tree_category
         FROM session_trees AS t
-        WHERE t.account_id = h.account_id AND t.session_id = h.session_id
+        WHERE t.account_id = h.account_id AND t.session_id = h.session_id AND h.tree_id IS NULL
         """
     )
 
