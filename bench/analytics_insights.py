@@ -4,7 +4,8 @@
 (an account with 10,000 and one with 100,000 claimed handoffs in their 7-day window, each handoff's session
 started on one of 20 trees in 5 categories, 4 priorities, 8 claimers; plus claims outside the window, released
 ones and another account), the service runs as its own uvicorn process and is asked over HTTP one request at a
-time with the gateway's own client to the services. The section 5 answer is measured beside them.
+time with the gateway's own client to the services. The section 5 answer is measured beside them. `--endpoint NAME`
+(repeatable) and `--scale N` measure only those, e.g. to compare two versions of one answer back to back.
 """
 
 from __future__ import annotations
