@@ -4,7 +4,8 @@
 (an account with 10,000 and one with 100,000 claimed handoffs in their 7-day window, each handoff's session
 started on one of 20 trees in 5 categories, 4 priorities, 8 claimers; plus claims outside the window, released
 ones and another account), the service runs as its own uvicorn process and is asked over HTTP one request at a
-time with the gateway's own client to the services. The section 5 answer is measured beside them.
+time with the gateway's own client to the services. The section 5 answer is measured beside them. `--endpoint NAME`
+(repeatable) and `--scale N` measure only those, e.g. to compare two versions of one answer back to back.
 """
 
 from __future__ import annotations
@@ -21,13 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from analytics.handlers import recompute_business_seconds
-from bench._support import bench_infra, percentile, serve, wait_ready
+from bench._support import loaded_analytics, percentile
 from gateway.upstream import UpstreamPool
-from rf_devstack.postgres import ensure_databases, url_with_database
 from rf_testsupport import Caller, free_port
-from rfkit.auth import generate_keypair
 from rfkit.db import Database
-from rfkit.migrate import upgrade as migrate_upgrade
 
 COMMAND = "uv run python -m bench.analytics_insights"
 HTTP_PORT = free_port()
@@ -85,6 +83,15 @@ _TREES = sa.text(
           FROM handoffs AS h WHERE h.account_id = CAST(:account AS uuid)) AS s
     """
 )
+# What the read model's writes do when a session-started event is applied (migration 0008's backfill): the tree's id
+# and category copied onto the session's handoffs.
+_TREES_ONTO_HANDOFFS = sa.text(
+    """
+    UPDATE handoffs AS h SET tree_id = t.tree_id, tree_category = t.tree_category
+    FROM session_trees AS t
+    WHERE t.account_id = h.account_id AND t.session_id = h.session_id AND h.account_id = CAST(:account AS uuid)
+    """
+)
 # Every account works Monday to Friday 09:00-17:00 in New York, with a holiday in the window.
 _SCHEDULE = sa.text(
     """
@@ -105,6 +112,7 @@ async def load(url: str, accounts: dict[int, uuid.UUID]) -> None:
                 await conn.execute(_LOAD, {**common, "n": n // 5, "min_days": 8, "max_days": 100, "release": None})
                 await conn.execute(_LOAD, {**common, "n": n // 10, "min_days": 0, "max_days": 6.9, "release": 3})
                 await conn.execute(_TREES, {"account": account, "trees": [uuid.uuid4() for _ in range(20)]})
+                await conn.execute(_TREES_ONTO_HANDOFFS, {"account": account})
                 holiday = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
                 await conn.execute(
                     _SCHEDULE, {"account": account, "week": json.dumps(WEEK), "holidays": json.dumps([holiday])}
@@ -120,6 +128,7 @@ async def load(url: str, accounts: dict[int, uuid.UUID]) -> None:
         await engine.dispose()
 
 
+
 async def vacuum(url: str) -> None:
     engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
     try:
@@ -127,7 +136,6 @@ async def vacuum(url: str) -> None:
             await conn.execute(sa.text("VACUUM ANALYZE handoffs"))
     finally:
         await engine.dispose()
-
 
 async def measure(pool: UpstreamPool, path: str, headers: list[tuple[bytes, bytes]], requests: int) -> tuple[
     float, float, bytes
@@ -147,29 +155,22 @@ async def measure(pool: UpstreamPool, path: str, headers: list[tuple[bytes, byte
     return p50, p99, answer.body
 
 
-async def run() -> dict[str, object]:
-    infra = await bench_infra()
-    proc = None
-    try:
-        db_name = f"bench_insights_{uuid.uuid4().hex[:8]}"
-        await ensure_databases(infra.database_url, [db_name])
-        url = url_with_database(infra.database_url, db_name)
-        await asyncio.to_thread(migrate_upgrade, "analytics", url)
-        accounts = {n: uuid.uuid4() for n in SCALES}
-        began = time.perf_counter()
+async def run(endpoints: dict[str, str] = ENDPOINTS, scales: tuple[int, ...] = SCALES) -> dict[str, object]:
+    accounts = {n: uuid.uuid4() for n in SCALES}
+    loaded: list[str] = []
+
+    async def load_remembering(url: str) -> None:
+        loaded.append(url)
         await load(url, accounts)
-        print(f"loaded in {time.perf_counter() - began:.1f}s")
-        private_pem, public_pem = generate_keypair()
-        # No recompute loop in the service: the bench prices the handoffs itself, between the two business phases.
-        proc = serve("analytics", HTTP_PORT, {
-            "RF_DATABASE_URL": url, "RF_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, "RF_JWT_PUBLIC_KEY": public_pem,
-            "RF_CONSUME": "false", "RF_CREATE_TOPICS": "false", "RF_LOG_LEVEL": "WARNING", "RF_ENV": "test",
-            "RF_BUSINESS_RECOMPUTE": "false",
-        })
-        await wait_ready(f"http://127.0.0.1:{HTTP_PORT}")
+
+    figures: dict[str, dict[str, float]] = {}
+    recompute: dict[str, float] = {}
+    # No recompute loop in the service: the bench prices the handoffs itself, between the two business phases.
+    async with loaded_analytics(
+        "bench_insights", HTTP_PORT, load_remembering, env={"RF_BUSINESS_RECOMPUTE": "false"}
+    ) as private_pem:
+        (url,) = loaded
         pool = UpstreamPool("127.0.0.1", HTTP_PORT, max_connections=1, connect_timeout_s=5)
-        figures: dict[str, dict[str, float]] = {name: {} for name in [*ENDPOINTS, *NOT_CAUGHT_UP]}
-        recompute: dict[str, float] = {}
 
         async def priced() -> None:
             db = Database(url, pool_size=2)
@@ -182,11 +183,11 @@ async def run() -> dict[str, object]:
             print(f"recompute pass: {rows:,} handoffs priced in {recompute['seconds']:.1f}s")
             await vacuum(url)  # as autovacuum would: the rewritten rows' pages all-visible again (index-only scans)
 
-        async def measure_all(endpoints: dict[str, str], requests_of: dict[int, int]) -> None:
-            for n in SCALES:
+        async def measure_all(chosen: dict[str, str], requests_of: dict[int, int]) -> None:
+            for n in scales:
                 caller = Caller(private_pem, role="engineer", account_id=accounts[n])
                 headers = [(k.lower().encode(), v.encode()) for k, v in caller.headers.items()]
-                for name, path in endpoints.items():
+                for name, path in chosen.items():
                     requests = (CSV_REQUESTS if name == "handoffs_csv" else requests_of)[n]
                     p50, p99, body = await measure(pool, path, headers, requests)
                     if name.startswith("escalations"):
@@ -196,33 +197,37 @@ async def run() -> dict[str, object]:
                     elif name == "handoffs_csv":
                         assert body.count(b"\r\n") == n + 1
                     label = "10k" if n == 10_000 else "100k"
-                    figures[name][f"p50_ms_{label}"] = round(p50, 2)
+                    figures.setdefault(name, {})[f"p50_ms_{label}"] = round(p50, 2)
                     figures[name][f"p99_ms_{label}"] = round(p99, 2)
                     print(f"{n:>7,} in window  {name:<20} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  ({requests} requests)")
 
         try:
-            await measure_all(NOT_CAUGHT_UP, NOT_CAUGHT_UP_REQUESTS)
+            business = {n: p for n, p in NOT_CAUGHT_UP.items() if n.removesuffix("_not_caught_up") in endpoints}
+            await measure_all(business, NOT_CAUGHT_UP_REQUESTS)
             await priced()
-            await measure_all(ENDPOINTS, REQUESTS)
+            await measure_all(endpoints, REQUESTS)
         finally:
             pool.close()
-        return {
-            "bench": "analytics_insights",
-            "worst_p99_ms_10k": max(f["p99_ms_10k"] for name, f in figures.items() if name in ENDPOINTS),
-            "endpoints": figures,
-            "business_recompute": recompute,
-            "command": COMMAND,
-        }
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=20)
-        await asyncio.to_thread(infra.stop)
+    return {
+        "bench": "analytics_insights",
+        "worst_p99_ms_10k": max(
+            (f["p99_ms_10k"] for name, f in figures.items() if name in ENDPOINTS and "p99_ms_10k" in f), default=None
+        ),
+        "endpoints": figures,
+        "business_recompute": recompute,
+        "command": COMMAND,
+    }
 
 
 def main() -> None:
-    argparse.ArgumentParser(prog="python -m bench.analytics_insights", description=__doc__.splitlines()[0]).parse_args()
-    print(json.dumps(asyncio.run(run())))
+    parser = argparse.ArgumentParser(prog="python -m bench.analytics_insights", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--endpoint", action="append", choices=list(ENDPOINTS), help="measure only this endpoint (repeatable)"
+    )
+    parser.add_argument("--scale", action="append", type=int, choices=SCALES, help="measure only at this scale")
+    args = parser.parse_args()
+    endpoints = {name: ENDPOINTS[name] for name in args.endpoint} if args.endpoint else ENDPOINTS
+    print(json.dumps(asyncio.run(run(endpoints, tuple(args.scale or SCALES)))))
 
 
 if __name__ == "__main__":

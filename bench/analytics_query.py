@@ -22,12 +22,9 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench._support import bench_infra, percentile, serve, wait_ready
+from bench._support import loaded_analytics, percentile
 from gateway.upstream import UpstreamPool
-from rf_devstack.postgres import ensure_databases, url_with_database
 from rf_testsupport import Caller, free_port
-from rfkit.auth import generate_keypair
-from rfkit.migrate import upgrade as migrate_upgrade
 
 COMMAND = "uv run python -m bench.analytics_query"
 HTTP_PORT = free_port()
@@ -128,23 +125,8 @@ async def measure(send: Send, headers: dict[str, str], requests: int) -> tuple[f
 
 
 async def run() -> dict[str, object]:
-    infra = await bench_infra()
-    proc = None
-    try:
-        db_name = f"bench_query_{uuid.uuid4().hex[:8]}"
-        await ensure_databases(infra.database_url, [db_name])
-        url = url_with_database(infra.database_url, db_name)
-        await asyncio.to_thread(migrate_upgrade, "analytics", url)
-        accounts = {n: uuid.uuid4() for n in SCALES}
-        began = time.perf_counter()
-        await load(url, accounts)
-        print(f"loaded in {time.perf_counter() - began:.1f}s")
-        private_pem, public_pem = generate_keypair()
-        proc = serve("analytics", HTTP_PORT, {
-            "RF_DATABASE_URL": url, "RF_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, "RF_JWT_PUBLIC_KEY": public_pem,
-            "RF_CONSUME": "false", "RF_CREATE_TOPICS": "false", "RF_LOG_LEVEL": "WARNING", "RF_ENV": "test",
-        })
-        await wait_ready(f"http://127.0.0.1:{HTTP_PORT}")
+    accounts = {n: uuid.uuid4() for n in SCALES}
+    async with loaded_analytics("bench_query", HTTP_PORT, lambda url: load(url, accounts)) as private_pem:
         scaling = []
         send, pool = upstream_sender(HTTP_PORT)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{HTTP_PORT}", timeout=60) as client:
@@ -161,20 +143,15 @@ async def run() -> dict[str, object]:
                                     "httpx_p50_ms": round(hx50, 2), "httpx_p99_ms": round(hx99, 2)})
             finally:
                 pool.close()
-        at_10k = next(s for s in scaling if s["handoffs_in_window"] == 10_000)
-        return {
-            "bench": "analytics_query",
-            "handoffs_in_window": 10_000,
-            "p50_ms": at_10k["p50_ms"],
-            "p99_ms": at_10k["p99_ms"],
-            "scaling": scaling,
-            "command": COMMAND,
-        }
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=20)
-        await asyncio.to_thread(infra.stop)
+    at_10k = next(s for s in scaling if s["handoffs_in_window"] == 10_000)
+    return {
+        "bench": "analytics_query",
+        "handoffs_in_window": 10_000,
+        "p50_ms": at_10k["p50_ms"],
+        "p99_ms": at_10k["p99_ms"],
+        "scaling": scaling,
+        "command": COMMAND,
+    }
 
 
 def main() -> None:

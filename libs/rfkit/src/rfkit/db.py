@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar, overload
@@ -130,6 +131,38 @@ class Database:
         async with pool.acquire() as connection, connection.transaction(readonly=True):
             async for record in connection.cursor(query, *args, prefetch=prefetch):
                 yield record
+
+    async def copy_csv(self, query: str, *args: Any, buffered_chunks: int = 4) -> AsyncIterator[bytes]:
+        """One read-only statement's rows as CSV with a header row, written by PostgreSQL itself (`COPY (query) TO
+        STDOUT WITH (FORMAT csv, HEADER)`: its quoting, its text form of each value, NULL as an empty cell), yielded
+        in the chunks it arrives in while the caller consumes them, on a connection of the `fetchrow` pool held until
+        the end. At most `buffered_chunks` wait for the caller: asyncpg reads no further until one is taken, so memory
+        stays bounded whatever the row count. COPY takes no parameters: asyncpg inlines `args` as quoted literals."""
+        pool = self._statements or await self._statement_pool()
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=buffered_chunks)
+        async with pool.acquire() as connection:
+
+            async def sink(data: bytearray) -> None:
+                await chunks.put(bytes(data))  # asyncpg hands over a bytearray; callers get immutable bytes
+
+            async def copy() -> None:
+                try:
+                    await connection.copy_from_query(query, *args, output=sink, format="csv", header=True)
+                except Exception:
+                    await chunks.put(None)  # the end, then the error from `await copying` (not when cancelled)
+                    raise
+                await chunks.put(None)
+
+            copying = asyncio.create_task(copy())
+            try:
+                while (chunk := await chunks.get()) is not None:
+                    yield chunk
+                await copying  # its error, if it ended in one
+            finally:
+                # The caller stopped early (a client gone): the cancelled sink makes asyncpg cancel the COPY.
+                copying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await copying
 
     async def _statement_pool(self) -> asyncpg.Pool[Any]:
         async with self._statements_lock:

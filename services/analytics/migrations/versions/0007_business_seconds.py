@@ -1,19 +1,12 @@
-"""Business seconds stored per handoff with the schedule version they were priced with (the recompute loop fills
-them; 0 = not priced for any schedule). The claimed index carries them (and the handoff's id, which the business
-drill-down orders and merges by) so a business answer stays index-only.
-
-Plain DDL, frozen (a later change needs a new migration).
-
-Revision ID: 0007
-Revises: 0006
-"""
+"""Stores business seconds per handoff with the schedule version that priced them (0: not priced yet)."""
 
 from alembic import op
 
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
+
+# The recompute loop fills them. The claimed index carries them (and the handoff's id, which the business drill-down
+# orders and merges by), so a business answer stays index-only.
 
 
 UPGRADE = (

@@ -88,7 +88,7 @@ class Changes:
 
     def sessions(self) -> set[UUID]:
         """Sessions whose joins this batch touches (they are locked for the transaction)."""
-        return {s.session_id for s in self.steps} | {h.session_id for h in self.handoffs.values()}
+        return {s.session_id for s in self.steps} | {h.session_id for h in self.handoffs.values()} | set(self.trees)
 
 
 def fold(events: Iterable[Event]) -> Changes:

@@ -74,7 +74,7 @@ async def apply_events(uow: AnalyticsUnitOfWork, events: list[Event]) -> None:
     # After the steps: a claim's first-action probe sees this batch's steps too.
     await repo.upsert_handoffs(changes=list(changes.handoffs.values()))
     await repo.advance_first_actions(steps=changes.steps)
-    # Joined to handoffs only when read: a session-started event after its claims and steps needs nothing more.
+    # Also copies each tree onto the session's handoffs stored so far (those stored later pick it up on insert).
     await repo.insert_session_trees(trees=list(changes.trees.values()))
     await repo.raise_watermarks(watermarks=changes.watermarks)
 
@@ -277,21 +277,25 @@ def _slowest(line: HandoffLine) -> tuple[float, UUID]:
     return -(value or 0.0), line.handoff_id
 
 
-async def export_handoffs(query: ListHandoffs, *, db: Database) -> AsyncIterator[str]:
-    """Every counted handoff (paging ignored) as CSV text, produced while it is sent. Awaited before the answer
+async def export_handoffs(query: ListHandoffs, *, db: Database) -> AsyncIterator[str] | AsyncIterator[bytes]:
+    """Every counted handoff (paging ignored) as CSV, produced while it is sent. Awaited before the answer
     starts, so that a refusal (clock=business without a schedule) is still an error answer."""
     start, end = window(query.period, query.now)
-    waiting: _Waiting | None = None
+    if query.clock == "wall":
+        # Written by PostgreSQL (COPY ... CSV) and passed on as it comes.
+        return InsightQueries(db).handoffs_csv(
+            account_id=query.account_id, start=start, end=end, now=query.now, order=query.order
+        )
+    # clock=business: the open claims' waiting time runs to now in open hours, priced here row by row.
     opened: list[HandoffLine] = []
-    if query.clock == "business":
-        state = await BusinessSecondsQueries(db).state(account_id=query.account_id, start=start, end=end)
-        version = _schedule_version(state, query.clock)
-        waiting = await _waiting_clock(query, version, db=db) if state.n_pending == 0 else None
-        if waiting is None:
-            return csv_document(DRILL_DOWN_FIELDS, _rows_of((await _business_lines(query, db=db)).lines))
-        if query.order == "slowest":
-            found = await BusinessSecondsQueries(db).open_claims(account_id=query.account_id, start=start, end=end)
-            opened = sorted((waiting.price(line) for line in found), key=_slowest)
+    state = await BusinessSecondsQueries(db).state(account_id=query.account_id, start=start, end=end)
+    version = _schedule_version(state, query.clock)
+    waiting = await _waiting_clock(query, version, db=db) if state.n_pending == 0 else None
+    if waiting is None:
+        return csv_document(DRILL_DOWN_FIELDS, _rows_of((await _business_lines(query, db=db)).lines))
+    if query.order == "slowest":
+        found = await BusinessSecondsQueries(db).open_claims(account_id=query.account_id, start=start, end=end)
+        opened = sorted((waiting.price(line) for line in found), key=_slowest)
     lines = InsightQueries(db).all_handoffs(
         account_id=query.account_id, start=start, end=end, now=query.now, order=query.order, clock=query.clock
     )
@@ -300,7 +304,7 @@ async def export_handoffs(query: ListHandoffs, *, db: Database) -> AsyncIterator
         pending = iter(opened)
         following = next(pending, None)
         async for line in lines:
-            if waiting is not None and line.delta_s is None:
+            if line.delta_s is None:
                 if opened:
                     continue  # an open claim: it comes from `opened`, in its business place
                 line = waiting.price(line)

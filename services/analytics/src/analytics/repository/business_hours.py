@@ -76,8 +76,8 @@ def _stored(row: Any) -> StoredSchedule:
 CLAIM_COLUMNS: dict[str, str] = {
     "handoff_id": "h.handoff_id",
     "session_id": "h.session_id",
-    "tree_id": "t.tree_id",
-    "tree_category": "t.tree_category",
+    "tree_id": "h.tree_id",
+    "tree_category": "h.tree_category",
     "priority": "h.priority",
     "claimed_by": "h.claimed_by",
     "claimed_at": "h.effective_claimed_at",
@@ -92,7 +92,6 @@ CLAIM_COLUMNS: dict[str, str] = {
     "human_s": "EXTRACT(EPOCH FROM h.first_human_at)::double precision",
     "ai_s": "EXTRACT(EPOCH FROM h.first_ai_at)::double precision",
 }
-_NEEDS_TREE = {"tree_id", "tree_category"}
 
 
 @cache
@@ -101,11 +100,6 @@ def _claim_columns_sql(columns: tuple[str, ...], labels: bool) -> str:
     aggregate pass), plus the watermark and, with `labels`, the title of the account's newest session on each of
     their trees (as the wall breakdown labels a tree). One statement: one snapshot."""
     assert not labels or "tree_id" in columns, "tree labels are looked up by the rows' tree_id"
-    tree = (
-        "LEFT JOIN session_trees AS t ON t.session_id = h.session_id AND t.account_id = h.account_id"
-        if _NEEDS_TREE & set(columns) or labels
-        else ""
-    )
     selected = ", ".join(f"{CLAIM_COLUMNS[c]} AS {c}" for c in columns)
     label_sql = (
         """(
@@ -122,7 +116,7 @@ def _claim_columns_sql(columns: tuple[str, ...], labels: bool) -> str:
     return f"""
     WITH c AS (
         SELECT {selected}
-        FROM handoffs AS h {tree}
+        FROM handoffs AS h
         WHERE h.account_id = $1 AND h.effective_claimed_at IS NOT NULL
           AND h.effective_claimed_at >= $2 AND h.effective_claimed_at <= $3
     )

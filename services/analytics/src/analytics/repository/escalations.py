@@ -40,14 +40,16 @@ _INSERT_STEPS = sa.text(
 
 # A claim with a higher version replaces claimed_at and brings its first actions along (any kind, human, ai),
 # found with one range scan of the session's steps key from claimed_at; a release only raises release_version;
-# a request only fills requested_at and priority. Stale and duplicate versions write nothing.
+# a request only fills requested_at and priority. Stale and duplicate versions write nothing. A new handoff picks up
+# its session's tree when the session-started event came first (else _COPY_TREES brings it later).
 _UPSERT_HANDOFFS = sa.text(
     """
     INSERT INTO handoffs AS h
         (handoff_id, account_id, session_id, claim_version, claimed_at, release_version, requested_at,
-         first_action_at, first_human_at, first_ai_at, claimed_by, priority)
+         first_action_at, first_human_at, first_ai_at, claimed_by, priority, tree_id, tree_category)
     SELECT v.handoff_id, v.account_id, v.session_id, v.claim_version, v.claimed_at, v.release_version,
-           v.requested_at, f.first_action_at, f.first_human_at, f.first_ai_at, v.claimed_by, v.priority
+           v.requested_at, f.first_action_at, f.first_human_at, f.first_ai_at, v.claimed_by, v.priority,
+           t.tree_id, t.tree_category
     FROM unnest(
         CAST(:handoff_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:session_ids AS uuid[]),
         CAST(:claim_versions AS bigint[]), CAST(:claimed_ats AS timestamptz[]), CAST(:release_versions AS bigint[]),
@@ -61,6 +63,7 @@ _UPSERT_HANDOFFS = sa.text(
         FROM steps AS s
         WHERE s.session_id = v.session_id AND s.created_at >= v.claimed_at AND s.account_id = v.account_id
     ) AS f
+    LEFT JOIN session_trees AS t ON t.account_id = v.account_id AND t.session_id = v.session_id
     ON CONFLICT (handoff_id) DO UPDATE SET
         claim_version = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
                              THEN EXCLUDED.claim_version ELSE h.claim_version END,
@@ -80,6 +83,8 @@ _UPSERT_HANDOFFS = sa.text(
         -- A new claim moves claimed_at and the first actions: its business seconds are priced again (0: none).
         business_version = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
                                 THEN 0 ELSE h.business_version END,
+        tree_id = COALESCE(h.tree_id, EXCLUDED.tree_id),
+        tree_category = CASE WHEN h.tree_id IS NULL THEN EXCLUDED.tree_category ELSE h.tree_category END,
         updated_at = now()
     WHERE EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
        OR EXCLUDED.release_version > COALESCE(h.release_version, 0)
@@ -129,6 +134,18 @@ _INSERT_SESSION_TREES = sa.text(
         CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:tree_ids AS uuid[]),
         CAST(:titles AS text[]), CAST(:categories AS text[]), CAST(:started AS timestamptz[]))
     ON CONFLICT (account_id, session_id) DO NOTHING
+    """
+)
+
+# The sessions' trees onto their handoffs stored before the session-started event (handoffs stored after it took
+# theirs on insert). From session_trees, not the event: the first session-started event of a session wins in both.
+# A handoff that has its tree is skipped, so a redelivered event writes nothing.
+_COPY_TREES = sa.text(
+    """
+    UPDATE handoffs AS h SET tree_id = t.tree_id, tree_category = t.tree_category, updated_at = now()
+    FROM unnest(CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[])) AS v(session_id, account_id)
+    JOIN session_trees AS t ON t.account_id = v.account_id AND t.session_id = v.session_id
+    WHERE h.session_id = v.session_id AND h.account_id = v.account_id AND h.tree_id IS NULL
     """
 )
 
@@ -265,6 +282,10 @@ class EscalationRepository:
                     "categories": [t.tree_category for t in trees],
                     "started": [t.started_at for t in trees],
                 },
+            )
+            await self._session.execute(
+                _COPY_TREES,
+                {"session_ids": [t.session_id for t in trees], "account_ids": [t.account_id for t in trees]},
             )
 
     async def raise_watermarks(self, *, watermarks: dict[UUID, datetime]) -> None:

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from analytics.domain import GroupStats
 from analytics.repository.clock import WALL, ClockState, for_clock, over_clock_columns
+from rf_contracts.api.analytics import DRILL_DOWN_FIELDS
 from rfkit.db import Database
 
 # The handoffs that count (section 5): a current claim with $2 <= claimed_at <= $3, of account $1.
@@ -16,16 +17,15 @@ _COUNTED = """
     h.account_id = $1 AND h.effective_claimed_at IS NOT NULL
     AND h.effective_claimed_at >= $2 AND h.effective_claimed_at <= $3
 """
-# The tree of a handoff's session; none (NULL columns) until its session-started event is applied.
-_TREE_JOIN = "LEFT JOIN session_trees AS t ON t.session_id = h.session_id AND t.account_id = h.account_id"
 _WATERMARK = "(SELECT data_as_of FROM account_watermarks WHERE account_id = $1)"
 
-# by -> (key, needs the tree). The label of a tree is looked up once per group (see _breakdown_sql).
-_GROUPINGS: dict[str, tuple[str, bool]] = {
-    "tree": ("t.tree_id", True),
-    "category": ("t.tree_category", True),
-    "priority": ("h.priority", False),
-    "claimer": ("h.claimed_by", False),
+# by -> the group's key, a column of the handoff's row (its session's tree is copied there: no join; NULL until the
+# session-started event is applied). The label of a tree is looked up once per group (see _breakdown_sql).
+_GROUPINGS: dict[str, str] = {
+    "tree": "h.tree_id",
+    "category": "h.tree_category",
+    "priority": "h.priority",
+    "claimer": "h.claimed_by",
 }
 # A tree's label is its title as the newest session of the account started on it saw it (a tree keeps its id
 # across versions, and a new version may retitle it): one probe of ix_session_trees_account_tree per group.
@@ -37,14 +37,14 @@ _TREE_LABEL = """(
 
 
 def _breakdown_sql(by: str) -> str:
-    key, tree = _GROUPINGS[by]
+    key = _GROUPINGS[by]
     label = _TREE_LABEL if by == "tree" else "NULL::text"
     return f"""
     SELECT {_WATERMARK} AS data_as_of, ARRAY(
         SELECT ROW(g.key::text, {label}, g.n, g.n_with, g.avg_s, g.p[1], g.p[2]) FROM (
             SELECT {key} AS key, count(*) AS n, count(h.delta_s) AS n_with, avg(h.delta_s) AS avg_s,
                    percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY h.delta_s) AS p
-            FROM handoffs AS h {_TREE_JOIN if tree else ""}
+            FROM handoffs AS h
             WHERE {_COUNTED}
             GROUP BY 1
         ) AS g
@@ -54,10 +54,10 @@ def _breakdown_sql(by: str) -> str:
 
 _BREAKDOWN_SQL = {by: _breakdown_sql(by) for by in _GROUPINGS}
 
-# One row per counted handoff ($4: now), without its tree. The first actor is the kind whose first step is the
-# first action (human when a human and an ai step share that instant).
+# One row per counted handoff ($4: now), in section 7's field order. The first actor is the kind whose first step is
+# the first action (human when a human and an ai step share that instant).
 _ITEMS = f"""
-    SELECT h.handoff_id, h.session_id, h.priority, h.claimed_by, h.effective_claimed_at AS claimed_at,
+    SELECT h.handoff_id, h.session_id, h.tree_id, h.priority, h.claimed_by, h.effective_claimed_at AS claimed_at,
            h.first_action_at,
            CASE WHEN h.first_action_at IS NULL THEN NULL
                 WHEN h.first_action_at = h.first_human_at THEN 'human'
@@ -73,26 +73,56 @@ _ORDERS = {
     "slowest": "COALESCE(c.delta_s, c.waiting_s) DESC, c.handoff_id",
     "newest": "c.claimed_at DESC, c.handoff_id",
 }
-# In section 7's field order, the tree joined by the account's session key.
-_ITEM_COLUMNS = (
-    "c.handoff_id, c.session_id, t.tree_id, c.priority, c.claimed_by, c.claimed_at, c.first_action_at,"
-    " c.first_actor_type, c.delta_s, c.waiting_s"
-)
-_ITEM_TREE = "LEFT JOIN session_trees AS t ON t.account_id = $1 AND t.session_id = c.session_id"
-# The page is cut before the trees are joined: only its rows look theirs up.
 _PAGE_SQL = {
     order: f"""
     SELECT (SELECT count(*) FROM handoffs AS h WHERE {_COUNTED}) AS total, ARRAY(
-        SELECT ROW({_ITEM_COLUMNS})
-        FROM (SELECT c.* FROM ({_ITEMS}) AS c ORDER BY {sort} LIMIT $5 OFFSET $6) AS c {_ITEM_TREE}
-        ORDER BY {sort}
+        SELECT ROW(c.*) FROM ({_ITEMS}) AS c ORDER BY {sort} LIMIT $5 OFFSET $6
     ) AS items
     """
     for order, sort in _ORDERS.items()
 }
-# The same rows, all of them, for a server-side cursor.
-_ALL_ITEMS_SQL = {
-    order: f"SELECT {_ITEM_COLUMNS} FROM ({_ITEMS}) AS c {_ITEM_TREE} ORDER BY {sort}"
+
+
+# The same rows, every one, as values: the business clock's CSV prices its open claims in Python before writing.
+_ALL_ITEMS_SQL = {order: f"SELECT c.* FROM ({_ITEMS}) AS c ORDER BY {sort}" for order, sort in _ORDERS.items()}
+
+
+def _iso_text(column: str) -> str:
+    """An instant as the CSV has always written it (Python's isoformat of a UTC datetime): microseconds only when
+    not zero, `+00:00`."""
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    return (
+        f"""to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS')"""
+        f" || CASE WHEN extract(microseconds FROM {utc})::bigint % 1000000 <> 0 THEN to_char({utc}, '.US') ELSE '' END"
+        " || '+00:00'"
+    )
+
+
+def _float_text(column: str) -> str:
+    """A float as Python's str() writes it: PostgreSQL's float8 text is the same shortest round-trip form, but for
+    whole numbers ("20", Python "20.0"). The forms part again only from 1e15, past any delta timestamps allow."""
+    return f"CASE WHEN {column} = trunc({column}) THEN trunc({column})::bigint::text || '.0' ELSE {column}::text END"
+
+
+# The drill-down's CSV: the same rows and order, every one of them, each cell in the text Python's csv module wrote
+# before PostgreSQL did (ids, enums and numbers as in the JSON answer, instants in isoformat; NULL an empty cell),
+# the header row the field names. No cell can hold a line break (ids, instants, numbers, enums).
+_CSV_CELLS = {
+    "handoff_id": "c.handoff_id",
+    "session_id": "c.session_id",
+    "tree_id": "c.tree_id",
+    "priority": "c.priority",
+    "claimed_by": "c.claimed_by",
+    "claimed_at": _iso_text("c.claimed_at"),
+    "first_action_at": _iso_text("c.first_action_at"),
+    "first_actor_type": "c.first_actor_type",
+    "delta_seconds": _float_text("c.delta_s"),
+    "waiting_seconds": _float_text("c.waiting_s"),
+}
+assert tuple(_CSV_CELLS) == DRILL_DOWN_FIELDS, "the CSV's columns are the drill-down's fields, in their order"
+_CSV_SQL = {
+    order: f"SELECT {', '.join(f'{cell} AS {name}' for name, cell in _CSV_CELLS.items())}"
+    f" FROM ({_ITEMS}) AS c ORDER BY {sort}"
     for order, sort in _ORDERS.items()
 }
 
@@ -161,7 +191,7 @@ class Series:
 
 class InsightQueries:
     """Section 7's answers for one account: each a single statement (its own snapshot) on `Database.fetchrow`,
-    except the CSV rows, which stream from a server-side cursor."""
+    except the CSV, which streams from PostgreSQL's COPY."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -202,6 +232,15 @@ class InsightQueries:
         sql = over_clock_columns(_ALL_ITEMS_SQL[order], clock)
         async for row in self._db.stream(sql, account_id, start, end, now):
             yield HandoffLine(*row)
+
+    async def handoffs_csv(
+        self, *, account_id: UUID, start: datetime, end: datetime, now: datetime, order: str
+    ) -> AsyncIterator[bytes]:
+        """Every counted handoff in that order as RFC 4180 CSV with a header row, written by PostgreSQL (one
+        statement: one snapshot) and passed on chunk by chunk while the caller consumes them."""
+        async for chunk in self._db.copy_csv(_CSV_SQL[order], account_id, start, end, now):
+            # COPY ends lines with LF; RFC 4180 wants CRLF. No cell holds a line break, so every LF ends a row.
+            yield chunk.replace(b"\n", b"\r\n")
 
     async def series(
         self,

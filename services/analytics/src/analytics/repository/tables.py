@@ -68,6 +68,10 @@ handoffs = sa.Table(
     sa.Column("business_delta_s", sa.Float),
     sa.Column("business_human_delta_s", sa.Float),
     sa.Column("business_ai_delta_s", sa.Float),
+    # The session's tree (migration 0008), copied from session_trees once both are known: the breakdowns by tree
+    # and category read it without a join. NULL until the session-started event is applied.
+    sa.Column("tree_id", sa.Uuid),
+    sa.Column("tree_category", sa.Text),
     sa.Index("ix_handoffs_session", "session_id"),
     sa.Index(
         "ix_handoffs_account_claimed",
@@ -108,7 +112,8 @@ account_watermarks = sa.Table(
     sa.Column("data_as_of", sa.DateTime(timezone=True), nullable=False),
 )
 
-# The tree each session started on (session.started); joined to handoffs by session at query time.
+# The tree each session started on (session.started): copied onto the session's handoffs (handoffs.tree_id and
+# tree_category), and the source of a tree's label (its newest session's title).
 session_trees = sa.Table(
     "session_trees",
     metadata,
