@@ -6,6 +6,7 @@ rf_testsupport.gateway, which imports the gateway service.
 
 from rf_testsupport.apps import RunningApp, Served, free_port, loopback_socket
 from rf_testsupport.callers import Caller
+from rf_testsupport.compare import assert_same_answers, differences
 from rf_testsupport.databases import new_database
 from rf_testsupport.kafka import group_lag, make_topics, produce, read_to_end, read_topic, step_event, unique_prefix
 from rf_testsupport.waiting import wait_until
@@ -14,6 +15,8 @@ __all__ = [
     "Caller",
     "RunningApp",
     "Served",
+    "assert_same_answers",
+    "differences",
     "free_port",
     "group_lag",
     "loopback_socket",
