@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
+import pytest
 import sqlalchemy as sa
 
 from rf_testsupport import new_database
@@ -64,5 +66,45 @@ async def test_a_statement_whose_connection_is_lost_under_it_is_sent_once_more(m
         assert row is not None and row["n"] == 42
         attempts = await db.fetchrow("SELECT last_value FROM attempts")
         assert attempts is not None and attempts["last_value"] == 2
+    finally:
+        await db.dispose()
+
+
+async def test_copy_csv_streams_postgresqls_csv_with_a_header_and_inlined_parameters(make_database) -> None:
+    db = Database(await new_database(make_database), pool_size=1)
+    try:
+        query = (
+            "SELECT n, CASE WHEN n = 2 THEN NULL ELSE $1 || n END AS label FROM generate_series(1, $2) AS n ORDER BY n"
+        )
+        chunks = [chunk async for chunk in db.copy_csv(query, 'say "hi", ', 3)]
+        assert all(isinstance(chunk, bytes) for chunk in chunks)
+        assert b"".join(chunks) == b'n,label\n1,"say ""hi"", 1"\n2,\n3,"say ""hi"", 3"\n'
+    finally:
+        await db.dispose()
+
+
+async def test_copy_csv_stopped_early_gives_its_connection_back_usable(make_database) -> None:
+    db = Database(await new_database(make_database), pool_size=1)
+    try:
+        # Far more than the few chunks it buffers: the COPY is still running when the reader stops.
+        rows = db.copy_csv("SELECT n, repeat('x', 200) FROM generate_series(1, 200000) AS n")
+        first = await anext(rows)
+        assert first.startswith(b"n,repeat\n")
+        await rows.aclose()
+        # The pool's only connection: the cancelled COPY left it ready for the next statement.
+        row = await asyncio.wait_for(db.fetchrow("SELECT 41 + $1 AS answer", 1), timeout=30)
+        assert row is not None and row["answer"] == 42
+    finally:
+        await db.dispose()
+
+
+async def test_copy_csv_raises_the_statements_error(make_database) -> None:
+    db = Database(await new_database(make_database), pool_size=1)
+    try:
+        with pytest.raises(asyncpg.PostgresError):
+            async for _ in db.copy_csv("SELECT 1 / (n - 3) FROM generate_series(1, 5) AS n"):
+                pass
+        row = await db.fetchrow("SELECT 1 AS one")
+        assert row is not None and row["one"] == 1
     finally:
         await db.dispose()

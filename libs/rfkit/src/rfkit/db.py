@@ -136,8 +136,9 @@ class Database:
         """One read-only statement's rows as CSV with a header row, written by PostgreSQL itself (`COPY (query) TO
         STDOUT WITH (FORMAT csv, HEADER)`: its quoting, its text form of each value, NULL as an empty cell), yielded
         in the chunks it arrives in while the caller consumes them, on a connection of the `fetchrow` pool held until
-        the end. At most `buffered_chunks` wait for the caller: asyncpg reads no further until one is taken, so memory
-        stays bounded whatever the row count. COPY takes no parameters: asyncpg inlines `args` as quoted literals."""
+        the end (closed instead when the caller stops early). At most `buffered_chunks` wait for the caller: asyncpg
+        reads no further until one is taken, so memory stays bounded whatever the row count. COPY takes no
+        parameters: asyncpg inlines `args` as quoted literals."""
         pool = self._statements or await self._statement_pool()
         chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=buffered_chunks)
         async with pool.acquire() as connection:
@@ -159,10 +160,16 @@ class Database:
                     yield chunk
                 await copying  # its error, if it ended in one
             finally:
-                # The caller stopped early (a client gone): the cancelled sink makes asyncpg cancel the COPY.
-                copying.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await copying
+                if not copying.done():
+                    # The caller stopped early (a client gone). asyncpg cannot take a connection back in the middle
+                    # of a COPY (it stays paused in it): stop the COPY, close the connection (its backend ends the
+                    # statement), and the pool opens a fresh one for the next caller.
+                    copying.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await copying
+                    connection.terminate()
+                elif not copying.cancelled():
+                    copying.exception()  # seen: a COPY that failed after its caller stopped is no one's error
 
     async def _statement_pool(self) -> asyncpg.Pool[Any]:
         async with self._statements_lock:
