@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -25,12 +25,8 @@ from rf_contracts import (
 )
 from rf_contracts.api import handoffs as api_models
 from rf_contracts.api.handoffs import HandoffDetail, HandoffHistoryEntry, HandoffPage, HandoffRead, HandoffStats
+from rfkit.clock import utcnow
 from rfkit.db import Database
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 # --- commands
 
@@ -326,7 +322,6 @@ async def get_stale_policy(*, db: Database, account_id: UUID) -> api_models.Stal
     async with db.unit_of_work(HandoffsUnitOfWork) as uow:
         policy = await uow.handoffs.stale_policy(account_id=account_id)
     return api_models.StalePolicy.model_validate(dataclasses.asdict(policy))
-
 
 
 async def get_detail(*, db: Database, account_id: UUID, handoff_id: UUID) -> HandoffDetail:
