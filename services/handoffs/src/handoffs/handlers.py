@@ -100,7 +100,7 @@ async def escalate(cmd: EscalateSession, *, db: Database, sessions: SessionLooku
     # could still be on its way) and because the sessions service is the authority on who may see the session.
     session = await sessions(cmd.session_id)
     if session is None or session.account_id != cmd.account_id:
-        raise domain.SessionNotFound("session not found")
+        raise domain.SessionNotFound()
     if session.status == "completed":
         raise domain.SessionIsCompleted({"message": "session is completed", "session_id": str(cmd.session_id)})
     async with db.unit_of_work(HandoffsUnitOfWork) as uow:

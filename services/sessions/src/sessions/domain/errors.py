@@ -8,8 +8,7 @@ from rf_contracts.api.trees import TreeViolation
 from rfkit.errors import Conflict, Forbidden, Invalid, NotFound
 
 
-class TreeNotFound(NotFound, code="tree_not_found", detail="tree not found"):
-    pass
+class TreeNotFound(NotFound, code="tree_not_found", detail="tree not found"): ...
 
 
 class TreeVersionNotFound(NotFound, code="tree_version_not_found"):
@@ -19,8 +18,7 @@ class TreeVersionNotFound(NotFound, code="tree_version_not_found"):
         super().__init__(f"tree version {version} not found")
 
 
-class SessionNotFound(NotFound, code="session_not_found", detail="session not found"):
-    pass
+class SessionNotFound(NotFound, code="session_not_found", detail="session not found"): ...
 
 
 class SessionAlreadyCompleted(
@@ -29,22 +27,19 @@ class SessionAlreadyCompleted(
     """A completed session is history: every write on it is refused."""
 
 
-class AnswerNotAtCurrentNode(Invalid):
-    code = "answer_not_at_current_node"
+class AnswerNotAtCurrentNode(Invalid, code="answer_not_at_current_node"): ...
 
 
-class UnknownOption(Invalid):
-    code = "unknown_option"
+class UnknownOption(Invalid, code="unknown_option"): ...
 
 
-class NodeNotInTree(Invalid):
-    code = "node_not_in_tree"
+class NodeNotInTree(Invalid, code="node_not_in_tree"): ...
 
 
 class AccountScopeForbidden(
     Forbidden, code="account_scope_forbidden", detail="scope=account requires role engineer or higher"
 ):
-    pass
+    ...
 
 
 class InvalidTree(Invalid, code="invalid_tree"):
