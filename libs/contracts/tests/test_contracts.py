@@ -58,22 +58,28 @@ def test_adding_an_optional_field_is_compatible() -> None:
     assert breaking_changes(_committed_claimed(), new) == []
 
 
-def _claimed(**over: object) -> dict:
-    sid = uuid4()
-    body = {
+def _event(event_type: str, fields: dict[str, object], over: dict[str, object]) -> dict:
+    """A valid event body of `event_type`: the envelope every event carries, its own `fields`, then `over`."""
+    return {
         "event_id": str(uuid4()),
-        "event_type": "handoff.claimed",
+        "event_type": event_type,
         "schema_version": 1,
         "occurred_at": "2026-11-26T10:00:00+00:00",
         "account_id": str(uuid4()),
-        "session_id": str(sid),
+        "session_id": str(uuid4()),
+        **fields,
+        **over,
+    }
+
+
+def _claimed(**over: object) -> dict:
+    fields = {
         "handoff_id": str(uuid4()),
         "version": 2,
         "claimed_by": str(uuid4()),
         "claimed_at": "2026-11-26T10:00:00.123456Z",
     }
-    body.update(over)
-    return body
+    return _event("handoff.claimed", fields, over)
 
 
 def test_valid_event_parses_and_keeps_microseconds() -> None:
@@ -174,20 +180,13 @@ def test_a_null_or_non_object_value_is_a_violation(raw: bytes | None) -> None:
 
 
 def _started(**over: object) -> dict:
-    body = {
-        "event_id": str(uuid4()),
-        "event_type": "session.started",
-        "schema_version": 1,
-        "occurred_at": "2026-11-26T10:00:00+00:00",
-        "account_id": str(uuid4()),
-        "session_id": str(uuid4()),
+    fields = {
         "tree_id": str(uuid4()),
         "tree_version": 3,
         "started_by": str(uuid4()),
         "started_at": "2026-11-26T10:00:00Z",
     }
-    body.update(over)
-    return body
+    return _event("session.started", fields, over)
 
 
 def test_session_started_grew_tree_title_and_category_compatibly() -> None:
