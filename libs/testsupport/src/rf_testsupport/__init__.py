@@ -4,7 +4,7 @@ The kit-level helpers are re-exported here; the gateway's (a running gateway, us
 rf_testsupport.gateway, which imports the gateway service.
 """
 
-from rf_testsupport.apps import RunningApp, Served, free_port, loopback_socket
+from rf_testsupport.apps import RunningApp, Served, free_port, loopback_socket, running
 from rf_testsupport.callers import Caller
 from rf_testsupport.databases import new_database
 from rf_testsupport.kafka import group_lag, make_topics, produce, read_to_end, read_topic, step_event, unique_prefix
@@ -22,6 +22,7 @@ __all__ = [
     "produce",
     "read_to_end",
     "read_topic",
+    "running",
     "step_event",
     "unique_prefix",
     "wait_until",
