@@ -58,7 +58,7 @@ def test_adding_an_optional_field_is_compatible() -> None:
     assert breaking_changes(_committed_claimed(), new) == []
 
 
-def _event(event_type: str, fields: dict[str, object], over: dict[str, object]) -> dict:
+def _event(event_type: str, over: dict[str, object], **fields: object) -> dict:
     """A valid event body of `event_type`: the envelope every event carries, its own `fields`, then `over`."""
     return {
         "event_id": str(uuid4()),
@@ -73,13 +73,8 @@ def _event(event_type: str, fields: dict[str, object], over: dict[str, object]) 
 
 
 def _claimed(**over: object) -> dict:
-    fields = {
-        "handoff_id": str(uuid4()),
-        "version": 2,
-        "claimed_by": str(uuid4()),
-        "claimed_at": "2026-11-26T10:00:00.123456Z",
-    }
-    return _event("handoff.claimed", fields, over)
+    at = "2026-11-26T10:00:00.123456Z"
+    return _event("handoff.claimed", over, handoff_id=str(uuid4()), version=2, claimed_by=str(uuid4()), claimed_at=at)
 
 
 def test_valid_event_parses_and_keeps_microseconds() -> None:
@@ -180,13 +175,8 @@ def test_a_null_or_non_object_value_is_a_violation(raw: bytes | None) -> None:
 
 
 def _started(**over: object) -> dict:
-    fields = {
-        "tree_id": str(uuid4()),
-        "tree_version": 3,
-        "started_by": str(uuid4()),
-        "started_at": "2026-11-26T10:00:00Z",
-    }
-    return _event("session.started", fields, over)
+    ids = {"tree_id": str(uuid4()), "started_by": str(uuid4())}
+    return _event("session.started", over, **ids, tree_version=3, started_at="2026-11-26T10:00:00Z")
 
 
 def test_session_started_grew_tree_title_and_category_compatibly() -> None:
