@@ -16,6 +16,7 @@ from handoffs.uow import HandoffsUnitOfWork
 from rf_contracts import (
     Event,
     HandoffClaimed,
+    HandoffEvent,
     HandoffReleased,
     HandoffRequested,
     HandoffResolved,
@@ -91,6 +92,24 @@ def _common(row: Handoff, at: datetime) -> dict[str, Any]:
     }
 
 
+async def _record_change(
+    uow: HandoffsUnitOfWork,
+    row: Handoff,
+    action: Action,
+    event: type[HandoffEvent],
+    *,
+    actor_id: UUID | None,
+    at: datetime,
+    actor_type: str = "user",
+    note: str | None = None,
+    **fields: Any,
+) -> None:
+    """The change that gave `row` its version, told twice: its history row and its event (with `fields`)."""
+    history = uow.handoffs.add_history
+    await history(handoff=row, action=action, actor_id=actor_id, at=at, actor_type=actor_type, note=note)
+    uow.collect(event(**_common(row, at), **fields))
+
+
 # --- use cases
 
 
@@ -135,21 +154,9 @@ async def escalate(cmd: EscalateSession, *, db: Database, sessions: SessionLooku
                     "status": live.status if live else None,
                 }
             )
-        await repo.add_history(
-            handoff=row,
-            action=Action.REQUESTED,
-            actor_id=cmd.user_id,
-            at=now,
-            note=cmd.reason,
-        )
-        uow.collect(
-            HandoffRequested(
-                **_common(row, now),
-                requested_by=row.requested_by,
-                requested_at=row.requested_at,
-                priority=row.priority,
-                reason=row.reason,
-            )
+        await _record_change(
+            uow, row, Action.REQUESTED, HandoffRequested, actor_id=cmd.user_id, at=now, note=cmd.reason,
+            requested_by=row.requested_by, requested_at=row.requested_at, priority=row.priority, reason=row.reason,
         )
     return _read(row)
 
@@ -166,13 +173,10 @@ async def claim(cmd: ClaimHandoff, *, db: Database) -> HandoffRead:
             current = await repo.get(account_id=cmd.account_id, handoff_id=cmd.handoff_id)
             domain.explain_lost_claim(current.state(), cmd.actor)  # raises unless the caller holds it already
             return _read(current)
-        await repo.add_history(
-            handoff=row,
-            action=Action.CLAIMED,
-            actor_id=cmd.actor.user_id,
-            at=now,
+        actor_id = cmd.actor.user_id
+        await _record_change(
+            uow, row, Action.CLAIMED, HandoffClaimed, actor_id=actor_id, at=now, claimed_by=actor_id, claimed_at=now
         )
-        uow.collect(HandoffClaimed(**_common(row, now), claimed_by=cmd.actor.user_id, claimed_at=now))
     return _read(row)
 
 
@@ -185,13 +189,10 @@ async def release(cmd: ReleaseHandoff, *, db: Database) -> HandoffRead:
         domain.check_release(current.state(), cmd.actor)
         now = utcnow()
         row = await repo.release(account_id=cmd.account_id, handoff_id=cmd.handoff_id, at=now)
-        await repo.add_history(
-            handoff=row,
-            action=Action.RELEASED,
-            actor_id=cmd.actor.user_id,
-            at=now,
+        actor_id = cmd.actor.user_id
+        await _record_change(
+            uow, row, Action.RELEASED, HandoffReleased, actor_id=actor_id, at=now, released_by=actor_id, released_at=now
         )
-        uow.collect(HandoffReleased(**_common(row, now), released_by=cmd.actor.user_id, released_at=now))
     return _read(row)
 
 
@@ -205,14 +206,11 @@ async def resolve(cmd: ResolveHandoff, *, db: Database) -> HandoffRead:
         row = await repo.resolve(
             account_id=cmd.account_id, handoff_id=cmd.handoff_id, resolved_by=cmd.actor.user_id, at=now, note=cmd.note
         )
-        await repo.add_history(
-            handoff=row,
-            action=Action.RESOLVED,
-            actor_id=cmd.actor.user_id,
-            at=now,
-            note=cmd.note,
+        actor_id = cmd.actor.user_id
+        await _record_change(
+            uow, row, Action.RESOLVED, HandoffResolved, actor_id=actor_id, at=now, note=cmd.note,
+            resolved_by=actor_id, resolved_at=now,
         )
-        uow.collect(HandoffResolved(**_common(row, now), resolved_by=cmd.actor.user_id, resolved_at=now))
     return _read(row)
 
 
@@ -237,15 +235,10 @@ async def complete_session(event: SessionCompleted, uow: HandoffsUnitOfWork) -> 
     note = f"session completed ({event.outcome})"
     now = utcnow()
     row = await repo.resolve(account_id=live.account_id, handoff_id=live.id, resolved_by=resolver, at=now, note=note)
-    await repo.add_history(
-        handoff=row,
-        action=Action.RESOLVED,
-        actor_id=resolver,
-        actor_type="system",
-        at=now,
-        note=note,
+    await _record_change(
+        uow, row, Action.RESOLVED, HandoffResolved, actor_id=resolver, actor_type="system", at=now, note=note,
+        resolved_by=resolver, resolved_at=now,
     )
-    uow.collect(HandoffResolved(**_common(row, now), resolved_by=resolver, resolved_at=now))
 
 
 async def record_steps(events: list[Event], uow: HandoffsUnitOfWork) -> None:
@@ -276,22 +269,17 @@ async def mark_stale_claims(*, db: Database, now: datetime, limit: int) -> list[
             row = await repo.mark_stale(
                 account_id=due.account_id, handoff_id=due.handoff_id, stale_since=due.deadline, at=now
             )
-            await repo.add_history(handoff=row, action=Action.STALE, actor_id=None, actor_type="system", at=now)
             assert row.claimed_by is not None and row.claimed_at is not None  # a due claim is claimed
-            uow.collect(
-                HandoffStale(**_common(row, now), claimed_by=row.claimed_by, claimed_at=row.claimed_at, stale_at=now)
+            await _record_change(
+                uow, row, Action.STALE, HandoffStale, actor_id=None, actor_type="system", at=now,
+                claimed_by=row.claimed_by, claimed_at=row.claimed_at, stale_at=now,
             )
             if due.auto_release:
                 row = await repo.release(account_id=due.account_id, handoff_id=due.handoff_id, at=now)
-                await repo.add_history(
-                    handoff=row,
-                    action=Action.RELEASED,
-                    actor_id=None,
-                    actor_type="system",
-                    at=now,
-                    note=domain.STALE_RELEASE_NOTE,
+                await _record_change(
+                    uow, row, Action.RELEASED, HandoffReleased, actor_id=None, actor_type="system", at=now,
+                    note=domain.STALE_RELEASE_NOTE, released_by=None, released_at=now,
                 )
-                uow.collect(HandoffReleased(**_common(row, now), released_by=None, released_at=now))
             found.append(
                 StaleClaimFound(
                     handoff_id=due.handoff_id,
