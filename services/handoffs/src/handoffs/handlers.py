@@ -16,7 +16,6 @@ from handoffs.uow import HandoffsUnitOfWork
 from rf_contracts import (
     Event,
     HandoffClaimed,
-    HandoffEvent,
     HandoffReleased,
     HandoffRequested,
     HandoffResolved,
@@ -26,6 +25,7 @@ from rf_contracts import (
 )
 from rf_contracts.api import handoffs as api_models
 from rf_contracts.api.handoffs import HandoffDetail, HandoffHistoryEntry, HandoffPage, HandoffRead, HandoffStats
+from rf_contracts.events import HandoffEvent
 from rfkit.clock import utcnow
 from rfkit.db import Database
 
