@@ -17,15 +17,13 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from bench._support import TREE, bench_infra, new_account
-from bench.analytics_freshness import start_stack
+from bench._support import TREE, four_services, new_account
 
 COMMAND = "uv run python -m bench._liveops_sse"
 STREAM_PATH = "/api/v1/handoffs/queue/stream"
@@ -144,22 +142,9 @@ async def sse_measure(gateway_url: str, n_streams: int, samples: int,
 
 
 async def run_sse(n_streams: int, samples: int, gateway_url: str | None) -> dict[str, object]:
-    infra = None
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        if gateway_url is None:
-            infra = await bench_infra()
-            gateway_url = await start_stack(infra, procs)
-        gateway_pid = procs[-1].pid if procs else None  # start_stack starts the gateway last
-        figures = await sse_measure(gateway_url, n_streams, samples, gateway_pid)
-        return {"bench": "liveops_sse", **figures, "command": COMMAND}
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=60)
-        if infra is not None:
-            await asyncio.to_thread(infra.stop)
+    async with four_services(gateway_url) as (url, gateway_pid):
+        figures = await sse_measure(url, n_streams, samples, gateway_pid)
+    return {"bench": "liveops_sse", **figures, "command": COMMAND}
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import httpx
 from rf_devstack._paths import run_dir
 from rf_devstack.infra import Infra, obtain_infra
 from rf_devstack.postgres import ensure_databases, url_with_database
+from rf_testsupport import free_port
 from rfkit.auth import generate_keypair
 from rfkit.migrate import upgrade as migrate_upgrade
 
@@ -23,6 +24,8 @@ from rfkit.migrate import upgrade as migrate_upgrade
 # Linux's ephemeral range (32768-60999), where a client socket can hold the port when the server starts.
 KAFKA_PORT, CONTROLLER_PORT, PG_PORT = 29092, 29093, 25432
 PASSWORD = "bench password 123"
+# Free ports picked now: fixed ones in the ephemeral range were sometimes held by a client socket of an earlier run.
+PORTS = {name: free_port() for name in ("gateway", "sessions", "handoffs", "analytics")}
 TREE = {
     "title": "Bench", "root_node_id": "q",
     "nodes": [{"id": "q", "kind": "question", "text": "?", "options": [{"label": "ok", "next_node_id": "s"}]},
@@ -64,6 +67,47 @@ async def wait_ready(url: str, timeout: float = 120) -> None:
                 pass
             await asyncio.sleep(0.2)
     raise RuntimeError(f"{url} did not become ready")
+
+
+async def _start_four(infra: Infra, procs: list[subprocess.Popen[bytes]]) -> str:
+    """The four services on the bench ports (the gateway last); returns the gateway's URL."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {name: f"bench_fresh_{name}_{suffix}" for name in PORTS}
+    await ensure_databases(infra.database_url, list(names.values()))
+    private_pem, public_pem = generate_keypair()
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()}
+    common = {"RF_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, "RF_LOG_LEVEL": "WARNING", "RF_ENV": "test",
+              "RF_TOPIC_PREFIX": f"bench{suffix}.", "RF_JWT_PUBLIC_KEY": public_pem}
+    for name in ("sessions", "handoffs", "analytics"):
+        procs.append(serve(name, PORTS[name], {
+            **common, "RF_DATABASE_URL": url_with_database(infra.database_url, names[name]),
+            "RF_SESSIONS_URL": urls["sessions"]}))
+    procs.append(serve("gateway", PORTS["gateway"], {
+        **common, "RF_DATABASE_URL": url_with_database(infra.database_url, names["gateway"]),
+        "RF_JWT_PRIVATE_KEY": private_pem, "RF_SESSIONS_URL": urls["sessions"],
+        "RF_HANDOFFS_URL": urls["handoffs"], "RF_ANALYTICS_URL": urls["analytics"]}))
+    await asyncio.gather(*(wait_ready(url) for url in urls.values()))
+    return urls["gateway"]
+
+
+@asynccontextmanager
+async def four_services(gateway_url: str | None) -> AsyncIterator[tuple[str, int | None]]:
+    """The gateway to measure through and its process id (None for a running stack given by `gateway_url`); without
+    a URL, the four services on fresh databases of bench infrastructure, stopped again on the way out."""
+    if gateway_url is not None:
+        yield gateway_url, None
+        return
+    infra = await bench_infra()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        url = await _start_four(infra, procs)
+        yield url, procs[-1].pid
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+        await asyncio.to_thread(infra.stop)
 
 
 def percentile(ordered: list[float], q: float) -> float:

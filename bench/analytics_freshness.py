@@ -14,43 +14,14 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import time
-import uuid
-from typing import Any
 
 import httpx
 
-from bench._support import TREE, bench_infra, new_account, percentile, serve, wait_ready
-from rf_devstack.postgres import ensure_databases, url_with_database
-from rf_testsupport import free_port
-from rfkit.auth import generate_keypair
+from bench._support import TREE, four_services, new_account, percentile
 
 COMMAND = "uv run python -m bench.analytics_freshness"
-# Free ports picked now: fixed ones in the ephemeral range were sometimes held by a client socket of an earlier run.
-PORTS = {name: free_port() for name in ("gateway", "sessions", "handoffs", "analytics")}
 METRIC = "/analytics/flowpilot/escalations"
-
-
-async def start_stack(infra: Any, procs: list[subprocess.Popen[bytes]]) -> str:
-    """The four services on the bench ports; returns the gateway's URL."""
-    suffix = uuid.uuid4().hex[:8]
-    names = {name: f"bench_fresh_{name}_{suffix}" for name in PORTS}
-    await ensure_databases(infra.database_url, list(names.values()))
-    private_pem, public_pem = generate_keypair()
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in PORTS.items()}
-    common = {"RF_KAFKA_BOOTSTRAP": infra.kafka_bootstrap, "RF_LOG_LEVEL": "WARNING", "RF_ENV": "test",
-              "RF_TOPIC_PREFIX": f"bench{suffix}.", "RF_JWT_PUBLIC_KEY": public_pem}
-    for name in ("sessions", "handoffs", "analytics"):
-        procs.append(serve(name, PORTS[name], {
-            **common, "RF_DATABASE_URL": url_with_database(infra.database_url, names[name]),
-            "RF_SESSIONS_URL": urls["sessions"]}))
-    procs.append(serve("gateway", PORTS["gateway"], {
-        **common, "RF_DATABASE_URL": url_with_database(infra.database_url, names["gateway"]),
-        "RF_JWT_PRIVATE_KEY": private_pem, "RF_SESSIONS_URL": urls["sessions"],
-        "RF_HANDOFFS_URL": urls["handoffs"], "RF_ANALYTICS_URL": urls["analytics"]}))
-    await asyncio.gather(*(wait_ready(url) for url in urls.values()))
-    return urls["gateway"]
 
 
 async def with_actions(api: httpx.AsyncClient, headers: dict[str, str]) -> int:
@@ -89,25 +60,13 @@ async def measure(gateway_url: str, samples: int) -> list[float]:
 
 
 async def run(samples: int, gateway_url: str | None) -> dict[str, object]:
-    infra = None
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        if gateway_url is None:
-            infra = await bench_infra()
-            gateway_url = await start_stack(infra, procs)
-        results = sorted(await measure(gateway_url, samples))
-        p50 = statistics.median(results)
-        p95 = percentile(results, 0.95)
-        print(f"{samples} samples: p50 {p50:.1f} ms  p95 {p95:.1f} ms  min {results[0]:.1f}  max {results[-1]:.1f}")
-        return {"bench": "analytics_freshness", "samples": samples, "p50_ms": round(p50, 1), "p95_ms": round(p95, 1),
-                "command": COMMAND}
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
-        if infra is not None:
-            await asyncio.to_thread(infra.stop)
+    async with four_services(gateway_url) as (url, _):
+        results = sorted(await measure(url, samples))
+    p50 = statistics.median(results)
+    p95 = percentile(results, 0.95)
+    print(f"{samples} samples: p50 {p50:.1f} ms  p95 {p95:.1f} ms  min {results[0]:.1f}  max {results[-1]:.1f}")
+    return {"bench": "analytics_freshness", "samples": samples, "p50_ms": round(p50, 1), "p95_ms": round(p95, 1),
+            "command": COMMAND}
 
 
 def main() -> None:

@@ -17,15 +17,13 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import time
 from datetime import UTC, datetime
 
 import httpx
 
 from bench._liveops_sse import sse_measure
-from bench._support import TREE, bench_infra, new_account, percentile
-from bench.analytics_freshness import start_stack
+from bench._support import TREE, four_services, new_account, percentile
 
 COMMAND = "uv run python -m bench.liveops"
 STALE_AFTER_S = 60
@@ -67,28 +65,15 @@ async def measure(gateway_url: str, samples: int) -> list[float]:
 
 
 async def run(samples: int, gateway_url: str | None, streams: int = 500) -> dict[str, object]:
-    infra = None
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        if gateway_url is None:
-            infra = await bench_infra()
-            gateway_url = await start_stack(infra, procs)
-        gateway_pid = procs[-1].pid if procs else None  # start_stack starts the gateway last
-        results = sorted(await measure(gateway_url, samples))
+    async with four_services(gateway_url) as (url, gateway_pid):
+        results = sorted(await measure(url, samples))
         p50 = statistics.median(results)
         p95 = percentile(results, 0.95)
         print(f"stale detection, {samples} claims: p50 {p50:.0f} ms  p95 {p95:.0f} ms  "
               f"min {results[0]:.0f}  max {results[-1]:.0f}")
-        sse = await sse_measure(gateway_url, streams, samples, gateway_pid)
-        return {"bench": "liveops", "stale_samples": samples, "stale_p50_ms": round(p50, 1),
-                "stale_p95_ms": round(p95, 1), **sse, "command": COMMAND}
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
-        if infra is not None:
-            await asyncio.to_thread(infra.stop)
+        sse = await sse_measure(url, streams, samples, gateway_pid)
+    return {"bench": "liveops", "stale_samples": samples, "stale_p50_ms": round(p50, 1),
+            "stale_p95_ms": round(p95, 1), **sse, "command": COMMAND}
 
 
 def main() -> None:

@@ -64,3 +64,33 @@ def container_env(objs: list[Obj], container: Obj, *, reveal_secrets: bool = Fal
             ref = var["valueFrom"].get("secretKeyRef", {})
             env[var["name"]] = known_secrets.get(ref.get("name"), {}).get(ref.get("key"), FROM_SECRET)
     return env
+
+
+# ---- JSON schemas of the custom resources we write (their CRDs' fields that we use) ----------------------
+
+
+def closed(properties: Obj, *, required: tuple[str, ...] = ()) -> Obj:
+    """An object with only these properties: a misspelt field fails the check instead of being ignored."""
+    schema: Obj = {"type": "object", "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    return {**schema, "properties": properties}
+
+
+def list_of(item: Obj) -> Obj:
+    """A non-empty array of `item`."""
+    return {"type": "array", "minItems": 1, "items": item}
+
+
+def custom_resource(api_version: str, kind: str, spec: Obj) -> Obj:
+    """A named custom resource of this apiVersion and kind whose spec is `spec`."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": api_version},
+            "kind": {"const": kind},
+            "metadata": {"type": "object", "required": ["name"]},
+            "spec": spec,
+        },
+    }

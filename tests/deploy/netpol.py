@@ -111,27 +111,25 @@ class Cluster:
         )
 
     def egress_allows(self, source: Endpoint, destination: Endpoint, port: int, protocol: str = "TCP") -> bool:
-        if not isinstance(source, Pod):
-            return True
-        selecting = self._selecting(source, "Egress")
-        if not selecting:
-            return True
-        return any(
-            self._rule_matches(rule, "to", policy, destination, destination, port, protocol)
-            for policy in selecting
-            for rule in policy["spec"].get("egress") or []
-        )
+        return self._side_allows("Egress", source, destination, destination, port, protocol)
 
     def ingress_allows(self, source: Endpoint, destination: Endpoint, port: int, protocol: str = "TCP") -> bool:
-        if not isinstance(destination, Pod):
+        return self._side_allows("Ingress", destination, source, destination, port, protocol)
+
+    def _side_allows(
+        self, direction: str, pod: Endpoint, peer: Endpoint, destination: Endpoint, port: int, protocol: str
+    ) -> bool:
+        """Whether the `direction` policies selecting `pod` let it talk with `peer` (none selecting it: they do)."""
+        if not isinstance(pod, Pod):
             return True
-        selecting = self._selecting(destination, "Ingress")
+        selecting = self._selecting(pod, direction)
         if not selecting:
             return True
+        key, rules = ("to", "egress") if direction == "Egress" else ("from", "ingress")
         return any(
-            self._rule_matches(rule, "from", policy, source, destination, port, protocol)
+            self._rule_matches(rule, key, policy, peer, destination, port, protocol)
             for policy in selecting
-            for rule in policy["spec"].get("ingress") or []
+            for rule in policy["spec"].get(rules) or []
         )
 
     def _selecting(self, pod: Pod, direction: str) -> list[Obj]:

@@ -18,7 +18,18 @@ from rfkit.auth import generate_keypair
 from rfkit.settings import ServiceSettings
 
 from .conftest import CONSUMER_GROUPS, K8S, OVERLAYS, SERVICE_PORTS, settings_classes, settings_env
-from .manifests import FROM_SECRET, Obj, config_maps, container_env, named, of_kind, workloads
+from .manifests import (
+    FROM_SECRET,
+    Obj,
+    closed,
+    config_maps,
+    container_env,
+    custom_resource,
+    list_of,
+    named,
+    of_kind,
+    workloads,
+)
 
 # The first test builds kustomize on a fresh machine (a few minutes from the Go module proxy).
 pytestmark = pytest.mark.timeout(900)
@@ -30,70 +41,35 @@ NAMESPACES = {"dev": "resolutionflow-dev", "prod": "resolutionflow"}
 # Custom resources are not in the Kubernetes schemas: these are the parts of their CRDs we use, closed
 # (additionalProperties: false) so that a misspelt field fails here rather than being ignored by the operator.
 _STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
-SCALED_OBJECT_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "keda.sh/v1alpha1"},
-        "kind": {"const": "ScaledObject"},
-        "metadata": {"type": "object", "required": ["name"]},
-        "spec": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["scaleTargetRef", "triggers"],
-            "properties": {
-                "scaleTargetRef": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["name"],
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "name": {"type": "string", "minLength": 1},
-                        "envSourceContainerName": {"type": "string"},
-                    },
-                },
-                "minReplicaCount": {"type": "integer", "minimum": 0},
-                "maxReplicaCount": {"type": "integer", "minimum": 1},
-                "idleReplicaCount": {"type": "integer", "minimum": 0},
-                "pollingInterval": {"type": "integer", "minimum": 1},
-                "cooldownPeriod": {"type": "integer", "minimum": 0},
-                "initialCooldownPeriod": {"type": "integer", "minimum": 0},
-                "fallback": {"type": "object"},
-                "advanced": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "restoreToOriginalReplicaCount": {"type": "boolean"},
-                        "horizontalPodAutoscalerConfig": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "properties": {"name": {"type": "string"}, "behavior": {"type": "object"}},
-                        },
-                        "scalingModifiers": {"type": "object"},
-                    },
-                },
-                "triggers": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["type", "metadata"],
-                        "properties": {
-                            "type": {"type": "string"},
-                            "name": {"type": "string"},
-                            "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
-                            "useCachedMetrics": {"type": "boolean"},
-                            "metadata": _STR_MAP,
-                            "authenticationRef": {"type": "object", "required": ["name"]},
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
+STRING: Obj = {"type": "string"}
+SCALED_OBJECT_SCHEMA = custom_resource("keda.sh/v1alpha1", "ScaledObject", closed({
+    "scaleTargetRef": closed({
+        "apiVersion": STRING,
+        "kind": STRING,
+        "name": {"type": "string", "minLength": 1},
+        "envSourceContainerName": STRING,
+    }, required=("name",)),
+    "minReplicaCount": {"type": "integer", "minimum": 0},
+    "maxReplicaCount": {"type": "integer", "minimum": 1},
+    "idleReplicaCount": {"type": "integer", "minimum": 0},
+    "pollingInterval": {"type": "integer", "minimum": 1},
+    "cooldownPeriod": {"type": "integer", "minimum": 0},
+    "initialCooldownPeriod": {"type": "integer", "minimum": 0},
+    "fallback": {"type": "object"},
+    "advanced": closed({
+        "restoreToOriginalReplicaCount": {"type": "boolean"},
+        "horizontalPodAutoscalerConfig": closed({"name": STRING, "behavior": {"type": "object"}}),
+        "scalingModifiers": {"type": "object"},
+    }),
+    "triggers": list_of(closed({
+        "type": STRING,
+        "name": STRING,
+        "metricType": {"enum": ["AverageValue", "Value", "Utilization"]},
+        "useCachedMetrics": {"type": "boolean"},
+        "metadata": _STR_MAP,
+        "authenticationRef": {"type": "object", "required": ["name"]},
+    }, required=("type", "metadata"))),
+}, required=("scaleTargetRef", "triggers")))
 KAFKA_TRIGGER_METADATA = {
     "type": "object",
     "additionalProperties": False,
@@ -124,63 +100,22 @@ KAFKA_TRIGGER_METADATA = {
         )
     },
 }
-EXTERNAL_SECRET_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "external-secrets.io/v1"},
-        "kind": {"const": "ExternalSecret"},
-        "spec": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["secretStoreRef", "target", "data"],
-            "properties": {
-                "refreshInterval": {"type": "string", "pattern": r"^\d+[smh]$"},
-                "secretStoreRef": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["name", "kind"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "kind": {"enum": ["SecretStore", "ClusterSecretStore"]},
-                    },
-                },
-                "target": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["name"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "creationPolicy": {"enum": ["Owner", "Orphan", "Merge", "None"]},
-                        "deletionPolicy": {"enum": ["Retain", "Delete", "Merge"]},
-                    },
-                },
-                "data": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["secretKey", "remoteRef"],
-                        "properties": {
-                            "secretKey": {"type": "string"},
-                            "remoteRef": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["key"],
-                                "properties": {
-                                    "key": {"type": "string"},
-                                    "property": {"type": "string"},
-                                    "version": {"type": "string"},
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
+EXTERNAL_SECRET_SCHEMA = custom_resource("external-secrets.io/v1", "ExternalSecret", closed({
+    "refreshInterval": {"type": "string", "pattern": r"^\d+[smh]$"},
+    "secretStoreRef": closed({
+        "name": STRING,
+        "kind": {"enum": ["SecretStore", "ClusterSecretStore"]},
+    }, required=("name", "kind")),
+    "target": closed({
+        "name": STRING,
+        "creationPolicy": {"enum": ["Owner", "Orphan", "Merge", "None"]},
+        "deletionPolicy": {"enum": ["Retain", "Delete", "Merge"]},
+    }, required=("name",)),
+    "data": list_of(closed({
+        "secretKey": STRING,
+        "remoteRef": closed({"key": STRING, "property": STRING, "version": STRING}, required=("key",)),
+    }, required=("secretKey", "remoteRef"))),
+}, required=("secretStoreRef", "target", "data")))
 CUSTOM_SCHEMAS = {"ScaledObject": SCALED_OBJECT_SCHEMA, "ExternalSecret": EXTERNAL_SECRET_SCHEMA}
 
 

@@ -20,8 +20,8 @@ import yaml
 from rfkit.settings import KafkaSettings
 
 from .conftest import K8S
+from .manifests import Obj, closed, custom_resource, list_of
 
-Obj = dict[str, Any]
 SECRET = "rf-kafka"
 # What the operator puts in the Secret, per component (docs/operations.md).
 SECRET_KEYS = {
@@ -30,39 +30,14 @@ SECRET_KEYS = {
 }
 KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
 K8S_VERSIONS = ("1.31.0", "1.37.0")
-TRIGGER_AUTHENTICATION_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "keda.sh/v1alpha1"},
-        "kind": {"const": "TriggerAuthentication"},
-        "metadata": {"type": "object", "required": ["name"]},
-        "spec": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["secretTargetRef"],
-            "properties": {
-                "secretTargetRef": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["parameter", "name", "key"],
-                        "properties": {
-                            # The Kafka scaler's authentication parameters.
-                            "parameter": {
-                                "enum": ["sasl", "username", "password", "tls", "ca", "cert", "key", "keyPassword"]
-                            },
-                            "name": {"type": "string"},
-                            "key": {"type": "string"},
-                        },
-                    },
-                },
-            },
-        },
-    },
-}
+TRIGGER_AUTHENTICATION_SCHEMA = custom_resource("keda.sh/v1alpha1", "TriggerAuthentication", closed({
+    "secretTargetRef": list_of(closed({
+        # The Kafka scaler's authentication parameters.
+        "parameter": {"enum": ["sasl", "username", "password", "tls", "ca", "cert", "key", "keyPassword"]},
+        "name": {"type": "string"},
+        "key": {"type": "string"},
+    }, required=("parameter", "name", "key"))),
+}, required=("secretTargetRef",)))
 
 
 @pytest.fixture(scope="module")

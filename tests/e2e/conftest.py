@@ -27,7 +27,7 @@ from gateway.main import create_app as gateway_app
 from handoffs.main import create_app as handoffs_app
 from handoffs.settings import Settings as HandoffsSettings
 from rf_contracts.api.errors import ErrorCode
-from rf_testsupport import Served, loopback_socket, unique_prefix
+from rf_testsupport import Served, loopback_socket, running, unique_prefix
 from rf_testsupport.gateway import PASSWORD, User, gateway_settings, login
 from rf_testsupport.samples import printer_tree as tree_body
 from rfkit.auth import generate_keypair
@@ -148,14 +148,10 @@ class Stack:
 
 @pytest.fixture(scope="package")
 def stack(kafka_bootstrap: str, make_session_database: Any) -> Iterator[Stack]:
-    running = Stack(kafka_bootstrap, make_session_database)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    with running(Stack(kafka_bootstrap, make_session_database)) as started:
+        yield started
     # Every error answer of the whole package's tests carries a registered code (reported at this teardown).
-    wrong = running.error_answers.unregistered()
+    wrong = started.error_answers.unregistered()
     assert not wrong, f"{len(wrong)} error answers without a registered code:\n" + "\n".join(wrong[:50])
 
 

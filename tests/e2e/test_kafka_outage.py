@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rf_contracts import topics
 from rf_devstack.kafka import LocalKafka
-from rf_testsupport import Caller, Served, free_port, wait_until
+from rf_testsupport import Caller, Served, free_port, running, wait_until
 from sessions.main import create_app as sessions_app
 from sessions.settings import Settings as SessionsSettings
 
@@ -38,22 +38,16 @@ SERVICES = [f"{name}{SUFFIX}" for name in ("sessions", "handoffs", "analytics")]
 @pytest.fixture(scope="module")
 def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     """A broker only this module uses (the shared one is never stopped); stopped and restarted on its data."""
-    kafka = LocalKafka(Path(tmp_path_factory.mktemp("kafka")), free_port(), free_port(), fresh=True)
-    kafka.start()
-    try:
+    with running(LocalKafka(Path(tmp_path_factory.mktemp("kafka")), free_port(), free_port(), fresh=True)) as kafka:
         yield kafka
-    finally:
-        kafka.stop()
 
 
 @pytest.fixture(scope="module")
 def outage_stack(own_kafka: LocalKafka, make_session_database: Any) -> Iterator[Stack]:
-    running = Stack(own_kafka.bootstrap, make_session_database, name_suffix=SUFFIX, kafka_probe_interval_s=0.2)
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    with running(
+        Stack(own_kafka.bootstrap, make_session_database, name_suffix=SUFFIX, kafka_probe_interval_s=0.2)
+    ) as stack:
+        yield stack
 
 
 @pytest_asyncio.fixture(loop_scope="session")

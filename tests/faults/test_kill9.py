@@ -12,6 +12,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -173,13 +174,18 @@ class Producer:
 # --- what must be reflected ----------------------------------------------------------------------------------------
 
 
-async def start_writing(client: httpx.AsyncClient) -> tuple[User, Ledger, Producer]:
-    """A new team's admin, the ledger of what is acknowledged, and a producer writing with three workers."""
+@asynccontextmanager
+async def writing(client: httpx.AsyncClient) -> AsyncIterator[tuple[User, Ledger, Producer]]:
+    """A new team's admin, the ledger of what is acknowledged, and a producer writing with three workers (stopped
+    on the way out)."""
     team = await new_team(client)
     ledger = Ledger(team.admin.account_id)
     producer = Producer(client, ledger, team.admin, await new_tree(client, team.admin))
     producer.start(workers=3)
-    return team.admin, ledger, producer
+    try:
+        yield team.admin, ledger, producer
+    finally:
+        await producer.stop()
 
 
 async def assert_analytics_reflects(stack: ProcessStack, client: httpx.AsyncClient, ledger: Ledger, user: User) -> None:
@@ -289,9 +295,8 @@ async def assert_events_once(stack: ProcessStack, ledger: Ledger) -> None:
 async def test_analytics_killed_five_times_while_writing_misses_and_doubles_nothing(
     stack: ProcessStack, client: httpx.AsyncClient
 ) -> None:
-    admin, ledger, producer = await start_writing(client)
-    began = time.monotonic()
-    try:
+    async with writing(client) as (admin, ledger, producer):
+        began = time.monotonic()
         for kill in range(1, 6):
             # Writes acknowledged since it came back are being consumed when it dies; a supervisor restarts it
             # at once, and the rest of this cycle's writes go on meanwhile (a backlog for the next start).
@@ -301,8 +306,6 @@ async def test_analytics_killed_five_times_while_writing_misses_and_doubles_noth
             await asyncio.to_thread(stack.restart, "analytics")
             print(f"\nanalytics back after kill {kill} at {time.monotonic() - began:.0f}s", end="")
         await producer.drain()
-    finally:
-        await producer.stop()
     written = time.monotonic()
     assert ledger.failures == [], "writes do not involve analytics, so none may fail"
     assert ledger.claims, "the scenario wrote nothing"
@@ -321,9 +324,8 @@ BROKER_DOWN_S = 15.0
 async def test_broker_killed_during_writes_loses_and_doubles_nothing(
     stack: ProcessStack, client: httpx.AsyncClient
 ) -> None:
-    admin, ledger, producer = await start_writing(client)
-    began = time.monotonic()
-    try:
+    async with writing(client) as (admin, ledger, producer):
+        began = time.monotonic()
         producer.allow(20)
         await producer.until_claims(8)
         await asyncio.to_thread(stack.kill_broker)
@@ -335,8 +337,6 @@ async def test_broker_killed_during_writes_loses_and_doubles_nothing(
         restarted = time.monotonic()
         producer.allow(10)
         await producer.drain()
-    finally:
-        await producer.stop()
     written = time.monotonic()
 
     assert ledger.failures == [], "writes go to the databases (the outboxes), never to Kafka, so none may fail"

@@ -58,22 +58,23 @@ def test_adding_an_optional_field_is_compatible() -> None:
     assert breaking_changes(_committed_claimed(), new) == []
 
 
-def _claimed(**over: object) -> dict:
-    sid = uuid4()
-    body = {
+def _event(event_type: str, over: dict[str, object], **fields: object) -> dict:
+    """A valid event body of `event_type`: the envelope every event carries, its own `fields`, then `over`."""
+    return {
         "event_id": str(uuid4()),
-        "event_type": "handoff.claimed",
+        "event_type": event_type,
         "schema_version": 1,
         "occurred_at": "2026-11-26T10:00:00+00:00",
         "account_id": str(uuid4()),
-        "session_id": str(sid),
-        "handoff_id": str(uuid4()),
-        "version": 2,
-        "claimed_by": str(uuid4()),
-        "claimed_at": "2026-11-26T10:00:00.123456Z",
+        "session_id": str(uuid4()),
+        **fields,
+        **over,
     }
-    body.update(over)
-    return body
+
+
+def _claimed(**over: object) -> dict:
+    at = "2026-11-26T10:00:00.123456Z"
+    return _event("handoff.claimed", over, handoff_id=str(uuid4()), version=2, claimed_by=str(uuid4()), claimed_at=at)
 
 
 def test_valid_event_parses_and_keeps_microseconds() -> None:
@@ -174,20 +175,8 @@ def test_a_null_or_non_object_value_is_a_violation(raw: bytes | None) -> None:
 
 
 def _started(**over: object) -> dict:
-    body = {
-        "event_id": str(uuid4()),
-        "event_type": "session.started",
-        "schema_version": 1,
-        "occurred_at": "2026-11-26T10:00:00+00:00",
-        "account_id": str(uuid4()),
-        "session_id": str(uuid4()),
-        "tree_id": str(uuid4()),
-        "tree_version": 3,
-        "started_by": str(uuid4()),
-        "started_at": "2026-11-26T10:00:00Z",
-    }
-    body.update(over)
-    return body
+    ids = {"tree_id": str(uuid4()), "started_by": str(uuid4())}
+    return _event("session.started", over, **ids, tree_version=3, started_at="2026-11-26T10:00:00Z")
 
 
 def test_session_started_grew_tree_title_and_category_compatibly() -> None:

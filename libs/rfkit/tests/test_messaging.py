@@ -6,6 +6,8 @@ import base64
 import json
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -130,6 +132,18 @@ async def test_events_of_one_session_keep_their_order(env) -> None:
     assert [json.loads(r.value)["event_id"] for r in records] == [str(e.event_id) for e in events]
 
 
+@asynccontextmanager
+async def _consuming(bootstrap: str, db: Database, prefix: str, **options: Any) -> AsyncIterator[EventConsumer]:
+    """The test consumer on a started broker of its own, stopped on the way out."""
+    broker = KafkaBroker(bootstrap)
+    consumer = _consumer(broker, db, prefix, **options)
+    await broker.start()
+    try:
+        yield consumer
+    finally:
+        await broker.stop()
+
+
 def _consumer(broker: KafkaBroker, db: Database, prefix: str, *, batch: bool = False, **options: Any) -> EventConsumer:
     async def handler(uow: UnitOfWork, events: list[Event]) -> None:
         await uow.session.execute(sa.insert(applied), [{"event_id": e.event_id} for e in events])
@@ -161,16 +175,11 @@ async def test_relay_killed_between_publish_and_mark_is_applied_once(env) -> Non
     await restarted.stop()
     assert len(await read_topic(bootstrap, prefix + topics.STEP_CREATED, expect=2)) == 2
 
-    broker = KafkaBroker(bootstrap)
-    _consumer(broker, db, prefix)
-    await broker.start()
-    try:
+    async with _consuming(bootstrap, db, prefix):
         await wait_until(lambda: _has(db, 1))
         sentinel = step_event()
         await produce(bootstrap, prefix + topics.STEP_CREATED, [(sentinel.key(), sentinel.to_json())])
         await wait_until(lambda: _has(db, 2))
-    finally:
-        await broker.stop()
     async with db.read() as s:
         ids = (await s.scalars(sa.select(applied.c.event_id).order_by(applied.c.n))).all()
     assert ids == [event.event_id, sentinel.event_id]
@@ -197,14 +206,9 @@ async def test_bad_messages_go_to_the_dlq_and_consumption_goes_on(env, batch: bo
             (same_key, good.to_json()),
         ],
     )
-    broker = KafkaBroker(bootstrap)
-    _consumer(broker, db, prefix, batch=batch)
-    await broker.start()
-    try:
+    async with _consuming(bootstrap, db, prefix, batch=batch):
         await wait_until(lambda: _has(db, 1))
         dead = await read_topic(bootstrap, topics.dlq(topic), expect=3)
-    finally:
-        await broker.stop()
     assert await _count(db, applied) == 1
     assert sorted(r.value for r in dead) == sorted([b"{not json", json.dumps(violating).encode()])
     reasons = [dict(r.headers)[DLQ_REASON_HEADER].decode() for r in dead]
@@ -224,18 +228,13 @@ async def test_same_event_delivered_twice_is_applied_once(env, batch: bool) -> N
         prefix + topics.STEP_CREATED,
         [(event.key(), event.to_json()), (event.key(), event.to_json()), (sentinel.key(), sentinel.to_json())],
     )
-    broker = KafkaBroker(bootstrap)
-    _consumer(broker, db, prefix, batch=batch)
-    await broker.start()
-    try:
+    async with _consuming(bootstrap, db, prefix, batch=batch):
         await wait_until(lambda: _has(db, 2))
         # A second delivery of both, after the first were committed.
         await produce(bootstrap, prefix + topics.STEP_CREATED, [(event.key(), event.to_json())])
         marker = step_event()
         await produce(bootstrap, prefix + topics.STEP_CREATED, [(marker.key(), marker.to_json())])
         await wait_until(lambda: _has(db, 3))
-    finally:
-        await broker.stop()
     async with db.read() as s:
         ids = (await s.scalars(sa.select(applied.c.event_id))).all()
     assert sorted(map(str, ids)) == sorted(map(str, [event.event_id, sentinel.event_id, marker.event_id]))
@@ -246,15 +245,13 @@ async def test_a_valid_event_the_screen_refuses_goes_to_the_dlq_with_its_reason(
     topic = prefix + topics.STEP_CREATED
     refused, good = step_event(), step_event()
     await produce(bootstrap, topic, [(refused.key(), refused.to_json()), (good.key(), good.to_json())])
-    broker = KafkaBroker(bootstrap)
-    _consumer(broker, db, prefix, batch=True,
-              screen=lambda e: "cannot be stored here" if e.event_id == refused.event_id else None)
-    await broker.start()
-    try:
+
+    def screen(event: Event) -> str | None:
+        return "cannot be stored here" if event.event_id == refused.event_id else None
+
+    async with _consuming(bootstrap, db, prefix, batch=True, screen=screen):
         await wait_until(lambda: _has(db, 1))
         dead = await read_topic(bootstrap, topics.dlq(topic), expect=1)
-    finally:
-        await broker.stop()
     async with db.read() as session:
         assert (await session.scalars(sa.select(applied.c.event_id))).all() == [good.event_id]
     letters = [(r.value, dict(r.headers)[DLQ_REASON_HEADER]) for r in dead]
@@ -266,15 +263,10 @@ async def test_without_the_ledger_a_redelivery_reaches_the_handler_again(env) ->
     bootstrap, prefix, db = env
     event = step_event()
     await produce(bootstrap, prefix + topics.STEP_CREATED, [(event.key(), event.to_json())])
-    broker = KafkaBroker(bootstrap)
-    _consumer(broker, db, prefix, batch=True, deduplicate=False)
-    await broker.start()
-    try:
+    async with _consuming(bootstrap, db, prefix, batch=True, deduplicate=False):
         await wait_until(lambda: _has(db, 1))
         await produce(bootstrap, prefix + topics.STEP_CREATED, [(event.key(), event.to_json())])
         await wait_until(lambda: _has(db, 2))
-    finally:
-        await broker.stop()
     assert await _count(db, applied) == 2
     async with db.read() as session:
         assert await session.scalar(sa.select(sa.func.count()).select_from(processed_events)) == 0
@@ -282,10 +274,7 @@ async def test_without_the_ledger_a_redelivery_reaches_the_handler_again(env) ->
 
 async def test_workers_are_consumers_of_one_group_that_split_the_partitions(env) -> None:
     bootstrap, prefix, db = env
-    broker = KafkaBroker(bootstrap)
-    consumer = _consumer(broker, db, prefix, batch=True, workers=2)
-    await broker.start()
-    try:
+    async with _consuming(bootstrap, db, prefix, batch=True, workers=2) as consumer:
         def held() -> list[set[Any]]:
             return [set(s.consumer.assignment()) if s.consumer is not None else set() for s in consumer.subscribers]
 
@@ -297,8 +286,6 @@ async def test_workers_are_consumers_of_one_group_that_split_the_partitions(env)
         events = [step_event() for _ in range(30)]
         await produce(bootstrap, prefix + topics.STEP_CREATED, [(e.key(), e.to_json()) for e in events])
         await wait_until(lambda: _has(db, 30))
-    finally:
-        await broker.stop()
     async with db.read() as session:
         ids = (await session.scalars(sa.select(applied.c.event_id))).all()
     assert sorted(map(str, ids)) == sorted(str(e.event_id) for e in events)
@@ -393,14 +380,9 @@ async def test_a_dead_letter_too_large_to_copy_becomes_a_stub_and_consumption_go
     placed = await produce(
         bootstrap, topic, [(good.key(), junk), (good.key(), good.to_json())], max_request_size=2 * 1024 * 1024
     )
-    broker = KafkaBroker(bootstrap)
-    _consumer(broker, db, prefix, batch=True)
-    await broker.start()
-    try:
+    async with _consuming(bootstrap, db, prefix, batch=True):
         await wait_until(lambda: _has(db, 1), timeout_s=60)
         dead = await read_topic(bootstrap, topics.dlq(topic), expect=1)
-    finally:
-        await broker.stop()
     assert len(dead) == 1
     headers = {k: v.decode() for k, v in dead[0].headers}
     assert headers[DLQ_STUB_HEADER] == "true" and headers[DLQ_REASON_HEADER]

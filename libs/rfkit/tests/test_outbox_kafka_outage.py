@@ -12,7 +12,16 @@ from prometheus_client import REGISTRY
 
 from rf_contracts import topics
 from rf_devstack.kafka import LocalKafka
-from rf_testsupport import free_port, make_topics, new_database, read_topic, step_event, unique_prefix, wait_until
+from rf_testsupport import (
+    free_port,
+    make_topics,
+    new_database,
+    read_topic,
+    running,
+    step_event,
+    unique_prefix,
+    wait_until,
+)
 from rfkit import metrics
 from rfkit.db import Database
 from rfkit.outbox import OutboxRelay
@@ -23,9 +32,8 @@ from rfkit.tables import kit_metadata
 def own_broker(tmp_path_factory: pytest.TempPathFactory):
     """A broker of this test's own: stopping it must not disturb the other tests' broker."""
     kafka = LocalKafka(Path(tmp_path_factory.mktemp("kafka-outage")), free_port(), free_port(), fresh=True)
-    kafka.start()
-    yield kafka
-    kafka.stop()
+    with running(kafka):
+        yield kafka
 
 
 async def test_writes_succeed_while_kafka_is_down_and_every_event_arrives_after(own_broker, make_database) -> None:

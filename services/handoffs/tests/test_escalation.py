@@ -188,16 +188,20 @@ async def test_non_uuid_handoff_id_is_422_on_every_route(service) -> None:
         assert (await service.act(me, "nope", action)).status_code == 422
 
 
+async def _escalate_asking(service, me, session_id: uuid.UUID, sessions: SessionsClient):
+    """Escalate with `sessions` as the service's sessions client for this one request (closed afterwards)."""
+    service.app.dependency_overrides[get_sessions_client] = lambda: sessions
+    try:
+        return await post(service, me, {"session_id": str(session_id), "reason": "help"})
+    finally:
+        service.app.dependency_overrides.pop(get_sessions_client)
+        await sessions.aclose()
+
+
 async def test_sessions_service_down_is_503_with_a_clear_detail(service) -> None:
     me = service.account()
     session_id = service.sessions.add(me.account_id)
-    down = SessionsClient(service.closed_port_url(), timeout_s=2.0)
-    service.app.dependency_overrides[get_sessions_client] = lambda: down
-    try:
-        r = await post(service, me, {"session_id": str(session_id), "reason": "help"})
-    finally:
-        service.app.dependency_overrides.pop(get_sessions_client)
-        await down.aclose()
+    r = await _escalate_asking(service, me, session_id, SessionsClient(service.closed_port_url(), timeout_s=2.0))
     assert r.status_code == 503
     assert "sessions service is unreachable" in r.json()["detail"]
     # Nothing was recorded: the same escalation succeeds once sessions answers again.
@@ -207,13 +211,7 @@ async def test_sessions_service_down_is_503_with_a_clear_detail(service) -> None
 async def test_sessions_service_too_slow_is_503(service) -> None:
     me = service.account()
     session_id = service.sessions.add(me.account_id, hang=True)
-    impatient = SessionsClient(service.sessions.url, timeout_s=0.2)
-    service.app.dependency_overrides[get_sessions_client] = lambda: impatient
-    try:
-        r = await post(service, me, {"session_id": str(session_id), "reason": "help"})
-    finally:
-        service.app.dependency_overrides.pop(get_sessions_client)
-        await impatient.aclose()
+    r = await _escalate_asking(service, me, session_id, SessionsClient(service.sessions.url, timeout_s=0.2))
     assert r.status_code == 503
     assert "did not answer" in r.json()["detail"]
 

@@ -58,6 +58,19 @@ class Event(BaseModel):
     account_id: UUID
     session_id: UUID
 
+    # A concrete event names its topic in its class line (`class X(Event, topic=topics.X)`) and its type once,
+    # as the default of its `event_type` Literal; EVENT_TYPE is read from there.
+    def __init_subclass__(cls, *, topic: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if topic is not None:
+            cls.TOPIC = topic
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "TOPIC" in cls.__dict__:
+            cls.EVENT_TYPE = cls.model_fields["event_type"].default
+
     def key(self) -> bytes:
         """The Kafka key: the session id as a canonical lowercase UUID string."""
         return str(self.session_id).encode()
@@ -85,11 +98,9 @@ TreeTitleText: TypeAlias = Annotated[str, StringConstraints(min_length=1, max_le
 TreeCategoryText: TypeAlias = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(storable)]
 
 
-class SessionStarted(Event):
+class SessionStarted(Event, topic=topics.SESSION_STARTED):
     model_config = ConfigDict(json_schema_extra=_may_be_absent("tree_title", "tree_category"))
 
-    TOPIC: ClassVar[str] = topics.SESSION_STARTED
-    EVENT_TYPE: ClassVar[str] = "session.started"
     event_type: Literal["session.started"] = "session.started"
     tree_id: UUID
     tree_version: Version
@@ -106,9 +117,7 @@ class SessionStarted(Event):
     )
 
 
-class StepCreated(Event):
-    TOPIC: ClassVar[str] = topics.STEP_CREATED
-    EVENT_TYPE: ClassVar[str] = "session.step_created"
+class StepCreated(Event, topic=topics.STEP_CREATED):
     event_type: Literal["session.step_created"] = "session.step_created"
     step_id: UUID
     created_at: Timestamp
@@ -117,9 +126,7 @@ class StepCreated(Event):
     actor_id: UUID | None
 
 
-class SessionCompleted(Event):
-    TOPIC: ClassVar[str] = topics.SESSION_COMPLETED
-    EVENT_TYPE: ClassVar[str] = "session.completed"
+class SessionCompleted(Event, topic=topics.SESSION_COMPLETED):
     event_type: Literal["session.completed"] = "session.completed"
     completed_at: Timestamp
     outcome: Literal["resolved", "unresolved"]
@@ -132,9 +139,7 @@ class HandoffEvent(Event):
     version: Version
 
 
-class HandoffRequested(HandoffEvent):
-    TOPIC: ClassVar[str] = topics.HANDOFF_REQUESTED
-    EVENT_TYPE: ClassVar[str] = "handoff.requested"
+class HandoffRequested(HandoffEvent, topic=topics.HANDOFF_REQUESTED):
     event_type: Literal["handoff.requested"] = "handoff.requested"
     requested_by: UUID
     requested_at: Timestamp
@@ -142,26 +147,20 @@ class HandoffRequested(HandoffEvent):
     reason: str
 
 
-class HandoffClaimed(HandoffEvent):
-    TOPIC: ClassVar[str] = topics.HANDOFF_CLAIMED
-    EVENT_TYPE: ClassVar[str] = "handoff.claimed"
+class HandoffClaimed(HandoffEvent, topic=topics.HANDOFF_CLAIMED):
     event_type: Literal["handoff.claimed"] = "handoff.claimed"
     claimed_by: UUID
     claimed_at: Timestamp
 
 
-class HandoffReleased(HandoffEvent):
-    TOPIC: ClassVar[str] = topics.HANDOFF_RELEASED
-    EVENT_TYPE: ClassVar[str] = "handoff.released"
+class HandoffReleased(HandoffEvent, topic=topics.HANDOFF_RELEASED):
     event_type: Literal["handoff.released"] = "handoff.released"
     # null: released by the system (a stale claim with auto-release), not by a user.
     released_by: UUID | None
     released_at: Timestamp
 
 
-class HandoffResolved(HandoffEvent):
-    TOPIC: ClassVar[str] = topics.HANDOFF_RESOLVED
-    EVENT_TYPE: ClassVar[str] = "handoff.resolved"
+class HandoffResolved(HandoffEvent, topic=topics.HANDOFF_RESOLVED):
     event_type: Literal["handoff.resolved"] = "handoff.resolved"
     resolved_by: UUID
     resolved_at: Timestamp
@@ -174,11 +173,9 @@ EVENT_HEADERS: dict[str, str] = {
 }
 
 
-class HandoffStale(HandoffEvent):
+class HandoffStale(HandoffEvent, topic=topics.HANDOFF_STALE):
     """A claim saw no step on its session for the account's `stale_after_seconds`: once per claim."""
 
-    TOPIC: ClassVar[str] = topics.HANDOFF_STALE
-    EVENT_TYPE: ClassVar[str] = "handoff.stale"
     event_type: Literal["handoff.stale"] = "handoff.stale"
     claimed_by: UUID
     claimed_at: Timestamp

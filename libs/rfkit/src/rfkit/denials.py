@@ -14,7 +14,6 @@ ends, and `rf_token_denials_feed_up` says whether the feed is current.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import datetime
@@ -22,6 +21,8 @@ from typing import Literal
 
 import httpx
 from prometheus_client import Gauge
+
+from rfkit.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class TokenDenials:
         self._page = page
         self._denied: dict[str, tuple[float, str]] = {}  # jti -> (expires at, epoch seconds; reason)
         self._cursor = 0
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask()
         self._client: httpx.AsyncClient | None = None
         self._down_since: float | None = None
         self.synced = asyncio.Event()
@@ -65,14 +66,10 @@ class TokenDenials:
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=2.0))
-        self._task = asyncio.create_task(self._follow(), name="token-denials")
+        self._task.start(self._follow(), name="token-denials")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         if self._client is not None:
             await self._client.aclose()
             self._client = None

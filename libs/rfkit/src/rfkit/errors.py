@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DomainError(Exception):
     """A refused use case. `code` is a stable snake_case name of the case for machine clients."""
@@ -9,8 +11,20 @@ class DomainError(Exception):
     code: str | None = None
     # Seconds after which the same request may succeed (a rate limit, a dependency coming back); None: not known.
     retry_after_s: int | None = None
+    # What a case that always says the same thing says when raised without a detail; None: its category's sentence.
+    default_detail: object = None
 
-    def __init__(self, detail: object, *, code: str | None = None, retry_after_s: int | None = None) -> None:
+    def __init_subclass__(cls, *, code: str | None = None, detail: object = None, **kwargs: Any) -> None:
+        """A case declared in its class line: `class UserNotFound(NotFound, code="user_not_found", detail="...")`."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if detail is not None:
+            cls.default_detail = detail
+
+    def __init__(self, detail: object = None, *, code: str | None = None, retry_after_s: int | None = None) -> None:
+        if detail is None:
+            detail = self.default_detail
         super().__init__(str(detail))
         self.detail = detail
         if code is not None:

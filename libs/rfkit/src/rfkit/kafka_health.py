@@ -15,6 +15,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from rfkit import metrics
+from rfkit.tasks import BackgroundTask, periodically
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +60,18 @@ class KafkaHealth:
         self.up: bool | None = None
         self.down_since: float | None = None
         self._missed: list[float] = []
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask()
         metrics.KAFKA_UP.labels(service)  # exported (as 0) before the first probe answers
         metrics.KAFKA_OUTAGES.labels(service)
 
     async def start(self) -> None:
         await self.check()
-        self._task = asyncio.create_task(self._run(), name=f"{self.service}-kafka-health")
+        # A probe must never end the task: the metric would freeze at its last value.
+        probes = periodically(self.check, interval_s=self.interval_s, failed=_probe_failed, wait_first=True)
+        self._task.start(probes, name=f"{self.service}-kafka-health")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._task.stop()
 
     async def check(self) -> bool:
         """Probe once and record the answer."""
@@ -107,12 +104,6 @@ class KafkaHealth:
                 self.bootstrap,
             )
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.check()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a probe must never end the task: the metric would freeze at its last value
-                log.debug("kafka probe failed", exc_info=True)
+
+def _probe_failed() -> None:
+    log.debug("kafka probe failed", exc_info=True)

@@ -13,6 +13,7 @@ from rfkit import metrics
 from rfkit.db import Database
 from rfkit.kafka import KafkaConnection
 from rfkit.tables import outbox
+from rfkit.tasks import BackgroundTask
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.retention = retention
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask()
         self._producer: AIOKafkaProducer | None = None
         self.connected = False
         db.on_publish = self.wake
@@ -49,15 +50,10 @@ class OutboxRelay:
         self._wake.set()
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"{self.service}-outbox-relay")
+        self._task.start(self._run(), name=f"{self.service}-outbox-relay")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._task.stop()
         await self._close_producer()
 
     async def _producer_ready(self) -> AIOKafkaProducer:

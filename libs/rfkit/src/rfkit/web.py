@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rf_contracts.api.tags import TAG_DESCRIPTIONS
 from rfkit import metrics
+from rfkit.asgi import HttpMiddleware
 from rfkit.error_docs import document_errors
 from rfkit.errors import (
     Conflict,
@@ -44,17 +45,14 @@ from rfkit.problems import invalid_request, problem
 log = logging.getLogger(__name__)
 
 
-class RequestContextMiddleware:
-    """Pure ASGI (cheap on the hot path): X-Request-ID in and out, and a latency histogram per route."""
+class RequestContextMiddleware(HttpMiddleware):
+    """X-Request-ID in and out, and a latency histogram per route."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
-        self.app = app
+        super().__init__(app)
         self.service = service
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         given = next((value for name, value in scope.get("headers") or () if name == b"x-request-id"), b"")
         rid = given.decode("latin-1")[:128] or uuid.uuid4().hex
         token = request_id_var.set(rid)
@@ -187,20 +185,14 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return problem(500, "internal error", "internal_error")
 
 
-class LastResort:
+class LastResort(HttpMiddleware):
     """A 500 for an unhandled error, answered here so the connection stays usable.
 
     Starlette's own last handler re-raises after answering, and uvicorn then closes the connection: a client
     that had already queued its next request on it (the gateway's pool) saw that one fail too.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracked(message: Message) -> None:

@@ -4,7 +4,7 @@ The kit-level helpers are re-exported here; the gateway's (a running gateway, us
 rf_testsupport.gateway, which imports the gateway service.
 """
 
-from rf_testsupport.apps import RunningApp, Served, free_port, loopback_socket
+from rf_testsupport.apps import RunningApp, Served, free_port, loopback_socket, running
 from rf_testsupport.callers import Caller
 from rf_testsupport.compare import assert_same_answers, differences
 from rf_testsupport.databases import new_database
@@ -25,6 +25,7 @@ __all__ = [
     "produce",
     "read_to_end",
     "read_topic",
+    "running",
     "step_event",
     "unique_prefix",
     "wait_until",

@@ -5,11 +5,31 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import Any, Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 import uvicorn
 from asgi_lifespan import LifespanManager
+
+
+class Startable(Protocol):
+    def start(self) -> object: ...
+    def stop(self) -> object: ...
+
+
+S = TypeVar("S", bound=Startable)
+
+
+@contextmanager
+def running(thing: S) -> Iterator[S]:
+    """`thing` started (a broker, a stack of processes), and stopped on the way out whatever happened inside."""
+    thing.start()
+    try:
+        yield thing
+    finally:
+        thing.stop()
 
 
 class RunningApp:

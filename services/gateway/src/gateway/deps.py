@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -27,32 +28,14 @@ class IdentityParts:
     keys: KeyExchange
 
 
-def _parts(request: Request) -> IdentityParts:
-    return request.app.state.identity  # type: ignore[no-any-return]
+def _part(name: str) -> Callable[[Request], Any]:
+    """The dependency that answers one of the app's IdentityParts, by its field name."""
 
+    def part(request: Request) -> Any:
+        parts: IdentityParts = request.app.state.identity
+        return getattr(parts, name)
 
-def _db(request: Request) -> Database:
-    return _parts(request).db
-
-
-def _passwords(request: Request) -> Passwords:
-    return _parts(request).passwords
-
-
-def _tokens(request: Request) -> TokenIssuer:
-    return _parts(request).tokens
-
-
-def _policy(request: Request) -> IdentityPolicy:
-    return _parts(request).policy
-
-
-def _principals(request: Request) -> PrincipalCache:
-    return _parts(request).principals
-
-
-def _keys(request: Request) -> KeyExchange:
-    return _parts(request).keys
+    return part
 
 
 def _person(principal: CurrentPrincipal) -> Principal:
@@ -70,15 +53,15 @@ def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-Db = Annotated[Database, Depends(_db)]
-PasswordHasher = Annotated[Passwords, Depends(_passwords)]
-Tokens = Annotated[TokenIssuer, Depends(_tokens)]
-Policy = Annotated[IdentityPolicy, Depends(_policy)]
+Db = Annotated[Database, Depends(_part("db"))]
+PasswordHasher = Annotated[Passwords, Depends(_part("passwords"))]
+Tokens = Annotated[TokenIssuer, Depends(_part("tokens"))]
+Policy = Annotated[IdentityPolicy, Depends(_part("policy"))]
 # The memory of recently checked tokens, which use cases that revoke anything clear.
-Principals = Annotated[PrincipalCache, Depends(_principals)]
+Principals = Annotated[PrincipalCache, Depends(_part("principals"))]
 ClientAddress = Annotated[str, Depends(_client_address)]
 # What this process knows of presented API keys; revoking a key makes it forget that key.
-Keys = Annotated[KeyExchange, Depends(_keys)]
+Keys = Annotated[KeyExchange, Depends(_part("keys"))]
 # A person signed in with a password (any role), not an API key (403 api_key_not_allowed).
 Person = Annotated[Principal, Depends(_person)]
 # An admin who is a person: API keys are managed by people only.

@@ -149,77 +149,52 @@ class AttemptLimit:
 
 # ---- errors ------------------------------------------------------------------------------------------
 
-class AuthenticationFailed(Unauthenticated):
+class AuthenticationFailed(Unauthenticated, code="authentication_failed"):
     """Bad credentials, or a token that is unknown, used, revoked or expired."""
 
-    code = "authentication_failed"
 
-
-class BadCredentials(AuthenticationFailed):
+class BadCredentials(AuthenticationFailed, code="bad_credentials", detail=BAD_CREDENTIALS):
     """Wrong email or password, or an inactive user: one answer for all (it tells nothing about the email)."""
 
-    code = "bad_credentials"
 
-    def __init__(self) -> None:
-        super().__init__(BAD_CREDENTIALS)
-
-
-class InvalidRefreshToken(AuthenticationFailed):
+class InvalidRefreshToken(AuthenticationFailed, code="invalid_refresh_token", detail="invalid refresh token"):
     """A refresh token that is unknown, revoked or expired, or whose user is gone or inactive."""
 
-    code = "invalid_refresh_token"
 
-    def __init__(self) -> None:
-        super().__init__("invalid refresh token")
-
-
-class RefreshTokenReused(AuthenticationFailed):
+class RefreshTokenReused(
+    AuthenticationFailed, code="refresh_token_reused", detail="refresh token reuse detected; its session is revoked"
+):
     """A refresh token presented a second time: its whole family has been revoked."""
 
-    code = "refresh_token_reused"
 
-    def __init__(self) -> None:
-        super().__init__("refresh token reuse detected; its session is revoked")
-
-
-class TokenRejected(AuthenticationFailed):
+class TokenRejected(AuthenticationFailed, code="invalid_token"):
     """A well-signed access token that no longer stands (user gone or deactivated, role changed, revoked).
 
     The code is RFC 6750's name for it; the detail says which case.
     """
 
-    code = "invalid_token"
-
     def __init__(self, why: str) -> None:
         super().__init__(f"invalid token: {why}")
 
 
-class RegistrationClosed(Forbidden):
+class RegistrationClosed(
+    Forbidden,
+    code="registration_closed",
+    detail="registration is closed on this deployment; ask an administrator to add you",
+):
     """403: this deployment does not let anyone create an account (RF_REGISTRATION=closed); admins add users."""
 
-    code = "registration_closed"
 
-    def __init__(self) -> None:
-        super().__init__("registration is closed on this deployment; ask an administrator to add you")
-
-
-class WrongPassword(Forbidden):
+class WrongPassword(Forbidden, code="wrong_password", detail="the current password is incorrect"):
     """403 on a password change whose current password is wrong.
 
     Not 401: the caller's token is valid, and clients take a 401 to mean "sign in again".
     """
 
-    code = "wrong_password"
 
-    def __init__(self) -> None:
-        super().__init__("the current password is incorrect")
-
-
-class TooManyAttempts(RateLimited):
+class TooManyAttempts(RateLimited, code="too_many_login_attempts"):
     """Too many failed logins (or registrations, or wrong passwords); `retry_after_s` says when the next attempt
     can succeed. Each throttled case has its own code."""
-
-    code = "too_many_login_attempts"
 
     def __init__(
         self, retry_after_s: int, detail: str = "too many failed login attempts; try again later", *,
@@ -228,61 +203,35 @@ class TooManyAttempts(RateLimited):
         super().__init__(detail, retry_after_s=retry_after_s, code=code)
 
 
-class EmailTaken(Conflict):
+class EmailTaken(Conflict, code="email_taken", detail=EMAIL_TAKEN):
     """Emails are unique across all accounts (they sign in without naming an account)."""
 
-    code = "email_taken"
 
-    def __init__(self) -> None:
-        super().__init__(EMAIL_TAKEN)
-
-
-class LastActiveAdmin(Conflict):
+class LastActiveAdmin(
+    Conflict, code="last_active_admin", detail="the account's last active admin cannot be demoted or deactivated"
+):
     """The change would leave the account without an active admin."""
 
-    code = "last_active_admin"
 
-    def __init__(self) -> None:
-        super().__init__("the account's last active admin cannot be demoted or deactivated")
-
-
-class UserNotFound(NotFound):
+class UserNotFound(NotFound, code="user_not_found", detail="user not found"):
     """No such user in the caller's account (another account's user is not told apart)."""
 
-    code = "user_not_found"
 
-    def __init__(self) -> None:
-        super().__init__("user not found")
-
-
-class ApiKeyNotFound(NotFound):
+class ApiKeyNotFound(NotFound, code="api_key_not_found", detail="API key not found"):
     """No such API key in the caller's account (another account's key is not told apart)."""
 
-    code = "api_key_not_found"
 
-    def __init__(self) -> None:
-        super().__init__("API key not found")
-
-
-class ApiKeyExpiryInPast(Invalid):
+class ApiKeyExpiryInPast(Invalid, code="api_key_expiry_in_past", detail="expires_at must be in the future"):
     """422: a new key's `expires_at` must lie in the future (a key born expired would be useless)."""
 
-    code = "api_key_expiry_in_past"
 
-    def __init__(self) -> None:
-        super().__init__("expires_at must be in the future")
-
-
-class ApiKeyNotAllowed(Forbidden):
+class ApiKeyNotAllowed(
+    Forbidden, code="api_key_not_allowed", detail="this route is for people signed in with a password, not for API keys"
+):
     """403: a route meant for a person (their profile, password, logout, managing API keys) called with an API key.
 
     Keys cannot manage keys: a leaked admin key must not be a way to mint keys that outlive its revocation.
     """
-
-    code = "api_key_not_allowed"
-
-    def __init__(self) -> None:
-        super().__init__("this route is for people signed in with a password, not for API keys")
 
 
 # ---- rules -------------------------------------------------------------------------------------------

@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from gateway.domain import API_KEY_TOKEN_PREFIX, KeyGrant
 from gateway.security import KEY_PREFIX, TokenIssuer, api_key_hash
+from rfkit.asgi import HttpMiddleware
 from rfkit.errors import Unavailable
 
 # The request scope's mark of a request whose key this process's exchange vouched for (gateway.principals).
@@ -118,16 +119,10 @@ class KeyExchange:
         return await asyncio.shield(query)
 
 
-class ApiKeyAuth:
+class ApiKeyAuth(HttpMiddleware):
     """Pure ASGI: swaps `Authorization: Bearer rf_...` for an access token; an invalid key is a 401 here."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         for index, (name, value) in enumerate(headers):
             if name == b"authorization":

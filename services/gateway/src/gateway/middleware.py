@@ -5,22 +5,20 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rfkit.asgi import HttpMiddleware
 from rfkit.problems import problem
 
 TOO_LARGE = "request body too large"
 
 
-class BodyLimit:
+class BodyLimit(HttpMiddleware):
     """413 for a body over `max_bytes`: at once when Content-Length says so, else as soon as it is exceeded."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:

@@ -89,16 +89,10 @@ class Settings(ServiceSettings):
     _signing_key_pem: str = PrivateAttr(default="")
     _ephemeral_key: bool = PrivateAttr(default=False)
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
     @classmethod
-    def _split_networks(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part for part in value.replace(",", " ").split() if part]
-        return value
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
+        # From the environment: one string, its items separated by commas and/or spaces.
         if isinstance(value, str):
             return [part for part in value.replace(",", " ").split() if part]
         return value

@@ -24,17 +24,8 @@ async def on_step_created(uow: HandoffsUnitOfWork, events: list[Event]) -> None:
 
 
 def register(runtime: ServiceRuntime) -> None:
-    runtime.consumer(
-        name=SESSION_COMPLETED_CONSUMER,
-        topics=[topics.SESSION_COMPLETED],
-        handler=on_session_completed,
-        batch=True,
-        unit_of_work=HandoffsUnitOfWork,
-    )
-    runtime.consumer(
-        name=STEP_CREATED_CONSUMER,
-        topics=[topics.STEP_CREATED],
-        handler=on_step_created,
-        batch=True,
-        unit_of_work=HandoffsUnitOfWork,
-    )
+    for name, topic, handler in (
+        (SESSION_COMPLETED_CONSUMER, topics.SESSION_COMPLETED, on_session_completed),
+        (STEP_CREATED_CONSUMER, topics.STEP_CREATED, on_step_created),
+    ):
+        runtime.consumer(name=name, topics=[topic], handler=handler, batch=True, unit_of_work=HandoffsUnitOfWork)

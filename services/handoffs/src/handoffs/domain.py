@@ -36,52 +36,39 @@ LIVE_STATUSES = (Status.OPEN, Status.CLAIMED)
 # --- errors (each with a stable code for machine clients)
 
 
-class HandoffNotFound(NotFound):
-    code = "handoff_not_found"
+class HandoffNotFound(NotFound, code="handoff_not_found", detail="handoff not found"): ...
 
 
-class SessionNotFound(NotFound):
-    code = "session_not_found"
+class SessionNotFound(NotFound, code="session_not_found", detail="session not found"): ...
 
 
-class SessionIsCompleted(Conflict):
-    code = "session_completed"
+class SessionIsCompleted(Conflict, code="session_completed"): ...
 
 
-class SessionAlreadyEscalated(Conflict):
-    code = "session_already_escalated"
+class SessionAlreadyEscalated(Conflict, code="session_already_escalated"): ...
 
 
-class HandoffAlreadyClaimed(Conflict):
-    code = "handoff_already_claimed"
+class HandoffAlreadyClaimed(Conflict, code="handoff_already_claimed"): ...
 
 
-class HandoffIsResolved(Conflict):
-    code = "handoff_resolved"
+class HandoffIsResolved(Conflict, code="handoff_resolved"): ...
 
 
-class HandoffChanged(Conflict):
+class HandoffChanged(Conflict, code="handoff_changed"):
     """The handoff changed between a conditional write and the look at why it missed: the caller may retry."""
 
-    code = "handoff_changed"
+
+class HandoffNotClaimed(Conflict, code="handoff_not_claimed"): ...
 
 
-class HandoffNotClaimed(Conflict):
-    code = "handoff_not_claimed"
+class HandoffIsOpen(Conflict, code="handoff_open"): ...
 
 
-class HandoffIsOpen(Conflict):
-    code = "handoff_open"
+class NotClaimHolder(Forbidden, code="not_claim_holder"): ...
 
 
-class NotClaimHolder(Forbidden):
-    code = "not_claim_holder"
-
-
-class SessionsUnavailable(Unavailable):
+class SessionsUnavailable(Unavailable, code="sessions_unavailable"):
     """The sessions service could not be asked about a session; the same request may succeed later."""
-
-    code = "sessions_unavailable"
 
 
 # --- entities

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -25,12 +25,9 @@ from rf_contracts import (
 )
 from rf_contracts.api import handoffs as api_models
 from rf_contracts.api.handoffs import HandoffDetail, HandoffHistoryEntry, HandoffPage, HandoffRead, HandoffStats
+from rf_contracts.events import HandoffEvent
+from rfkit.clock import utcnow
 from rfkit.db import Database
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
 
 # --- commands
 
@@ -95,6 +92,24 @@ def _common(row: Handoff, at: datetime) -> dict[str, Any]:
     }
 
 
+async def _record_change(
+    uow: HandoffsUnitOfWork,
+    row: Handoff,
+    action: Action,
+    event: type[HandoffEvent],
+    *,
+    actor_id: UUID | None,
+    at: datetime,
+    actor_type: str = "user",
+    note: str | None = None,
+    **fields: Any,
+) -> None:
+    """The change that gave `row` its version, told twice: its history row and its event (with `fields`)."""
+    history = uow.handoffs.add_history
+    await history(handoff=row, action=action, actor_id=actor_id, at=at, actor_type=actor_type, note=note)
+    uow.collect(event(**_common(row, at), **fields))
+
+
 # --- use cases
 
 
@@ -104,7 +119,7 @@ async def escalate(cmd: EscalateSession, *, db: Database, sessions: SessionLooku
     # could still be on its way) and because the sessions service is the authority on who may see the session.
     session = await sessions(cmd.session_id)
     if session is None or session.account_id != cmd.account_id:
-        raise domain.SessionNotFound("session not found")
+        raise domain.SessionNotFound()
     if session.status == "completed":
         raise domain.SessionIsCompleted({"message": "session is completed", "session_id": str(cmd.session_id)})
     async with db.unit_of_work(HandoffsUnitOfWork) as uow:
@@ -139,21 +154,9 @@ async def escalate(cmd: EscalateSession, *, db: Database, sessions: SessionLooku
                     "status": live.status if live else None,
                 }
             )
-        await repo.add_history(
-            handoff=row,
-            action=Action.REQUESTED,
-            actor_id=cmd.user_id,
-            at=now,
-            note=cmd.reason,
-        )
-        uow.collect(
-            HandoffRequested(
-                **_common(row, now),
-                requested_by=row.requested_by,
-                requested_at=row.requested_at,
-                priority=row.priority,
-                reason=row.reason,
-            )
+        await _record_change(
+            uow, row, Action.REQUESTED, HandoffRequested, actor_id=cmd.user_id, at=now, note=cmd.reason,
+            requested_by=row.requested_by, requested_at=row.requested_at, priority=row.priority, reason=row.reason,
         )
     return _read(row)
 
@@ -170,13 +173,10 @@ async def claim(cmd: ClaimHandoff, *, db: Database) -> HandoffRead:
             current = await repo.get(account_id=cmd.account_id, handoff_id=cmd.handoff_id)
             domain.explain_lost_claim(current.state(), cmd.actor)  # raises unless the caller holds it already
             return _read(current)
-        await repo.add_history(
-            handoff=row,
-            action=Action.CLAIMED,
-            actor_id=cmd.actor.user_id,
-            at=now,
+        actor_id = cmd.actor.user_id
+        await _record_change(
+            uow, row, Action.CLAIMED, HandoffClaimed, actor_id=actor_id, at=now, claimed_by=actor_id, claimed_at=now
         )
-        uow.collect(HandoffClaimed(**_common(row, now), claimed_by=cmd.actor.user_id, claimed_at=now))
     return _read(row)
 
 
@@ -189,13 +189,10 @@ async def release(cmd: ReleaseHandoff, *, db: Database) -> HandoffRead:
         domain.check_release(current.state(), cmd.actor)
         now = utcnow()
         row = await repo.release(account_id=cmd.account_id, handoff_id=cmd.handoff_id, at=now)
-        await repo.add_history(
-            handoff=row,
-            action=Action.RELEASED,
-            actor_id=cmd.actor.user_id,
-            at=now,
+        actor_id = cmd.actor.user_id
+        await _record_change(
+            uow, row, Action.RELEASED, HandoffReleased, actor_id=actor_id, at=now, released_by=actor_id, released_at=now
         )
-        uow.collect(HandoffReleased(**_common(row, now), released_by=cmd.actor.user_id, released_at=now))
     return _read(row)
 
 
@@ -209,14 +206,11 @@ async def resolve(cmd: ResolveHandoff, *, db: Database) -> HandoffRead:
         row = await repo.resolve(
             account_id=cmd.account_id, handoff_id=cmd.handoff_id, resolved_by=cmd.actor.user_id, at=now, note=cmd.note
         )
-        await repo.add_history(
-            handoff=row,
-            action=Action.RESOLVED,
-            actor_id=cmd.actor.user_id,
-            at=now,
-            note=cmd.note,
+        actor_id = cmd.actor.user_id
+        await _record_change(
+            uow, row, Action.RESOLVED, HandoffResolved, actor_id=actor_id, at=now, note=cmd.note,
+            resolved_by=actor_id, resolved_at=now,
         )
-        uow.collect(HandoffResolved(**_common(row, now), resolved_by=cmd.actor.user_id, resolved_at=now))
     return _read(row)
 
 
@@ -241,15 +235,10 @@ async def complete_session(event: SessionCompleted, uow: HandoffsUnitOfWork) -> 
     note = f"session completed ({event.outcome})"
     now = utcnow()
     row = await repo.resolve(account_id=live.account_id, handoff_id=live.id, resolved_by=resolver, at=now, note=note)
-    await repo.add_history(
-        handoff=row,
-        action=Action.RESOLVED,
-        actor_id=resolver,
-        actor_type="system",
-        at=now,
-        note=note,
+    await _record_change(
+        uow, row, Action.RESOLVED, HandoffResolved, actor_id=resolver, actor_type="system", at=now, note=note,
+        resolved_by=resolver, resolved_at=now,
     )
-    uow.collect(HandoffResolved(**_common(row, now), resolved_by=resolver, resolved_at=now))
 
 
 async def record_steps(events: list[Event], uow: HandoffsUnitOfWork) -> None:
@@ -280,22 +269,17 @@ async def mark_stale_claims(*, db: Database, now: datetime, limit: int) -> list[
             row = await repo.mark_stale(
                 account_id=due.account_id, handoff_id=due.handoff_id, stale_since=due.deadline, at=now
             )
-            await repo.add_history(handoff=row, action=Action.STALE, actor_id=None, actor_type="system", at=now)
             assert row.claimed_by is not None and row.claimed_at is not None  # a due claim is claimed
-            uow.collect(
-                HandoffStale(**_common(row, now), claimed_by=row.claimed_by, claimed_at=row.claimed_at, stale_at=now)
+            await _record_change(
+                uow, row, Action.STALE, HandoffStale, actor_id=None, actor_type="system", at=now,
+                claimed_by=row.claimed_by, claimed_at=row.claimed_at, stale_at=now,
             )
             if due.auto_release:
                 row = await repo.release(account_id=due.account_id, handoff_id=due.handoff_id, at=now)
-                await repo.add_history(
-                    handoff=row,
-                    action=Action.RELEASED,
-                    actor_id=None,
-                    actor_type="system",
-                    at=now,
-                    note=domain.STALE_RELEASE_NOTE,
+                await _record_change(
+                    uow, row, Action.RELEASED, HandoffReleased, actor_id=None, actor_type="system", at=now,
+                    note=domain.STALE_RELEASE_NOTE, released_by=None, released_at=now,
                 )
-                uow.collect(HandoffReleased(**_common(row, now), released_by=None, released_at=now))
             found.append(
                 StaleClaimFound(
                     handoff_id=due.handoff_id,
@@ -326,7 +310,6 @@ async def get_stale_policy(*, db: Database, account_id: UUID) -> api_models.Stal
     async with db.unit_of_work(HandoffsUnitOfWork) as uow:
         policy = await uow.handoffs.stale_policy(account_id=account_id)
     return api_models.StalePolicy.model_validate(dataclasses.asdict(policy))
-
 
 
 async def get_detail(*, db: Database, account_id: UUID, handoff_id: UUID) -> HandoffDetail:

@@ -31,6 +31,7 @@ from tenacity import AsyncRetrying, wait_exponential
 
 from handoffs.change_log import CHANNEL, Change, ChangeLogRepository
 from rfkit.db import Database
+from rfkit.tasks import BackgroundTask, periodically
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class AccountFeed:
         self.ready = asyncio.Event()
         self._dirty = asyncio.Event()
         self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask()
 
     @property
     def changed(self) -> asyncio.Event:
@@ -84,14 +85,10 @@ class AccountFeed:
         self._dirty.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"queue-feed-{self.account_id}")
+        self._task.start(self._run(), name=f"queue-feed-{self.account_id}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
         self.wake()
 
     def wake(self) -> None:
@@ -167,7 +164,8 @@ class LiveQueue:
         self.feeds: dict[UUID, AccountFeed] = {}
         self.listening = asyncio.Event()
         self.closing = False
-        self._tasks: list[asyncio.Task[None]] = []
+        self._listener = BackgroundTask()
+        self._purger = BackgroundTask()
         self._stopping: set[asyncio.Future[None]] = set()
         self._open = OPEN_STREAMS.labels(service)
         self._sent = EVENTS_SENT.labels(service)
@@ -175,19 +173,16 @@ class LiveQueue:
     # --- lifecycle
 
     async def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="queue-listener"),
-            asyncio.create_task(self._purge_periodically(), name="queue-purge"),
-        ]
+        self._listener.start(self._listen(), name="queue-listener")
+        purges = periodically(
+            self._purge_and_say, interval_s=self.purge_interval_s, failed=_purge_failed, wait_first=True
+        )
+        self._purger.start(purges, name="queue-purge")
 
     async def stop(self) -> None:
         self.closing = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._listener.stop()
+        await self._purger.stop()
         for feed in list(self.feeds.values()):
             await feed.stop()  # wakes its streams, which see `closing` and end
         LISTENER_UP.labels(self.service).set(0)
@@ -368,12 +363,11 @@ class LiveQueue:
                     with contextlib.suppress(Exception):
                         await connection.close(timeout=2)
 
-    async def _purge_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.purge_interval_s)
-            try:
-                purged = await self.purge()
-                if purged:
-                    log.info("live queue: purged %d changes older than %.0fs", purged, self.retention_s)
-            except Exception:
-                log.warning("live queue: purging the change log failed", exc_info=True)
+    async def _purge_and_say(self) -> None:
+        purged = await self.purge()
+        if purged:
+            log.info("live queue: purged %d changes older than %.0fs", purged, self.retention_s)
+
+
+def _purge_failed() -> None:
+    log.warning("live queue: purging the change log failed", exc_info=True)

@@ -8,7 +8,8 @@ from fastapi import APIRouter, FastAPI
 from handoffs import api, consumers, queue_stream
 from handoffs.clients import SessionsClient
 from handoffs.settings import Settings
-from handoffs.stale import Clock, StaleDetector, system_clock
+from handoffs.stale import StaleDetector
+from rfkit.clock import Clock, utcnow
 from rfkit.service import ServiceRuntime
 from rfkit.web import build_app
 
@@ -38,7 +39,7 @@ def _background(settings: Settings, runtime: ServiceRuntime, clock: Clock) -> AP
     return APIRouter(lifespan=lifespan)
 
 
-def create_app(settings: Settings | None = None, *, clock: Clock = system_clock) -> FastAPI:
+def create_app(settings: Settings | None = None, *, clock: Clock = utcnow) -> FastAPI:
     """`clock`: what the stale-claim detector takes as now (tests move it past a deadline)."""
     settings = settings or Settings()
     runtime = ServiceRuntime(settings, package="handoffs")

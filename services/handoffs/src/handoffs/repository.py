@@ -221,7 +221,7 @@ class HandoffRepository:
             stmt = stmt.with_for_update()
         row = (await self.session.execute(stmt)).first()
         if row is None:
-            raise HandoffNotFound("handoff not found")
+            raise HandoffNotFound()
         return _handoff(row)
 
     async def claim_if_open(
@@ -383,7 +383,7 @@ class HandoffRepository:
         )
         row = (await self.session.execute(stmt)).first()
         if row is None:
-            raise HandoffNotFound("handoff not found")
+            raise HandoffNotFound()
         return _handoff(row)
 
     # --- history

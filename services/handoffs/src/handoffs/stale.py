@@ -2,47 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import KW_ONLY, dataclass, field
 
 from handoffs import handlers, metrics
 from handoffs.domain import StaleClaimFound
+from rfkit.clock import Clock, utcnow
 from rfkit.db import Database
 from rfkit.logs import RepeatFilter
+from rfkit.tasks import BackgroundTask, periodically
 
 log = logging.getLogger(__name__)
 # A database outage fails every pass: one warning a minute says so.
 log.addFilter(RepeatFilter(quiet_s=60.0))
 
-Clock = Callable[[], datetime]
 
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
-
-
+@dataclass(eq=False)
 class StaleDetector:
     """Runs a pass every `interval_s`; any number of replicas may run one (the database marks each claim once)."""
 
-    def __init__(
-        self,
-        db: Database,
-        *,
-        service: str,
-        interval_s: float,
-        batch_size: int,
-        clock: Clock = system_clock,
-    ) -> None:
-        self.db = db
-        self.service = service
-        self.interval_s = interval_s
-        self.batch_size = batch_size
-        # Injectable so that tests can move time past a deadline instead of waiting for it.
-        self.clock = clock
-        self._task: asyncio.Task[None] | None = None
+    db: Database
+    _: KW_ONLY
+    service: str
+    interval_s: float
+    batch_size: int
+    # Injectable so that tests can move time past a deadline instead of waiting for it.
+    clock: Clock = utcnow
+    _task: BackgroundTask = field(default_factory=BackgroundTask, init=False, repr=False)
 
     async def run_once(self) -> list[StaleClaimFound]:
         """One pass: batches until no due claim is left (or another replica holds the rest)."""
@@ -66,22 +52,14 @@ class StaleDetector:
             if len(batch) < self.batch_size:
                 return found
 
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                # The database away for a moment: the claims stay due and the next pass finds them.
-                metrics.STALE_DETECTOR_ERRORS.labels(self.service).inc()
-                log.warning("stale-claim detector pass failed; retrying in %.1f s", self.interval_s, exc_info=True)
-            await asyncio.sleep(self.interval_s)
+    def _pass_failed(self) -> None:
+        # The database away for a moment: the claims stay due and the next pass finds them.
+        metrics.STALE_DETECTOR_ERRORS.labels(self.service).inc()
+        log.warning("stale-claim detector pass failed; retrying in %.1f s", self.interval_s, exc_info=True)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=f"{self.service}-stale-detector")
+        loop = periodically(self.run_once, interval_s=self.interval_s, failed=self._pass_failed)
+        self._task.start(loop, name=f"{self.service}-stale-detector")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()

@@ -75,19 +75,21 @@ class HandoffRead(BaseModel):
     )
 
 
+# The example of a history entry, shown alone and as the second entry of a handoff's history.
+_CLAIMED_ENTRY = {
+    "action": "claimed",
+    "actor_id": ex.OTHER_USER_ID,
+    "actor_type": "user",
+    "at": ex.LATER,
+    "version": 2,
+    "note": None,
+}
+
+
 class HandoffHistoryEntry(BaseModel):
     """One change of a handoff: what, by whom, when, and the version it produced."""
 
-    model_config = example(
-        {
-            "action": "claimed",
-            "actor_id": ex.OTHER_USER_ID,
-            "actor_type": "user",
-            "at": ex.LATER,
-            "version": 2,
-            "note": None,
-        }
-    )
+    model_config = example(_CLAIMED_ENTRY)
 
     action: HistoryAction
     actor_id: UUID | None = Field(description="null for a change the system made on its own (a stale claim)")
@@ -128,14 +130,7 @@ class HandoffDetail(HandoffRead):
                     "version": 1,
                     "note": None,
                 },
-                {
-                    "action": "claimed",
-                    "actor_id": ex.OTHER_USER_ID,
-                    "actor_type": "user",
-                    "at": ex.LATER,
-                    "version": 2,
-                    "note": None,
-                },
+                _CLAIMED_ENTRY,
             ],
         }
     )

@@ -13,6 +13,7 @@ from gateway.principals import PrincipalCache
 from gateway.security import SHOWN_PREFIX, api_key_hash, new_api_key_secret
 from gateway.uow import GatewayUnitOfWork
 from rf_contracts.api.api_keys import ApiKeyCreated, ApiKeyPage, ApiKeyRead
+from rfkit.clock import utcnow
 from rfkit.db import Database
 
 # Denials outlive the last token issued for the key by this much: services accept a token a few seconds past its
@@ -24,10 +25,6 @@ class KnownKeys(Protocol):
     """What this process remembers of presented keys (gateway.key_exchange.KeyExchange)."""
 
     def forget(self, secret_hash: str | None = None) -> None: ...
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ class RevokeApiKey:
 
 async def create_api_key(cmd: CreateApiKey, *, db: Database) -> ApiKeyCreated:
     """A new key; the answer is the only place its secret ever appears (only its hash is stored)."""
-    now = _now()
+    now = utcnow()
     if cmd.expires_at is not None and cmd.expires_at <= now:
         raise ApiKeyExpiryInPast()
     secret = new_api_key_secret()
@@ -72,7 +69,7 @@ async def revoke_api_key(
 ) -> None:
     """Revoke a key: this gateway refuses it at once, the services within about a second (the token-denial feed),
     other gateway processes at their next look-up. Revoking a revoked key changes nothing (idempotent)."""
-    now = _now()
+    now = utcnow()
     async with db.unit_of_work(GatewayUnitOfWork) as uow:
         key = await uow.api_keys.get(account_id=cmd.account_id, key_id=cmd.key_id, lock=True)
         if key is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from gateway.domain import (
@@ -26,11 +26,8 @@ from gateway.principals import PrincipalCache
 from gateway.security import Passwords, TokenIssuer, new_refresh_token, refresh_token_hash
 from gateway.uow import GatewayUnitOfWork
 from rf_contracts.api.identity import AccountRead, MeRead, RegisterResponse, TokenPair, UserRead
+from rfkit.clock import utcnow
 from rfkit.db import Database
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ async def register(cmd: Register, *, db: Database, passwords: Passwords, policy:
     """A new account and its first user, an admin. Throttled per client address (each costs a password hash)."""
     if not policy.registration_open:
         raise RegistrationClosed()
-    now = _now()
+    now = utcnow()
     await admit(
         [AttemptLimit("register", cmd.address, policy.register_max_per_address)],
         window=policy.register_window, now=now, db=db,
@@ -101,7 +98,7 @@ async def login(
     cmd: LogIn, *, db: Database, passwords: Passwords, tokens: TokenIssuer, policy: IdentityPolicy
 ) -> TokenPair:
     """Credentials -> a new token pair (a new refresh family). Throttled per email and per client address."""
-    now = _now()
+    now = utcnow()
     # Recorded (and committed) before the password is checked, so that concurrent guesses count against each
     # other and a failure stays counted; a successful login withdraws it again.
     mine = await admit(
@@ -135,7 +132,7 @@ async def refresh(
 
     A token presented a second time means it leaked (or the client raced itself): the whole family is revoked.
     """
-    now = _now()
+    now = utcnow()
     reused = False
     async with db.unit_of_work(GatewayUnitOfWork) as uow:
         token = await uow.tokens.refresh_token_for_update_any_account(token_hash=refresh_token_hash(cmd.refresh_token))
@@ -159,7 +156,7 @@ async def refresh(
 
 async def logout(cmd: LogOut, *, db: Database, principals: PrincipalCache) -> None:
     """Revoke the current access token and its refresh family (and the family of `refresh_token`, if given)."""
-    now = _now()
+    now = utcnow()
     async with db.unit_of_work(GatewayUnitOfWork) as uow:
         families = []
         family = await uow.tokens.family_of_access_token(account_id=cmd.account_id, user_id=cmd.user_id,
@@ -200,7 +197,7 @@ async def change_password(
     Wrong current passwords are throttled like failed logins (per user): a stolen access token must not be a way
     to guess the password.
     """
-    now = _now()
+    now = utcnow()
     # As for a login: the attempt is committed before the check and stays when the check fails.
     mine = await admit(
         [AttemptLimit("password", str(cmd.user_id), policy.login_max_failures_per_email)],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -13,11 +12,8 @@ from gateway.principals import PrincipalCache
 from gateway.security import Passwords
 from gateway.uow import GatewayUnitOfWork
 from rf_contracts.api.identity import UserPage, UserRead
+from rfkit.clock import utcnow
 from rfkit.db import Database
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -68,7 +64,7 @@ async def list_users(*, account_id: UUID, limit: int, offset: int, db: Database)
 async def create_user(cmd: CreateUser, *, db: Database, passwords: Passwords) -> UserRead:
     password_hash = await password_hash_for_new_user(email=cmd.email, password=cmd.password, db=db,
                                                      passwords=passwords)
-    now = _now()
+    now = utcnow()
     user = User(id=uuid.uuid4(), account_id=cmd.account_id, email=cmd.email, full_name=cmd.full_name,
                 password_hash=password_hash, role=cmd.role, is_active=True, created_at=now, updated_at=now)
     async with db.unit_of_work(GatewayUnitOfWork) as uow:
@@ -78,7 +74,7 @@ async def create_user(cmd: CreateUser, *, db: Database, passwords: Passwords) ->
 
 async def update_user(cmd: UpdateUser, *, db: Database, principals: PrincipalCache) -> UserRead:
     """Change role, active flag or name. Deactivating ends the user's sessions at once."""
-    now = _now()
+    now = utcnow()
     async with db.unit_of_work(GatewayUnitOfWork) as uow:
         # Locking the account serializes changes to its users: two admins demoting each other at the same
         # time cannot both pass the "an active admin remains" check.
@@ -117,7 +113,7 @@ async def reset_password(cmd: ResetPassword, *, db: Database, passwords: Passwor
     tokens denied), so the user signs in again with the new one. Their login lockout, if any, is lifted."""
     # Hashed before the transaction: argon2's time holds no pooled connection (nor the user's row lock).
     password_hash = await passwords.hash(cmd.new_password)
-    now = _now()
+    now = utcnow()
     async with db.unit_of_work(GatewayUnitOfWork) as uow:
         target = await uow.users.get(account_id=cmd.account_id, user_id=cmd.user_id, lock=True)
         if target is None:

@@ -8,61 +8,42 @@ from rf_contracts.api.trees import TreeViolation
 from rfkit.errors import Conflict, Forbidden, Invalid, NotFound
 
 
-class TreeNotFound(NotFound):
-    code = "tree_not_found"
-
-    def __init__(self) -> None:
-        super().__init__("tree not found")
+class TreeNotFound(NotFound, code="tree_not_found", detail="tree not found"): ...
 
 
-class TreeVersionNotFound(NotFound):
+class TreeVersionNotFound(NotFound, code="tree_version_not_found"):
     """No such version of a live tree of the account (a missing tree is not told apart from a missing version)."""
-
-    code = "tree_version_not_found"
 
     def __init__(self, version: int) -> None:
         super().__init__(f"tree version {version} not found")
 
 
-class SessionNotFound(NotFound):
-    code = "session_not_found"
-
-    def __init__(self) -> None:
-        super().__init__("session not found")
+class SessionNotFound(NotFound, code="session_not_found", detail="session not found"): ...
 
 
-class SessionAlreadyCompleted(Conflict):
+class SessionAlreadyCompleted(
+    Conflict, code="session_completed", detail="the session is completed; it cannot be changed"
+):
     """A completed session is history: every write on it is refused."""
 
-    code = "session_completed"
 
-    def __init__(self) -> None:
-        super().__init__("the session is completed; it cannot be changed")
+class AnswerNotAtCurrentNode(Invalid, code="answer_not_at_current_node"): ...
 
 
-class AnswerNotAtCurrentNode(Invalid):
-    code = "answer_not_at_current_node"
+class UnknownOption(Invalid, code="unknown_option"): ...
 
 
-class UnknownOption(Invalid):
-    code = "unknown_option"
+class NodeNotInTree(Invalid, code="node_not_in_tree"): ...
 
 
-class NodeNotInTree(Invalid):
-    code = "node_not_in_tree"
+class AccountScopeForbidden(
+    Forbidden, code="account_scope_forbidden", detail="scope=account requires role engineer or higher"
+):
+    ...
 
 
-class AccountScopeForbidden(Forbidden):
-    code = "account_scope_forbidden"
-
-    def __init__(self) -> None:
-        super().__init__("scope=account requires role engineer or higher")
-
-
-class InvalidTree(Invalid):
+class InvalidTree(Invalid, code="invalid_tree"):
     """A tree that is not a valid graph: every violation, with its node and rule, goes under `errors`."""
-
-    code = "invalid_tree"
 
     def __init__(self, violations: Sequence[TreeViolation]) -> None:
         super().__init__([v.model_dump() for v in violations])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +20,7 @@ from rf_contracts.api.sessions import (
     SessionRead,
     readable_context,
 )
+from rfkit.clock import utcnow
 from rfkit.db import Database
 from rfkit.etags import IfMatch, micros, strong_etag
 from sessions.domain import (
@@ -36,10 +37,6 @@ from sessions.domain import (
 )
 from sessions.handlers.steps import locked_session, record_step
 from sessions.uow import SessionsUnitOfWork
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def session_etag(session_id: UUID, updated_at: datetime) -> str:

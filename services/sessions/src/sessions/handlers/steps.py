@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 from rf_contracts import StepCreated
 from rf_contracts.api.sessions import ActorType, StepKind, StepPage, StepRead
+from rfkit.clock import utcnow
 from rfkit.db import Database
 from sessions.domain import NodeNotInTree, SessionNotFound, SessionState, next_write
 from sessions.uow import SessionsUnitOfWork
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

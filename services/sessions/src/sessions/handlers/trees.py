@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from uuid import UUID
 
 from rf_contracts.api.trees import TreeCategory, TreeCreate, TreePage, TreeRead, TreeSearchPage
+from rfkit.clock import utcnow
 from rfkit.db import Database
 from rfkit.etags import IfMatch, strong_etag
 from sessions.domain import TreeNotFound, TreeVersion, TreeVersionNotFound, validate_tree
 from sessions.uow import SessionsUnitOfWork
-
-
-def utcnow() -> datetime:
-    """Server time for every stored timestamp: UTC with microseconds."""
-    return datetime.now(UTC)
 
 
 def tree_etag(tree_id: UUID, version: int) -> str:
