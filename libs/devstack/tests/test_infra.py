@@ -245,3 +245,26 @@ def test_status_prints_addresses_and_states(capsys: pytest.CaptureFixture[str], 
         "analytics",
     } <= keys
     assert "gateway=down" in lines
+
+
+def test_the_broker_process_may_open_more_files_than_it_was_given() -> None:
+    # Run as LocalKafka runs the broker (preexec): a process started with a low soft limit ends up with more.
+    import resource
+    import subprocess
+    import sys
+
+    def low_limit() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    script = (
+        "import resource; from rf_devstack.kafka import _more_open_files; "
+        "before = resource.getrlimit(resource.RLIMIT_NOFILE)[0]; _more_open_files(); "
+        "print(before, resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], preexec_fn=low_limit, capture_output=True, text=True, check=True
+    ).stdout.split()
+    before, after = int(out[0]), int(out[1])
+    assert before == 256
+    assert after > 256

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import resource
 import shutil
 import socket
 import struct
@@ -355,6 +356,7 @@ class LocalKafka:
                     stderr=subprocess.STDOUT,
                     cwd=self.run_dir,
                     start_new_session=True,
+                    preexec_fn=_more_open_files,
                 )
             atomic_write(self.pid_path, f"{self._proc.pid}\n")
             try:
@@ -399,3 +401,26 @@ class LocalKafka:
             self._proc = None
         self._finish_cds(publish=bool(clean) and all(clean))
         self.pid_path.unlink(missing_ok=True)
+
+
+# Every test isolates itself with a topic prefix, and every partition keeps a few files open: a broker serving a
+# long test session (or a day of development) outgrows a 20,000-file limit ("Too many open files" takes its log
+# directory offline and the broker down). Raised as far as the process may: to the kernel's ceiling when root.
+_OPEN_FILES_WANTED = 1 << 20
+
+
+def _more_open_files() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        ceiling = int(Path("/proc/sys/fs/nr_open").read_text())
+    except (OSError, ValueError):
+        ceiling = hard
+    wanted = min(_OPEN_FILES_WANTED, ceiling)
+    for limits in ((wanted, wanted), (hard, hard)):
+        if limits[0] <= soft:
+            return
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            return
+        except (ValueError, OSError):
+            continue
