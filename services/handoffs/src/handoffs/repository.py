@@ -254,31 +254,17 @@ class HandoffRepository:
 
     async def release(self, *, account_id: UUID, handoff_id: UUID, at: datetime) -> Handoff:
         """Back to open (the caller holds the row lock and checked the rules)."""
-        return await self._change(
-            account_id,
-            handoff_id,
-            status=Status.OPEN.value,
-            last_action=Action.RELEASED.value,
-            claimed_by=None,
-            claimed_at=None,
-            stale_since=None,
-            updated_at=at,
+        return await self._move(
+            account_id, handoff_id, Status.OPEN, Action.RELEASED, at=at, claimed_by=None, claimed_at=None
         )
 
     async def resolve(
         self, *, account_id: UUID, handoff_id: UUID, resolved_by: UUID, at: datetime, note: str | None
     ) -> Handoff:
         """Resolved for good; the last claim (if any) is kept, analytics measure from it."""
-        return await self._change(
-            account_id,
-            handoff_id,
-            status=Status.RESOLVED.value,
-            last_action=Action.RESOLVED.value,
-            resolved_by=resolved_by,
-            resolved_at=at,
-            resolution_note=note,
-            stale_since=None,
-            updated_at=at,
+        return await self._move(
+            account_id, handoff_id, Status.RESOLVED, Action.RESOLVED, at=at,
+            resolved_by=resolved_by, resolved_at=at, resolution_note=note,
         )
 
     async def mark_stale(self, *, account_id: UUID, handoff_id: UUID, stale_since: datetime, at: datetime) -> Handoff:
@@ -372,6 +358,20 @@ class HandoffRepository:
                 # A session id is global; the account must agree (a forged event cannot touch another account's).
                 where=session_activity.c.account_id == stmt.excluded.account_id,
             )
+        )
+
+    async def _move(
+        self, account_id: UUID, handoff_id: UUID, status: Status, action: Action, *, at: datetime, **values: Any
+    ) -> Handoff:
+        """A move to another status: the action is recorded on the row and any stale mark ends with it."""
+        return await self._change(
+            account_id,
+            handoff_id,
+            status=status.value,
+            last_action=action.value,
+            stale_since=None,
+            updated_at=at,
+            **values,
         )
 
     async def _change(self, account_id: UUID, handoff_id: UUID, **values: Any) -> Handoff:
