@@ -22,6 +22,7 @@ from handoffs.domain import (
     StalePolicy,
     Status,
 )
+from rfkit.db import page_of
 
 metadata = sa.MetaData()
 
@@ -447,13 +448,11 @@ class HandoffRepository:
             conditions.append(handoffs.c.status == status)
         if claimed_by is not None:
             conditions.append(handoffs.c.claimed_by == claimed_by)
-        total = await self.session.scalar(sa.select(sa.func.count()).select_from(handoffs).where(*conditions))
-        rows = (
-            await self.session.execute(
-                sa.select(*_HANDOFF_COLUMNS).where(*conditions).order_by(*_QUEUE_ORDER).limit(limit).offset(offset)
-            )
-        ).all()
-        return [_handoff(r) for r in rows], int(total or 0)
+        rows, total = await page_of(
+            self.session, handoffs, conditions, columns=_HANDOFF_COLUMNS, order_by=_QUEUE_ORDER, limit=limit,
+            offset=offset,
+        )
+        return [_handoff(r) for r in rows], total
 
     async def stats(self, *, account_id: UUID, now: datetime) -> QueueCounts:
         """Counts, the oldest open request time, and the median wait of the claims made in the last 24 h."""
