@@ -19,7 +19,9 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_an_unreachable_database_is_tried_until_the_wait_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def upgrade_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs `migrate.upgrade` is called with, in order (each call still runs the real upgrade)."""
     calls: list[str] = []
     real_upgrade = migrate.upgrade
 
@@ -28,11 +30,15 @@ def test_an_unreachable_database_is_tried_until_the_wait_ends(monkeypatch: pytes
         real_upgrade(service, url, revision)
 
     monkeypatch.setattr(migrate, "upgrade", counted)
+    return calls
+
+
+def test_an_unreachable_database_is_tried_until_the_wait_ends(upgrade_calls: list[str]) -> None:
     url = f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/postgres"
     with pytest.raises(Exception) as raised:
         migrate.upgrade_when_reachable("sessions", url, wait_s=1.5)
     assert migrate.unreachable(raised.value), "the last error is the refused connection itself"
-    assert len(calls) >= 2, "a refused connection is tried again"
+    assert len(upgrade_calls) >= 2, "a refused connection is tried again"
 
 
 def test_a_database_reachable_after_a_few_failures_is_migrated(
@@ -63,17 +69,9 @@ async def _version(url: str) -> str | None:
 
 
 def test_a_failure_that_is_not_about_reaching_the_database_is_not_repeated(
-    monkeypatch: pytest.MonkeyPatch, make_database
+    upgrade_calls: list[str], make_database
 ) -> None:
     missing = make_database().rsplit("/", 1)[0] + "/no_such_database_here"
-    calls: list[str] = []
-    real_upgrade = migrate.upgrade
-
-    def counted(service: str, url: str, revision: str = "head") -> None:
-        calls.append(url)
-        real_upgrade(service, url, revision)
-
-    monkeypatch.setattr(migrate, "upgrade", counted)
     with pytest.raises(DBAPIError):
         migrate.upgrade_when_reachable("sessions", missing, wait_s=30)
-    assert len(calls) == 1
+    assert len(upgrade_calls) == 1

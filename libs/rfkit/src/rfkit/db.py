@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, TypeVar, overload
 
 import asyncpg
+import sqlalchemy as sa
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -188,6 +189,28 @@ class Database:
             await self._statements.close()
             self._statements = None
         await self.engine.dispose()
+
+
+async def page_of(
+    session: AsyncSession,
+    table: sa.Table,
+    conditions: Sequence[sa.ColumnElement[bool]],
+    *,
+    order_by: Sequence[sa.ColumnElement[Any]],
+    limit: int | None,
+    offset: int,
+    columns: Sequence[Any] = (),
+) -> tuple[Sequence[sa.Row[Any]], int]:
+    """One page of the rows of `table` that meet every condition (all from `offset` without `limit`), and how many
+    meet them in all: the shape of every listing the API pages with limit/offset.
+
+    `columns` selects these instead of the whole row (for extra computed columns, add the table itself).
+    """
+    total = await session.scalar(sa.select(sa.func.count()).select_from(table).where(*conditions))
+    query = sa.select(*(columns or (table,))).where(*conditions).order_by(*order_by).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return (await session.execute(query)).all(), int(total or 0)
 
 
 # What a connection lost under a statement raises: closed by the server (class 08, or the FATAL of a terminated

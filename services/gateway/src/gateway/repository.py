@@ -25,6 +25,7 @@ from gateway.domain import (
     TokenDenial,
     User,
 )
+from rfkit.db import page_of
 
 # The migrations build these tables; tests/test_schema_matches_metadata.py checks that they agree.
 metadata = sa.MetaData()
@@ -205,14 +206,11 @@ class UserRepository:
 
     async def page(self, *, account_id: UUID, limit: int, offset: int) -> tuple[list[User], int]:
         """A page of the account's users, oldest first, and how many it has in all."""
-        total = await self._session.scalar(
-            sa.select(sa.func.count()).select_from(users).where(users.c.account_id == account_id)
+        rows, total = await page_of(
+            self._session, users, [users.c.account_id == account_id],
+            order_by=(users.c.created_at, users.c.id), limit=limit, offset=offset,
         )
-        rows = await self._session.execute(
-            sa.select(users).where(users.c.account_id == account_id)
-            .order_by(users.c.created_at, users.c.id).limit(limit).offset(offset)
-        )
-        return [User(**r._mapping) for r in rows], int(total or 0)
+        return [User(**r._mapping) for r in rows], total
 
     async def count_active_admins(self, *, account_id: UUID) -> int:
         return int(
@@ -384,14 +382,11 @@ class ApiKeyRepository:
 
     async def page(self, *, account_id: UUID, limit: int, offset: int) -> tuple[list[ApiKey], int]:
         """A page of the account's keys (revoked ones too), oldest first, and how many it has in all."""
-        total = await self._session.scalar(
-            sa.select(sa.func.count()).select_from(api_keys).where(api_keys.c.account_id == account_id)
+        rows, total = await page_of(
+            self._session, api_keys, [api_keys.c.account_id == account_id],
+            order_by=(api_keys.c.created_at, api_keys.c.id), limit=limit, offset=offset,
         )
-        rows = await self._session.execute(
-            sa.select(api_keys).where(api_keys.c.account_id == account_id)
-            .order_by(api_keys.c.created_at, api_keys.c.id).limit(limit).offset(offset)
-        )
-        return [ApiKey(**r._mapping) for r in rows], int(total or 0)
+        return [ApiKey(**r._mapping) for r in rows], total
 
     async def revoke(self, *, account_id: UUID, key_id: UUID, now: datetime, deny_until: datetime) -> bool:
         """Revoke the key (False: it was revoked already, nothing changes) and deny every access token issued for

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -180,15 +181,25 @@ async def claim(cmd: ClaimHandoff, *, db: Database) -> HandoffRead:
     return _read(row)
 
 
+async def _locked_and_checked(
+    uow: HandoffsUnitOfWork,
+    cmd: ReleaseHandoff | ResolveHandoff,
+    check: Callable[[domain.HandoffState, Actor], None],
+) -> datetime:
+    """Locks the handoff's row, checks the move's rule against it, and gives the time of the move.
+
+    The row lock keeps a concurrent claim, release or resolve from slipping between check and write.
+    """
+    current = await uow.handoffs.get(account_id=cmd.account_id, handoff_id=cmd.handoff_id, for_update=True)
+    check(current.state(), cmd.actor)
+    return utcnow()
+
+
 async def release(cmd: ReleaseHandoff, *, db: Database) -> HandoffRead:
     """Back to the queue, by the holder or an admin."""
     async with db.unit_of_work(HandoffsUnitOfWork) as uow:
-        repo = uow.handoffs
-        # The row lock keeps a concurrent claim, release or resolve from slipping between check and write.
-        current = await repo.get(account_id=cmd.account_id, handoff_id=cmd.handoff_id, for_update=True)
-        domain.check_release(current.state(), cmd.actor)
-        now = utcnow()
-        row = await repo.release(account_id=cmd.account_id, handoff_id=cmd.handoff_id, at=now)
+        now = await _locked_and_checked(uow, cmd, domain.check_release)
+        row = await uow.handoffs.release(account_id=cmd.account_id, handoff_id=cmd.handoff_id, at=now)
         actor_id = cmd.actor.user_id
         await _record_change(
             uow, row, Action.RELEASED, HandoffReleased, actor_id=actor_id, at=now, released_by=actor_id, released_at=now
@@ -199,11 +210,8 @@ async def release(cmd: ReleaseHandoff, *, db: Database) -> HandoffRead:
 async def resolve(cmd: ResolveHandoff, *, db: Database) -> HandoffRead:
     """Closed for good, by the holder or an admin (an admin may also close an open one)."""
     async with db.unit_of_work(HandoffsUnitOfWork) as uow:
-        repo = uow.handoffs
-        current = await repo.get(account_id=cmd.account_id, handoff_id=cmd.handoff_id, for_update=True)
-        domain.check_resolve(current.state(), cmd.actor)
-        now = utcnow()
-        row = await repo.resolve(
+        now = await _locked_and_checked(uow, cmd, domain.check_resolve)
+        row = await uow.handoffs.resolve(
             account_id=cmd.account_id, handoff_id=cmd.handoff_id, resolved_by=cmd.actor.user_id, at=now, note=cmd.note
         )
         actor_id = cmd.actor.user_id

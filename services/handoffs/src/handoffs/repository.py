@@ -22,6 +22,7 @@ from handoffs.domain import (
     StalePolicy,
     Status,
 )
+from rfkit.db import page_of
 
 metadata = sa.MetaData()
 
@@ -254,31 +255,17 @@ class HandoffRepository:
 
     async def release(self, *, account_id: UUID, handoff_id: UUID, at: datetime) -> Handoff:
         """Back to open (the caller holds the row lock and checked the rules)."""
-        return await self._change(
-            account_id,
-            handoff_id,
-            status=Status.OPEN.value,
-            last_action=Action.RELEASED.value,
-            claimed_by=None,
-            claimed_at=None,
-            stale_since=None,
-            updated_at=at,
+        return await self._move(
+            account_id, handoff_id, Status.OPEN, Action.RELEASED, at=at, claimed_by=None, claimed_at=None
         )
 
     async def resolve(
         self, *, account_id: UUID, handoff_id: UUID, resolved_by: UUID, at: datetime, note: str | None
     ) -> Handoff:
         """Resolved for good; the last claim (if any) is kept, analytics measure from it."""
-        return await self._change(
-            account_id,
-            handoff_id,
-            status=Status.RESOLVED.value,
-            last_action=Action.RESOLVED.value,
-            resolved_by=resolved_by,
-            resolved_at=at,
-            resolution_note=note,
-            stale_since=None,
-            updated_at=at,
+        return await self._move(
+            account_id, handoff_id, Status.RESOLVED, Action.RESOLVED, at=at,
+            resolved_by=resolved_by, resolved_at=at, resolution_note=note,
         )
 
     async def mark_stale(self, *, account_id: UUID, handoff_id: UUID, stale_since: datetime, at: datetime) -> Handoff:
@@ -374,6 +361,20 @@ class HandoffRepository:
             )
         )
 
+    async def _move(
+        self, account_id: UUID, handoff_id: UUID, status: Status, action: Action, *, at: datetime, **values: Any
+    ) -> Handoff:
+        """A move to another status: the action is recorded on the row and any stale mark ends with it."""
+        return await self._change(
+            account_id,
+            handoff_id,
+            status=status.value,
+            last_action=action.value,
+            stale_since=None,
+            updated_at=at,
+            **values,
+        )
+
     async def _change(self, account_id: UUID, handoff_id: UUID, **values: Any) -> Handoff:
         stmt = (
             sa.update(handoffs)
@@ -447,13 +448,11 @@ class HandoffRepository:
             conditions.append(handoffs.c.status == status)
         if claimed_by is not None:
             conditions.append(handoffs.c.claimed_by == claimed_by)
-        total = await self.session.scalar(sa.select(sa.func.count()).select_from(handoffs).where(*conditions))
-        rows = (
-            await self.session.execute(
-                sa.select(*_HANDOFF_COLUMNS).where(*conditions).order_by(*_QUEUE_ORDER).limit(limit).offset(offset)
-            )
-        ).all()
-        return [_handoff(r) for r in rows], int(total or 0)
+        rows, total = await page_of(
+            self.session, handoffs, conditions, columns=_HANDOFF_COLUMNS, order_by=_QUEUE_ORDER, limit=limit,
+            offset=offset,
+        )
+        return [_handoff(r) for r in rows], total
 
     async def stats(self, *, account_id: UUID, now: datetime) -> QueueCounts:
         """Counts, the oldest open request time, and the median wait of the claims made in the last 24 h."""

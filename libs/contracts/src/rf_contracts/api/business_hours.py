@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -16,19 +16,25 @@ DayIntervals = Annotated[list[Interval], Field(max_length=24)]
 IsoDate = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
 
 
+# The examples' schedule: 9 to 5 (Friday to 3); the full schedules add a lunch break on Monday.
+_WEEK_EXAMPLE: dict[str, Any] = {
+    "mon": [["09:00", "17:00"]],
+    "tue": [["09:00", "17:00"]],
+    "wed": [["09:00", "17:00"]],
+    "thu": [["09:00", "17:00"]],
+    "fri": [["09:00", "15:00"]],
+    "sat": [],
+    "sun": [],
+}
+_SCHEDULE_EXAMPLE: dict[str, Any] = {
+    "timezone": "Europe/Berlin",
+    "week": {**_WEEK_EXAMPLE, "mon": [["09:00", "12:30"], ["13:30", "17:00"]]},
+    "holidays": ["2026-12-24", "2026-12-25"],
+}
+
+
 class Week(BaseModel):
-    model_config = example(
-        {
-            "mon": [["09:00", "17:00"]],
-            "tue": [["09:00", "17:00"]],
-            "wed": [["09:00", "17:00"]],
-            "thu": [["09:00", "17:00"]],
-            "fri": [["09:00", "15:00"]],
-            "sat": [],
-            "sun": [],
-        },
-        extra="forbid",
-    )
+    model_config = example(_WEEK_EXAMPLE, extra="forbid")
 
     mon: DayIntervals = []
     tue: DayIntervals = []
@@ -45,13 +51,7 @@ class BusinessHoursWrite(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{
-                "timezone": "Europe/Berlin",
-                "week": {"mon": [["09:00", "12:30"], ["13:30", "17:00"]], "tue": [["09:00", "17:00"]],
-                         "wed": [["09:00", "17:00"]], "thu": [["09:00", "17:00"]], "fri": [["09:00", "15:00"]],
-                         "sat": [], "sun": []},
-                "holidays": ["2026-12-24", "2026-12-25"],
-            }]
+            "examples": [_SCHEDULE_EXAMPLE]
         },
     )
 
@@ -64,22 +64,7 @@ class BusinessHoursRead(BusinessHoursWrite):
     """The schedule in force; `version` grows with each change and is named by every `clock=business` answer."""
 
     model_config = example(
-        {
-            "timezone": "Europe/Berlin",
-            "week": {
-                "mon": [["09:00", "12:30"], ["13:30", "17:00"]],
-                "tue": [["09:00", "17:00"]],
-                "wed": [["09:00", "17:00"]],
-                "thu": [["09:00", "17:00"]],
-                "fri": [["09:00", "15:00"]],
-                "sat": [],
-                "sun": [],
-            },
-            "holidays": ["2026-12-24", "2026-12-25"],
-            "version": 3,
-            "updated_at": "2026-11-29T09:30:00Z",
-        },
-        extra="forbid",
+        {**_SCHEDULE_EXAMPLE, "version": 3, "updated_at": "2026-11-29T09:30:00Z"}, extra="forbid"
     )
 
     version: int

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rf_contracts.api.sessions import StepRead
+from rfkit.db import page_of
 from sessions.domain import SessionState
 from sessions.repository.tables import sessions, steps
 
@@ -65,15 +66,11 @@ class SessionRepository:
             cond.append(sessions.c.status == status)
         if tree_id is not None:
             cond.append(sessions.c.tree_id == tree_id)
-        total = await self.session.scalar(sa.select(sa.func.count()).select_from(sessions).where(*cond))
-        stmt = (
-            sa.select(sessions)
-            .where(*cond)
-            .order_by(sessions.c.started_at.desc(), sessions.c.id)
-            .limit(limit)
-            .offset(offset)
+        rows, total = await page_of(
+            self.session, sessions, cond, order_by=(sessions.c.started_at.desc(), sessions.c.id), limit=limit,
+            offset=offset,
         )
-        return [_state(r) for r in (await self.session.execute(stmt)).all()], int(total or 0)
+        return [_state(r) for r in rows], total
 
 
 class StepRepository:
@@ -90,9 +87,7 @@ class StepRepository:
     ) -> tuple[list[StepRead], int]:
         """A session's steps oldest first (all of them without `limit`), and how many it has."""
         cond = [steps.c.session_id == session_id, steps.c.account_id == account_id]
-        total = await self.session.scalar(sa.select(sa.func.count()).select_from(steps).where(*cond))
-        stmt = sa.select(steps).where(*cond).order_by(steps.c.created_at, steps.c.seq).offset(offset)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        rows = (await self.session.execute(stmt)).all()
-        return [StepRead(**{name: getattr(r, name) for name in StepRead.model_fields}) for r in rows], int(total or 0)
+        rows, total = await page_of(
+            self.session, steps, cond, order_by=(steps.c.created_at, steps.c.seq), limit=limit, offset=offset
+        )
+        return [StepRead(**{name: getattr(r, name) for name in StepRead.model_fields}) for r in rows], total

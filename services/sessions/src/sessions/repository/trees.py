@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rf_contracts.api.trees import TreeCategory, TreeNode, TreeSearchHit, TreeSummary
+from rfkit.db import page_of
 from sessions.domain import TreeVersion
 from sessions.repository.tables import SEARCH_CONFIG, tree_versions, trees
 
@@ -152,12 +153,10 @@ class TreeRepository:
         cond = [trees.c.account_id == account_id, trees.c.deleted_at.is_(None)]
         if category is not None:
             cond.append(trees.c.category == category)
-        total = await self.session.scalar(sa.select(sa.func.count()).select_from(trees).where(*cond))
-        stmt = (
-            sa.select(trees).where(*cond).order_by(sa.func.lower(trees.c.title), trees.c.id).limit(limit).offset(offset)
+        rows, total = await page_of(
+            self.session, trees, cond, order_by=(sa.func.lower(trees.c.title), trees.c.id), limit=limit, offset=offset
         )
-        rows = (await self.session.execute(stmt)).all()
-        return [TreeSummary(**_summary_fields(r)) for r in rows], int(total or 0)
+        return [TreeSummary(**_summary_fields(r)) for r in rows], total
 
     async def categories(self, *, account_id: UUID) -> list[TreeCategory]:
         stmt = (
@@ -177,13 +176,8 @@ class TreeRepository:
         if category is not None:
             cond.append(trees.c.category == category)
         rank = sa.func.ts_rank(trees.c.search, query).label("rank")
-        total = await self.session.scalar(sa.select(sa.func.count()).select_from(trees).where(*cond))
-        stmt = (
-            sa.select(trees, rank)
-            .where(*cond)
-            .order_by(rank.desc(), trees.c.updated_at.desc(), trees.c.id)
-            .limit(limit)
-            .offset(offset)
+        rows, total = await page_of(
+            self.session, trees, cond, columns=(trees, rank),
+            order_by=(rank.desc(), trees.c.updated_at.desc(), trees.c.id), limit=limit, offset=offset,
         )
-        rows = (await self.session.execute(stmt)).all()
-        return [TreeSearchHit(**_summary_fields(r), rank=float(r.rank)) for r in rows], int(total or 0)
+        return [TreeSearchHit(**_summary_fields(r), rank=float(r.rank)) for r in rows], total
