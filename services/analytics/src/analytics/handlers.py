@@ -413,7 +413,7 @@ async def get_business_hours(*, account_id: UUID, db: Database) -> BusinessHours
     async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
         stored = await uow.business_hours.get(account_id=account_id)
     if stored is None:
-        raise BusinessHoursNotSet("no business hours are set for this account: an admin sets them with PUT")
+        raise BusinessHoursNotSet()
     return _schedule_read(stored)
 
 
@@ -451,7 +451,7 @@ async def _business(
     async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
         stored = await uow.business_hours.get(account_id=account_id)
     if stored is None:
-        raise BusinessHoursRequired("clock=business needs the account's business hours: an admin sets them first")
+        raise BusinessHoursRequired()
     schedule = parse_schedule(stored.timezone, stored.week, stored.holidays)
     start, end = window(period, now)
     wanted = ("claimed_s", "first_s", *(c for c in columns if c not in ("claimed_s", "first_s")))
@@ -487,7 +487,7 @@ def _actor_stats(stats: DeltaStats) -> ActorStats:
 def _schedule_version(state: ClockState, clock: Clock) -> int | None:
     """The version a business answer used (None for wall); refuses clock=business without a schedule."""
     if clock == "business" and state.schedule_version is None:
-        raise BusinessHoursRequired("clock=business needs the account's business hours: an admin sets them first")
+        raise BusinessHoursRequired()
     return state.schedule_version
 
 
