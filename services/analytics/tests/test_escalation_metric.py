@@ -6,6 +6,8 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
+
 from rf_contracts import HandoffClaimed, StepCreated, dlq, topics
 from rf_contracts.api.analytics import EscalationMetricRead
 from rf_testsupport import read_topic
@@ -182,53 +184,91 @@ async def test_a_later_delivered_earlier_step_moves_the_first_action_earlier(env
     assert (await env.metric(acc.account_id))["avg_seconds"] == 5.0
 
 
-async def test_the_same_events_delivered_twice_count_once(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
+# One handoff's events in batches, each applied before the next is sent: every case builds its batches for a new
+# account, a session and a handoff id, and names the answer's fields it is about.
+
+
+def the_same_events_delivered_twice_count_once(acc, session, handoff):
     claimed_at = now() - timedelta(minutes=30)
     events = [
         acc.claimed(handoff, session, claimed_at, version=2),
         acc.step(session, claimed_at + timedelta(seconds=12)),
     ]
-    body = await env.metric_after(
-        acc.account_id,
-        events + events,
-        events,  # redelivered much later, in another batch
-    )
-    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"], body["avg_seconds"]) == (1, 1, 12.0)
+    return [events + events, events]  # redelivered much later, in another batch
 
 
-async def test_a_stale_version_arriving_after_a_newer_one_changes_nothing(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
+def a_stale_version_arriving_after_a_newer_one_changes_nothing(acc, session, handoff):
     first, second = now() - timedelta(hours=2), now() - timedelta(hours=1)
-    body = await env.metric_after(
-        acc.account_id,
-        [acc.claimed(handoff, session, second, version=4), acc.step(session, second + timedelta(seconds=8))],
-        # Late: the first claim (v2) and its release (v3), both older than the re-claim (v4).
-        [
-            acc.claimed(handoff, session, first, version=2),
-            acc.step(session, first + timedelta(seconds=1)),
-            acc.released(handoff, session, first + timedelta(minutes=1), version=3),
-        ],
-    )
-    assert (body["n_handoffs_claimed"], body["avg_seconds"]) == (1, 8.0)
+    newer = [acc.claimed(handoff, session, second, version=4), acc.step(session, second + timedelta(seconds=8))]
+    # Late: the first claim (v2) and its release (v3), both older than the re-claim (v4).
+    late = [
+        acc.claimed(handoff, session, first, version=2),
+        acc.step(session, first + timedelta(seconds=1)),
+        acc.released(handoff, session, first + timedelta(minutes=1), version=3),
+    ]
+    return [newer, late]
 
 
-async def test_a_reclaim_replaces_claimed_at(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
+def a_reclaim_replaces_claimed_at(acc, session, handoff):
     first, second = now() - timedelta(hours=2), now() - timedelta(hours=1)
-    body = await env.metric_after(
-        acc.account_id,
-        [
-            acc.claimed(handoff, session, first, version=2),
-            acc.step(session, first + timedelta(seconds=3)),
-            acc.released(handoff, session, first + timedelta(minutes=5), version=3),
-        ],
+    released = [
+        acc.claimed(handoff, session, first, version=2),
+        acc.step(session, first + timedelta(seconds=3)),
+        acc.released(handoff, session, first + timedelta(minutes=5), version=3),
+    ]
+    return [
+        released,
         [acc.claimed(handoff, session, second, version=4), acc.step(session, second + timedelta(seconds=20))],
-    )
-    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"], body["avg_seconds"]) == (1, 1, 20.0)
+    ]
+
+
+def a_claim_the_system_released_as_stale_no_longer_counts(acc, session, handoff):
+    t = now() - timedelta(hours=2)
+    # v3 was the handoff.stale mark (not an event analytics reads); v4 the system's release, released_by null.
+    return [
+        [
+            acc.claimed(handoff, session, t, version=2),
+            acc.released(handoff, session, t + timedelta(minutes=15), version=4, by_system=True),
+            acc.step(session, t + timedelta(minutes=20)),  # a late step changes nothing
+        ]
+    ]
+
+
+def a_step_exactly_at_claimed_at_is_an_action_of_zero_seconds(acc, session, handoff):
+    claimed_at = now() - timedelta(minutes=10)
+    return [[acc.step(session, claimed_at), acc.claimed(handoff, session, claimed_at, version=2)]]
+
+
+def a_step_just_before_the_claim_is_not_an_action(acc, session, handoff):
+    claimed_at = now() - timedelta(minutes=10)
+    return [
+        [acc.claimed(handoff, session, claimed_at, version=2)],
+        [acc.step(session, claimed_at - timedelta(microseconds=1))],
+    ]
+
+
+# Each case (named by its builder) and the answer's fields it is about.
+ONE_HANDOFF = [
+    (
+        the_same_events_delivered_twice_count_once,
+        {"n_handoffs_claimed": 1, "n_handoffs_with_action": 1, "avg_seconds": 12.0},
+    ),
+    (a_stale_version_arriving_after_a_newer_one_changes_nothing, {"n_handoffs_claimed": 1, "avg_seconds": 8.0}),
+    (a_reclaim_replaces_claimed_at, {"n_handoffs_claimed": 1, "n_handoffs_with_action": 1, "avg_seconds": 20.0}),
+    (a_claim_the_system_released_as_stale_no_longer_counts, {"n_handoffs_claimed": 0, "n_handoffs_with_action": 0}),
+    (
+        a_step_exactly_at_claimed_at_is_an_action_of_zero_seconds,
+        {"n_handoffs_with_action": 1, "avg_seconds": 0.0, "p95_seconds": 0.0},
+    ),
+    (a_step_just_before_the_claim_is_not_an_action, {"n_handoffs_claimed": 1, "n_handoffs_with_action": 0}),
+]
+
+
+@pytest.mark.parametrize(("batches", "expected"), ONE_HANDOFF, ids=[case.__name__ for case, _ in ONE_HANDOFF])
+async def test_one_handoff_delivered_in_batches(env, history, batches, expected) -> None:
+    acc = history()
+    body = await env.metric_after(acc.account_id, *batches(acc, uuid.uuid4(), uuid.uuid4()))
+    assert {name: body[name] for name in expected} == expected, body
 
 
 async def test_a_release_without_a_later_claim_removes_the_handoff(env, history) -> None:
@@ -246,45 +286,6 @@ async def test_a_release_without_a_later_claim_removes_the_handoff(env, history)
             acc.claimed(other, other_session, t, version=2),
             acc.resolved(other, other_session, t + timedelta(hours=1), version=3),
         ],
-    )
-    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (1, 0)
-
-
-async def test_a_claim_the_system_released_as_stale_no_longer_counts(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
-    t = now() - timedelta(hours=2)
-    # v3 was the handoff.stale mark (not an event analytics reads); v4 the system's release, released_by null.
-    body = await env.metric_after(
-        acc.account_id,
-        [
-            acc.claimed(handoff, session, t, version=2),
-            acc.released(handoff, session, t + timedelta(minutes=15), version=4, by_system=True),
-            acc.step(session, t + timedelta(minutes=20)),  # a late step changes nothing
-        ],
-    )
-    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (0, 0)
-
-
-async def test_a_step_exactly_at_claimed_at_is_an_action_of_zero_seconds(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
-    claimed_at = now() - timedelta(minutes=10)
-    body = await env.metric_after(
-        acc.account_id,
-        [acc.step(session, claimed_at), acc.claimed(handoff, session, claimed_at, version=2)],
-    )
-    assert (body["n_handoffs_with_action"], body["avg_seconds"], body["p95_seconds"]) == (1, 0.0, 0.0)
-
-
-async def test_a_step_just_before_the_claim_is_not_an_action(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
-    claimed_at = now() - timedelta(minutes=10)
-    body = await env.metric_after(
-        acc.account_id,
-        [acc.claimed(handoff, session, claimed_at, version=2)],
-        [acc.step(session, claimed_at - timedelta(microseconds=1))],
     )
     assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (1, 0)
 
