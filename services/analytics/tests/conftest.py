@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -174,6 +174,15 @@ class AnalyticsEnv:
     async def settle(self, group: str | None = None) -> None:
         """Wait until the consumer group has committed everything on the topics (applied and committed)."""
         await settle(self.probe, group or self.group)
+
+    async def metric_after(
+        self, account_id: uuid.UUID, *batches: Sequence[Event], period: str = "7d"
+    ) -> dict[str, Any]:
+        """Deliver each batch in turn (the next only once the consumer applied the one before), then the answer."""
+        for batch in batches:
+            await self.publish(batch)
+            await self.settle()
+        return await self.metric(account_id, period)
 
     async def metric(self, account_id: uuid.UUID, period: str = "7d", *, client: Any = None) -> dict[str, Any]:
         r = await (client or self.running.client).get(
@@ -509,8 +518,14 @@ def reference_breakdown(counted: Sequence[Counted], by: str) -> list[dict[str, A
     return sorted(out, key=lambda g: (-g["n_handoffs_claimed"], g["key"] is None, g["key"] or ""))
 
 
-def reference_items(counted: Sequence[Counted], order: str, now: datetime) -> list[dict[str, Any]]:
-    """The drill-down rows in section 7's order (waiting time measured at `now`)."""
+def reference_items(
+    counted: Sequence[Counted], order: str, now: datetime, waiting: Callable[[datetime], float] | None = None
+) -> list[dict[str, Any]]:
+    """The drill-down rows in section 7's order: an open claim's waiting time is `waiting(claimed_at)`, by default
+    the wall seconds up to `now` (clock=business passes the open seconds instead)."""
+
+    def waited(claimed_at: datetime) -> float:
+        return waiting(claimed_at) if waiting else (now - claimed_at).total_seconds()
 
     def row(c: Counted) -> dict[str, Any]:
         return {
@@ -523,7 +538,7 @@ def reference_items(counted: Sequence[Counted], order: str, now: datetime) -> li
             "first_action_at": c.first_action_at,
             "first_actor_type": c.first_actor_type,
             "delta_seconds": c.delta,
-            "waiting_seconds": (now - c.claimed_at).total_seconds() if c.delta is None else None,
+            "waiting_seconds": waited(c.claimed_at) if c.delta is None else None,
         }
 
     rows = [row(c) for c in counted]
@@ -536,6 +551,22 @@ def reference_items(counted: Sequence[Counted], order: str, now: datetime) -> li
             key=lambda r: r["delta_seconds"] if r["delta_seconds"] is not None else r["waiting_seconds"], reverse=True
         )
     return rows
+
+
+def first_steps(events: Sequence[Event], counted: Sequence[Counted], actor: str) -> list[tuple[Counted, datetime]]:
+    """Each counted handoff with its first step by that kind of actor at or after the claim (those with none left
+    out): what `by_first_actor` measures."""
+    out = []
+    for c in counted:
+        times = [
+            e.created_at
+            for e in events
+            if isinstance(e, StepCreated) and e.session_id == c.session_id and e.created_at >= c.claimed_at
+            and e.actor_type == actor
+        ]
+        if times:
+            out.append((c, min(times)))
+    return out
 
 
 HISTOGRAM_BOUNDS = [0, 10, 30, 60, 120, 300, 600, 1800, 3600, 14400, 86400]
@@ -574,6 +605,7 @@ class Insights:
     counted = staticmethod(counted_handoffs)
     breakdown = staticmethod(reference_breakdown)
     items = staticmethod(reference_items)
+    first_steps = staticmethod(first_steps)
     series = staticmethod(reference_series)
     assert_groups_match = staticmethod(assert_groups_match)
     assert_stats_match = staticmethod(assert_stats_match)

@@ -5,36 +5,21 @@ holiday."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from random import Random
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from analytics import deps
-from rf_contracts import Event, StepCreated
+from rf_contracts import Event
 
-HERE = Path(__file__).parent
-
-
-def _load(name: str) -> ModuleType:
-    """A sibling test module's helpers (test modules are not a package: pytest imports them by path)."""
-    spec = importlib.util.spec_from_file_location(f"_bh_{name}", HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-brute_force_seconds = _load("test_business_hours").brute_force_seconds
-_insights = _load("test_insights")
-deliver, parse_item = _insights.deliver, _insights.parse_item
+# Sibling test modules' helpers, imported by their path from the repository root (pytest's `pythonpath`).
+from services.analytics.tests.test_business_hours import brute_force_seconds
+from services.analytics.tests.test_insights import deliver, parse_item
 
 # The request's instant, pinned (the service's `now` dependency) so the windows hold a known DST change: New York
 # falls back on Sunday 2026-11-01 at 02:00 local (06:00 UTC), and Friday 2026-10-30 is a holiday.
@@ -113,42 +98,17 @@ def reference(
     return [replace(c, delta=business(c.claimed_at, c.first_action_at, schedule)) for c in counted]
 
 
-def by_actor(events: list[Event], counted: list[Any], actor: str, schedule: dict[str, Any] = SCHEDULE) -> list[float]:
-    out = []
-    for c in counted:
-        times = [
-            e.created_at
-            for e in events
-            if isinstance(e, StepCreated) and e.session_id == c.session_id and e.created_at >= c.claimed_at
-            and e.actor_type == actor
-        ]
-        if times:
-            out.append(business(c.claimed_at, min(times), schedule))
-    return out
+def by_actor(
+    events: list[Event], counted: list[Any], actor: str, insights: Any, schedule: dict[str, Any] = SCHEDULE
+) -> list[float | None]:
+    return [business(c.claimed_at, at, schedule) for c, at in insights.first_steps(events, counted, actor)]
 
 
-def reference_items(counted: list[Any], order: str, schedule: dict[str, Any] = SCHEDULE) -> list[dict[str, Any]]:
-    rows = [
-        {
-            "handoff_id": c.handoff_id,
-            "session_id": c.session_id,
-            "tree_id": c.tree_id,
-            "priority": c.priority,
-            "claimed_by": c.claimed_by,
-            "claimed_at": c.claimed_at,
-            "first_action_at": c.first_action_at,
-            "first_actor_type": c.first_actor_type,
-            "delta_seconds": c.delta,
-            "waiting_seconds": business(c.claimed_at, NOW, schedule) if c.first_action_at is None else None,
-        }
-        for c in counted
-    ]
-    rows.sort(key=lambda r: r["handoff_id"])
-    if order == "newest":
-        rows.sort(key=lambda r: r["claimed_at"], reverse=True)
-    else:
-        rows.sort(key=lambda r: r["delta_seconds"] if r["first_action_at"] else r["waiting_seconds"], reverse=True)
-    return rows
+def reference_items(
+    counted: list[Any], order: str, insights: Any, schedule: dict[str, Any] = SCHEDULE
+) -> list[dict[str, Any]]:
+    """The drill-down rows with an open claim's waiting time in open seconds up to NOW."""
+    return insights.items(counted, order, NOW, waiting=lambda claimed_at: business(claimed_at, NOW, schedule))
 
 
 async def put_schedule(gateway: Any, account_id: uuid.UUID, body: dict[str, Any], role: str = "admin") -> Any:
@@ -201,7 +161,7 @@ async def check_business_answers(
         assert body["n_handoffs_claimed"] == len(counted)
         insights.assert_stats_match(body, _stats([c.delta for c in counted if c.delta is not None]))
         for actor in ("human", "ai"):
-            expected = _stats(by_actor(events, counted, actor, schedule))
+            expected = _stats(by_actor(events, counted, actor, insights, schedule))
             insights.assert_stats_match(body["by_first_actor"][actor], expected)
         wall = await gateway.ok("", account_id, period=period)
         assert (wall["clock"], wall["schedule_version"]) == ("wall", None)
@@ -217,7 +177,7 @@ async def check_business_answers(
 
     # Drill-down: both orders, every page, and the CSV.
     for order in ("slowest", "newest"):
-        want = reference_items(counted_30, order, schedule)
+        want = reference_items(counted_30, order, insights, schedule)
         got: list[dict[str, Any]] = []
         for offset in range(0, len(want) + 1, 7):
             page = await gateway.ok(

@@ -5,50 +5,30 @@ after new events; the service's own loop follows a schedule change; two replicas
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from random import Random
-from types import ModuleType
 from typing import Any
 
-import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from analytics import deps
 from analytics.recompute import BusinessRecompute
 from analytics.repository import BusinessSecondsQueries
 from rf_testsupport import wait_until
 from rfkit.db import Database
 
-HERE = Path(__file__).parent
+# The business-hours API test's history, schedule and checks (imported from the repository root, pytest's
+# `pythonpath`), and its fixture pinning the request's instant.
+from services.analytics.tests import test_business_hours_api as bh
+from services.analytics.tests.test_business_hours_api import pinned_now  # noqa: F401
 
-
-def _load(name: str) -> ModuleType:
-    """A sibling test module's helpers (test modules are not a package: pytest imports them by path)."""
-    spec = importlib.util.spec_from_file_location(f"_bs_{name}", HERE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bh = _load("test_business_hours_api")
 NOW, SCHEDULE, WEEK = bh.NOW, bh.SCHEDULE, bh.WEEK
 # Another week: longer Mondays, Saturday mornings, no lunch break; and no holiday.
 CHANGED = {**SCHEDULE, "week": {**WEEK, "mon": [["07:00", "19:00"]], "sat": [["10:00", "12:30"]]}, "holidays": []}
 EVER = (datetime(2000, 1, 1, tzinfo=NOW.tzinfo), datetime(2100, 1, 1, tzinfo=NOW.tzinfo))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def pinned_now(env: Any) -> Any:
-    env.running.app.dependency_overrides[deps.now] = lambda: NOW
-    yield
-    env.running.app.dependency_overrides.pop(deps.now, None)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -6,6 +6,8 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
+
 from rf_contracts import HandoffClaimed, StepCreated, dlq, topics
 from rf_contracts.api.analytics import EscalationMetricRead
 from rf_testsupport import read_topic
@@ -62,11 +64,10 @@ async def test_claimed_handoff_without_a_step_counts_as_claimed_only(env, histor
     session, handoff = uuid.uuid4(), uuid.uuid4()
     claimed_at = now() - timedelta(hours=2)
     # A step long before the claim is no action on it.
-    await env.publish(
-        [acc.step(session, claimed_at - timedelta(hours=1)), acc.claimed(handoff, session, claimed_at, version=2)]
+    body = await env.metric_after(
+        acc.account_id,
+        [acc.step(session, claimed_at - timedelta(hours=1)), acc.claimed(handoff, session, claimed_at, version=2)],
     )
-    await env.settle()
-    body = await env.metric(acc.account_id)
     assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (1, 0)
     assert body["avg_seconds"] is None and body["median_seconds"] is None and body["p95_seconds"] is None
 
@@ -105,9 +106,7 @@ async def test_statistics_over_many_handoffs_use_linear_interpolation(env, histo
     # Claims without an action do not enter the statistics.
     for _ in range(5):
         events.append(acc.claimed(uuid.uuid4(), uuid.uuid4(), now() - timedelta(days=1), version=2))
-    await env.publish(events)
-    await env.settle()
-    body = await env.metric(acc.account_id)
+    body = await env.metric_after(acc.account_id, events)
     assert body["n_handoffs_claimed"] == len(deltas) + 5
     assert body["n_handoffs_with_action"] == len(deltas)
     assert abs(body["avg_seconds"] - sum(deltas) / len(deltas)) < 1e-6
@@ -168,9 +167,7 @@ async def test_step_delivered_before_its_claim_is_found_when_the_claim_arrives(e
     await env.publish([acc.step(session, claimed_at + timedelta(seconds=42))])
     await env.settle()
     assert (await env.metric(acc.account_id))["n_handoffs_claimed"] == 0
-    await env.publish([acc.claimed(handoff, session, claimed_at, version=2)])
-    await env.settle()
-    body = await env.metric(acc.account_id)
+    body = await env.metric_after(acc.account_id, [acc.claimed(handoff, session, claimed_at, version=2)])
     assert (body["n_handoffs_with_action"], body["avg_seconds"]) == (1, 42.0)
 
 
@@ -187,61 +184,91 @@ async def test_a_later_delivered_earlier_step_moves_the_first_action_earlier(env
     assert (await env.metric(acc.account_id))["avg_seconds"] == 5.0
 
 
-async def test_the_same_events_delivered_twice_count_once(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
+# One handoff's events in batches, each applied before the next is sent: every case builds its batches for a new
+# account, a session and a handoff id, and names the answer's fields it is about.
+
+
+def the_same_events_delivered_twice_count_once(acc, session, handoff):
     claimed_at = now() - timedelta(minutes=30)
     events = [
         acc.claimed(handoff, session, claimed_at, version=2),
         acc.step(session, claimed_at + timedelta(seconds=12)),
     ]
-    await env.publish(events + events)
-    await env.settle()
-    await env.publish(events)  # redelivered much later, in another batch
-    await env.settle()
-    body = await env.metric(acc.account_id)
-    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"], body["avg_seconds"]) == (1, 1, 12.0)
+    return [events + events, events]  # redelivered much later, in another batch
 
 
-async def test_a_stale_version_arriving_after_a_newer_one_changes_nothing(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
+def a_stale_version_arriving_after_a_newer_one_changes_nothing(acc, session, handoff):
     first, second = now() - timedelta(hours=2), now() - timedelta(hours=1)
-    await env.publish(
-        [acc.claimed(handoff, session, second, version=4), acc.step(session, second + timedelta(seconds=8))]
-    )
-    await env.settle()
+    newer = [acc.claimed(handoff, session, second, version=4), acc.step(session, second + timedelta(seconds=8))]
     # Late: the first claim (v2) and its release (v3), both older than the re-claim (v4).
-    await env.publish(
-        [
-            acc.claimed(handoff, session, first, version=2),
-            acc.step(session, first + timedelta(seconds=1)),
-            acc.released(handoff, session, first + timedelta(minutes=1), version=3),
-        ]
-    )
-    await env.settle()
-    body = await env.metric(acc.account_id)
-    assert (body["n_handoffs_claimed"], body["avg_seconds"]) == (1, 8.0)
+    late = [
+        acc.claimed(handoff, session, first, version=2),
+        acc.step(session, first + timedelta(seconds=1)),
+        acc.released(handoff, session, first + timedelta(minutes=1), version=3),
+    ]
+    return [newer, late]
 
 
-async def test_a_reclaim_replaces_claimed_at(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
+def a_reclaim_replaces_claimed_at(acc, session, handoff):
     first, second = now() - timedelta(hours=2), now() - timedelta(hours=1)
-    await env.publish(
+    released = [
+        acc.claimed(handoff, session, first, version=2),
+        acc.step(session, first + timedelta(seconds=3)),
+        acc.released(handoff, session, first + timedelta(minutes=5), version=3),
+    ]
+    return [
+        released,
+        [acc.claimed(handoff, session, second, version=4), acc.step(session, second + timedelta(seconds=20))],
+    ]
+
+
+def a_claim_the_system_released_as_stale_no_longer_counts(acc, session, handoff):
+    t = now() - timedelta(hours=2)
+    # v3 was the handoff.stale mark (not an event analytics reads); v4 the system's release, released_by null.
+    return [
         [
-            acc.claimed(handoff, session, first, version=2),
-            acc.step(session, first + timedelta(seconds=3)),
-            acc.released(handoff, session, first + timedelta(minutes=5), version=3),
+            acc.claimed(handoff, session, t, version=2),
+            acc.released(handoff, session, t + timedelta(minutes=15), version=4, by_system=True),
+            acc.step(session, t + timedelta(minutes=20)),  # a late step changes nothing
         ]
-    )
-    await env.settle()
-    await env.publish(
-        [acc.claimed(handoff, session, second, version=4), acc.step(session, second + timedelta(seconds=20))]
-    )
-    await env.settle()
-    body = await env.metric(acc.account_id)
-    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"], body["avg_seconds"]) == (1, 1, 20.0)
+    ]
+
+
+def a_step_exactly_at_claimed_at_is_an_action_of_zero_seconds(acc, session, handoff):
+    claimed_at = now() - timedelta(minutes=10)
+    return [[acc.step(session, claimed_at), acc.claimed(handoff, session, claimed_at, version=2)]]
+
+
+def a_step_just_before_the_claim_is_not_an_action(acc, session, handoff):
+    claimed_at = now() - timedelta(minutes=10)
+    return [
+        [acc.claimed(handoff, session, claimed_at, version=2)],
+        [acc.step(session, claimed_at - timedelta(microseconds=1))],
+    ]
+
+
+# Each case (named by its builder) and the answer's fields it is about.
+ONE_HANDOFF = [
+    (
+        the_same_events_delivered_twice_count_once,
+        {"n_handoffs_claimed": 1, "n_handoffs_with_action": 1, "avg_seconds": 12.0},
+    ),
+    (a_stale_version_arriving_after_a_newer_one_changes_nothing, {"n_handoffs_claimed": 1, "avg_seconds": 8.0}),
+    (a_reclaim_replaces_claimed_at, {"n_handoffs_claimed": 1, "n_handoffs_with_action": 1, "avg_seconds": 20.0}),
+    (a_claim_the_system_released_as_stale_no_longer_counts, {"n_handoffs_claimed": 0, "n_handoffs_with_action": 0}),
+    (
+        a_step_exactly_at_claimed_at_is_an_action_of_zero_seconds,
+        {"n_handoffs_with_action": 1, "avg_seconds": 0.0, "p95_seconds": 0.0},
+    ),
+    (a_step_just_before_the_claim_is_not_an_action, {"n_handoffs_claimed": 1, "n_handoffs_with_action": 0}),
+]
+
+
+@pytest.mark.parametrize(("batches", "expected"), ONE_HANDOFF, ids=[case.__name__ for case, _ in ONE_HANDOFF])
+async def test_one_handoff_delivered_in_batches(env, history, batches, expected) -> None:
+    acc = history()
+    body = await env.metric_after(acc.account_id, *batches(acc, uuid.uuid4(), uuid.uuid4()))
+    assert {name: body[name] for name in expected} == expected, body
 
 
 async def test_a_release_without_a_later_claim_removes_the_handoff(env, history) -> None:
@@ -249,58 +276,17 @@ async def test_a_release_without_a_later_claim_removes_the_handoff(env, history)
     session, handoff, other, other_session = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     t = now() - timedelta(hours=2)
     # The release (v3) is delivered before the claim it undoes (v2).
-    await env.publish([acc.released(handoff, session, t + timedelta(minutes=1), version=3)])
-    await env.settle()
-    await env.publish(
+    body = await env.metric_after(
+        acc.account_id,
+        [acc.released(handoff, session, t + timedelta(minutes=1), version=3)],
         [
             acc.claimed(handoff, session, t, version=2),
             acc.step(session, t + timedelta(seconds=3)),
             # Resolving keeps the claim.
             acc.claimed(other, other_session, t, version=2),
             acc.resolved(other, other_session, t + timedelta(hours=1), version=3),
-        ]
+        ],
     )
-    await env.settle()
-    body = await env.metric(acc.account_id)
-    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (1, 0)
-
-
-async def test_a_claim_the_system_released_as_stale_no_longer_counts(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
-    t = now() - timedelta(hours=2)
-    # v3 was the handoff.stale mark (not an event analytics reads); v4 the system's release, released_by null.
-    await env.publish(
-        [
-            acc.claimed(handoff, session, t, version=2),
-            acc.released(handoff, session, t + timedelta(minutes=15), version=4, by_system=True),
-            acc.step(session, t + timedelta(minutes=20)),  # a late step changes nothing
-        ]
-    )
-    await env.settle()
-    body = await env.metric(acc.account_id)
-    assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (0, 0)
-
-
-async def test_a_step_exactly_at_claimed_at_is_an_action_of_zero_seconds(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
-    claimed_at = now() - timedelta(minutes=10)
-    await env.publish([acc.step(session, claimed_at), acc.claimed(handoff, session, claimed_at, version=2)])
-    await env.settle()
-    body = await env.metric(acc.account_id)
-    assert (body["n_handoffs_with_action"], body["avg_seconds"], body["p95_seconds"]) == (1, 0.0, 0.0)
-
-
-async def test_a_step_just_before_the_claim_is_not_an_action(env, history) -> None:
-    acc = history()
-    session, handoff = uuid.uuid4(), uuid.uuid4()
-    claimed_at = now() - timedelta(minutes=10)
-    await env.publish([acc.claimed(handoff, session, claimed_at, version=2)])
-    await env.settle()
-    await env.publish([acc.step(session, claimed_at - timedelta(microseconds=1))])
-    await env.settle()
-    body = await env.metric(acc.account_id)
     assert (body["n_handoffs_claimed"], body["n_handoffs_with_action"]) == (1, 0)
 
 
@@ -310,16 +296,15 @@ async def test_invalid_messages_are_dead_lettered_and_consumption_goes_on(env, h
     claimed_at = now() - timedelta(minutes=10)
     good = acc.claimed(handoff, session, claimed_at, version=2)
     wrong_key = acc.step(session, claimed_at + timedelta(seconds=1))
-    await env.publish(
+    body = await env.metric_after(
+        acc.account_id,
         [
             (topics.HANDOFF_CLAIMED, str(session).encode(), b"{not json"),
             (topics.STEP_CREATED, str(uuid.uuid4()).encode(), wrong_key.to_json()),
             good,
             acc.step(session, claimed_at + timedelta(seconds=9)),
-        ]
+        ],
     )
-    await env.settle()
-    body = await env.metric(acc.account_id)
     assert (body["n_handoffs_claimed"], body["avg_seconds"]) == (1, 9.0)
     dead = await read_topic(env.bootstrap, env.prefix + dlq(topics.HANDOFF_CLAIMED), expect=1)
     assert any(r.value == b"{not json" and DLQ_REASON_HEADER in dict(r.headers) for r in dead)
@@ -339,12 +324,15 @@ async def test_an_event_the_database_cannot_hold_is_dead_lettered_and_does_not_s
     beyond_utc = StepCreated.model_construct(
         **{**dict(step), "created_at": datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-14)))}
     )
-    await env.publish(
-        [huge_version, beyond_utc, acc.claimed(handoff, session, claimed_at, version=2),
-         acc.step(session, claimed_at + timedelta(seconds=4))]
+    body = await env.metric_after(
+        acc.account_id,
+        [
+            huge_version,
+            beyond_utc,
+            acc.claimed(handoff, session, claimed_at, version=2),
+            acc.step(session, claimed_at + timedelta(seconds=4)),
+        ],
     )
-    await env.settle()
-    body = await env.metric(acc.account_id)
     assert (body["n_handoffs_claimed"], body["avg_seconds"]) == (1, 4.0)
     dead = await read_topic(env.bootstrap, env.prefix + dlq(topics.HANDOFF_CLAIMED), expect=1)
     reasons = {r.value: dict(r.headers)[DLQ_REASON_HEADER].decode() for r in dead}
@@ -398,11 +386,11 @@ async def test_no_action_of_a_kind_gives_null_statistics_for_it(env, history) ->
     acc = history()
     session, handoff = uuid.uuid4(), uuid.uuid4()
     t = now() - timedelta(hours=1)
-    await env.publish(
-        [acc.claimed(handoff, session, t, version=2), acc.step(session, t + timedelta(seconds=3), actor_type="ai")]
+    body = await env.metric_after(
+        acc.account_id,
+        [acc.claimed(handoff, session, t, version=2), acc.step(session, t + timedelta(seconds=3), actor_type="ai")],
+        period="7d",
     )
-    await env.settle()
-    body = await env.metric(acc.account_id, "7d")
     assert body["by_first_actor"]["human"] == {
         "n_handoffs_with_action": 0,
         "avg_seconds": None,

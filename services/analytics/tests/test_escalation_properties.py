@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analytics.recompute import BusinessRecompute
-from rf_contracts import Event, StepCreated
+from rf_contracts import Event
 
 
 @dataclass(frozen=True)
@@ -263,18 +263,8 @@ def in_business_hours(counted: Sequence[Any]) -> list[Any]:
     ]
 
 
-def first_of_kind(events: Sequence[Event], counted: Sequence[Any], actor: str) -> list[float]:
-    out = []
-    for c in counted:
-        times = [
-            e.created_at
-            for e in events
-            if isinstance(e, StepCreated) and e.session_id == c.session_id and e.created_at >= c.claimed_at
-            and e.actor_type == actor
-        ]
-        if times:
-            out.append(business_seconds(c.claimed_at, min(times)))
-    return out
+def first_of_kind(insights: Any, events: Sequence[Event], counted: Sequence[Any], actor: str) -> list[float]:
+    return [business_seconds(c.claimed_at, at) for c, at in insights.first_steps(events, counted, actor)]
 
 
 async def assert_business_answers(env, insights, events, account_id, by: str, tz: str) -> None:
@@ -286,7 +276,8 @@ async def assert_business_answers(env, insights, events, account_id, by: str, tz
         assert answer["n_handoffs_claimed"] == len(counted)
         insights.assert_stats_match(answer, stats([c.delta for c in counted if c.delta is not None]))
         for actor in ("human", "ai"):
-            insights.assert_stats_match(answer["by_first_actor"][actor], stats(first_of_kind(events, counted, actor)))
+            expected = stats(first_of_kind(insights, events, counted, actor))
+            insights.assert_stats_match(answer["by_first_actor"][actor], expected)
         breakdown = await section_7(env, account_id, "/breakdown", period=period, by=by, clock="business")
         start, end = window(breakdown)
         counted = in_business_hours(insights.counted(events, account_id, start, end))

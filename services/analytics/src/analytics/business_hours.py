@@ -27,10 +27,8 @@ _DAY = timedelta(days=1)
 _STEP = timedelta(hours=6)
 
 
-class InvalidSchedule(Invalid):
+class InvalidSchedule(Invalid, code="invalid_business_hours"):
     """A business-hours schedule that breaks a rule (unknown zone, bad or overlapping intervals)."""
-
-    code = "invalid_business_hours"
 
 
 @dataclass(frozen=True)

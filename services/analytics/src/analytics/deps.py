@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from analytics.recompute import BusinessRecompute
 from rfkit.auth import Admin, Engineer
+from rfkit.clock import utcnow
 from rfkit.db import Database
 
 __all__ = ["Admin", "Db", "Engineer", "Now", "Recompute"]
@@ -31,9 +32,8 @@ def _recompute(request: Request) -> BusinessRecompute | None:
 Recompute = Annotated[BusinessRecompute | None, Depends(_recompute)]
 
 
-def now() -> datetime:
-    """The request's instant: the end of its window (a dependency, so that a test can pin it)."""
-    return datetime.now(UTC)
+# The request's instant: the end of its window (a dependency of its own, so that a test can pin it by this name).
+now = utcnow
 
 
 Now = Annotated[datetime, Depends(now)]

@@ -138,10 +138,8 @@ def window(period: str, now: datetime) -> tuple[datetime, datetime]:
     return now - PERIODS[period], now
 
 
-class UnknownTimeZone(Invalid):
+class UnknownTimeZone(Invalid, code="unknown_time_zone"):
     """A `tz` that is no IANA time zone name."""
-
-    code = "unknown_time_zone"
 
 
 def zone(name: str) -> ZoneInfo:
@@ -214,16 +212,20 @@ def _cell(value: object) -> str:
 # ---- Business hours (clock=business): statistics computed in Python from the window's rows -------------------
 
 
-class BusinessHoursNotSet(NotFound):
+class BusinessHoursNotSet(
+    NotFound,
+    code="business_hours_not_set",
+    detail="no business hours are set for this account: an admin sets them with PUT",
+):
     """GET /analytics/business-hours of an account that has none."""
 
-    code = "business_hours_not_set"
 
-
-class BusinessHoursRequired(Conflict):
+class BusinessHoursRequired(
+    Conflict,
+    code="business_hours_not_set",
+    detail="clock=business needs the account's business hours: an admin sets them first",
+):
     """`clock=business` asked of an account without business hours (a state the admin can change: 409)."""
-
-    code = "business_hours_not_set"
 
 
 def percentile_cont(ordered: Sequence[float], q: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -79,9 +79,9 @@ async def apply_events(uow: AnalyticsUnitOfWork, events: list[Event]) -> None:
     await repo.raise_watermarks(watermarks=changes.watermarks)
 
 
-@dataclass(frozen=True)
-class GetEscalationMetric:
-    """The section 5 answer of one account over the period ending at `now`."""
+@dataclass(frozen=True, kw_only=True)
+class _WindowQuery:
+    """What every statistics question names: whose handoffs, over which period up to `now`, by which clock."""
 
     account_id: UUID
     period: Period
@@ -89,24 +89,46 @@ class GetEscalationMetric:
     clock: Clock = "wall"
 
 
-def _actor(stats: ActorStats) -> FirstActorStats:
-    return FirstActorStats(
-        n_handoffs_with_action=stats.n_with_action,
-        avg_seconds=stats.avg_s,
-        median_seconds=stats.median_s,
-        p95_seconds=stats.p95_s,
-    )
+@dataclass(frozen=True, kw_only=True)
+class GetEscalationMetric(_WindowQuery):
+    """The section 5 answer of one account over the period ending at `now`."""
 
 
-def _statistics(s: GroupStats | EscalationStats) -> dict[str, Any]:
-    """Section 5's statistics fields, as every answer (and group, and day) carries them."""
+def _acted(s: ActorStats | GroupStats | EscalationStats) -> dict[str, Any]:
+    """The statistics of the handoffs with a first action, as the answers name them (overall and per first actor)."""
     return {
-        "n_handoffs_claimed": s.n_claimed,
         "n_handoffs_with_action": s.n_with_action,
         "avg_seconds": s.avg_s,
         "median_seconds": s.median_s,
         "p95_seconds": s.p95_s,
     }
+
+
+def _actor(stats: ActorStats) -> FirstActorStats:
+    return FirstActorStats(**_acted(stats))
+
+
+def _statistics(s: GroupStats | EscalationStats) -> dict[str, Any]:
+    """Section 5's statistics fields, as every answer (and group, and day) carries them."""
+    return {"n_handoffs_claimed": s.n_claimed, **_acted(s)}
+
+
+def _answered(
+    query: _WindowQuery, data_as_of: datetime | None, version: int | None
+) -> dict[str, Any]:
+    """What every statistics answer says of itself: the period and clock asked, how fresh, which schedule priced it."""
+    return {"period": query.period, "data_as_of": data_as_of, "clock": query.clock, "schedule_version": version}
+
+
+def _windowed(
+    query: _WindowQuery,
+    start: datetime,
+    end: datetime,
+    data_as_of: datetime | None,
+    version: int | None,
+) -> dict[str, Any]:
+    """`_answered` and the window the answer covers."""
+    return {"window_start": start, "window_end": end, **_answered(query, data_as_of, version)}
 
 
 async def get_escalation_metric(query: GetEscalationMetric, *, db: Database) -> EscalationMetricRead:
@@ -120,31 +142,22 @@ async def get_escalation_metric(query: GetEscalationMetric, *, db: Database) -> 
     if stats.clock_state.n_pending:
         stats, version = await _priced_stats(query, stats, db=db)
     return EscalationMetricRead(
-        period=query.period,
-        window_start=start,
-        window_end=end,
+        **_windowed(query, start, end, stats.data_as_of, version),
         **_statistics(stats),
         by_first_actor=ByFirstActor(human=_actor(stats.by_actor["human"]), ai=_actor(stats.by_actor["ai"])),
         excluded=Excluded(unclaimed=stats.n_unclaimed, released=stats.n_released),
         metric_definition=METRIC_DEFINITION,
-        data_as_of=stats.data_as_of,
-        clock=query.clock,
-        schedule_version=version,
     )
 
 
 # ---- Section 7: breakdown, drill-down, series ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class GetBreakdown:
+@dataclass(frozen=True, kw_only=True)
+class GetBreakdown(_WindowQuery):
     """The section 5 statistics per tree, category, priority or claimer."""
 
-    account_id: UUID
-    period: Period
     by: BreakdownBy
-    now: datetime
-    clock: Clock = "wall"
 
 
 async def get_breakdown(query: GetBreakdown, *, db: Database) -> EscalationBreakdownRead:
@@ -156,47 +169,41 @@ async def get_breakdown(query: GetBreakdown, *, db: Database) -> EscalationBreak
     if found.clock_state.n_pending:
         found, version = await _priced_breakdown(query, db=db)
     return EscalationBreakdownRead(
-        period=query.period,
-        window_start=start,
-        window_end=end,
+        **_windowed(query, start, end, found.data_as_of, version),
         by=query.by,
-        groups=[
-            BreakdownGroup(key=g.key, label=g.label, **_statistics(g)) for g in breakdown_order(found.groups)
-        ],
-        data_as_of=found.data_as_of,
-        clock=query.clock,
-        schedule_version=version,
+        groups=[BreakdownGroup(key=g.key, label=g.label, **_statistics(g)) for g in breakdown_order(found.groups)],
     )
 
 
-@dataclass(frozen=True)
-class ListHandoffs:
+@dataclass(frozen=True, kw_only=True)
+class ListHandoffs(_WindowQuery):
     """The counted handoffs, slowest or newest first, one page (or every row)."""
 
-    account_id: UUID
-    period: Period
     order: DrillDownOrder
-    now: datetime
     limit: int = 50
     offset: int = 0
-    clock: Clock = "wall"
 
 
 _LINE_FIELDS = tuple(f.name for f in fields(HandoffLine))
 
 
+# A drill-down line's columns that the answer's item carries under the same name (the query yields only
+# human|ai|NULL as first_actor_type); its two durations are renamed.
+_LINE_COLUMNS = (
+    "handoff_id",
+    "session_id",
+    "tree_id",
+    "priority",
+    "claimed_by",
+    "claimed_at",
+    "first_action_at",
+    "first_actor_type",
+)
+
+
 def _item(line: HandoffLine) -> EscalationHandoff:
     return EscalationHandoff(
-        handoff_id=line.handoff_id,
-        session_id=line.session_id,
-        tree_id=line.tree_id,
-        priority=line.priority,
-        claimed_by=line.claimed_by,
-        claimed_at=line.claimed_at,
-        first_action_at=line.first_action_at,
-        first_actor_type=line.first_actor_type,  # type: ignore[arg-type]  # the query yields only human|ai|NULL
-        delta_seconds=line.delta_s,
-        waiting_seconds=line.waiting_s,
+        **{c: getattr(line, c) for c in _LINE_COLUMNS}, delta_seconds=line.delta_s, waiting_seconds=line.waiting_s
     )
 
 
@@ -329,15 +336,11 @@ async def _rows_of(lines: Sequence[HandoffLine]) -> AsyncIterator[tuple[object, 
         yield _row(line)
 
 
-@dataclass(frozen=True)
-class GetSeries:
+@dataclass(frozen=True, kw_only=True)
+class GetSeries(_WindowQuery):
     """The statistics per calendar day in a time zone, and the histogram of the window's deltas."""
 
-    account_id: UUID
-    period: Period
     tz: str
-    now: datetime
-    clock: Clock = "wall"
 
 
 async def get_series(query: GetSeries, *, db: Database) -> EscalationSeriesRead:
@@ -357,18 +360,13 @@ async def get_series(query: GetSeries, *, db: Database) -> EscalationSeriesRead:
         found, version = await _priced_series(query, [begins for _, begins in days], db=db)
     empty = GroupStats(None, None, 0, 0, None, None, None)
     return EscalationSeriesRead(
-        period=query.period,
+        **_answered(query, found.data_as_of, version),
         tz=query.tz,
-        days=[
-            SeriesDay(date=day, **_statistics(found.days.get(i, empty))) for i, (day, _) in enumerate(days)
-        ],
+        days=[SeriesDay(date=day, **_statistics(found.days.get(i, empty))) for i, (day, _) in enumerate(days)],
         histogram=Histogram(
             bounds_seconds=list(HISTOGRAM_BOUNDS_SECONDS),
             counts=[found.histogram.get(i, 0) for i in range(len(HISTOGRAM_BOUNDS_SECONDS))],
         ),
-        data_as_of=found.data_as_of,
-        clock=query.clock,
-        schedule_version=version,
     )
 
 
@@ -413,7 +411,7 @@ async def get_business_hours(*, account_id: UUID, db: Database) -> BusinessHours
     async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
         stored = await uow.business_hours.get(account_id=account_id)
     if stored is None:
-        raise BusinessHoursNotSet("no business hours are set for this account: an admin sets them with PUT")
+        raise BusinessHoursNotSet()
     return _schedule_read(stored)
 
 
@@ -451,7 +449,7 @@ async def _business(
     async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
         stored = await uow.business_hours.get(account_id=account_id)
     if stored is None:
-        raise BusinessHoursRequired("clock=business needs the account's business hours: an admin sets them first")
+        raise BusinessHoursRequired()
     schedule = parse_schedule(stored.timezone, stored.week, stored.holidays)
     start, end = window(period, now)
     wanted = ("claimed_s", "first_s", *(c for c in columns if c not in ("claimed_s", "first_s")))
@@ -487,7 +485,7 @@ def _actor_stats(stats: DeltaStats) -> ActorStats:
 def _schedule_version(state: ClockState, clock: Clock) -> int | None:
     """The version a business answer used (None for wall); refuses clock=business without a schedule."""
     if clock == "business" and state.schedule_version is None:
-        raise BusinessHoursRequired("clock=business needs the account's business hours: an admin sets them first")
+        raise BusinessHoursRequired()
     return state.schedule_version
 
 
@@ -500,10 +498,7 @@ async def _priced_stats(
     by_actor = {a: _actor_stats(delta_stats(_with_action(b.since_claim(f"{a}_s")))) for a in ("human", "ai")}
     stats = EscalationStats(
         n_claimed=b.n,
-        n_with_action=overall.n,
-        avg_s=overall.avg_s,
-        median_s=overall.median_s,
-        p95_s=overall.p95_s,
+        **asdict(_actor_stats(overall)),
         data_as_of=b.data_as_of,
         by_actor=by_actor,
         n_unclaimed=stored.n_unclaimed,
@@ -534,18 +529,6 @@ async def _priced_breakdown(query: GetBreakdown, *, db: Database) -> tuple[Break
 class _BusinessLines:
     lines: list[HandoffLine]
     version: int
-
-
-_LINE_COLUMNS = (
-    "handoff_id",
-    "session_id",
-    "tree_id",
-    "priority",
-    "claimed_by",
-    "claimed_at",
-    "first_action_at",
-    "first_actor_type",
-)
 
 
 async def _business_lines(query: ListHandoffs, *, db: Database) -> _BusinessLines:

@@ -17,7 +17,6 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
 
@@ -28,6 +27,7 @@ from analytics.progress import OffsetProbe
 from analytics.settings import Settings
 from analytics.uow import AnalyticsUnitOfWork
 from rfkit import migrate
+from rfkit.clock import utcnow
 from rfkit.consumer import sort_records
 from rfkit.db import Database
 from rfkit.logs import configure_logging
@@ -99,7 +99,7 @@ async def rebuild(settings: Settings, *, group: str | None = None, batch_size: i
                         del remaining[tp]
         # The business seconds of the replayed handoffs, for every account's current schedule (the schedules are
         # settings, kept): answers are right meanwhile (priced at query time), this makes them fast again.
-        priced = await recompute_business_seconds(db=db, now=datetime.now(UTC), batch_size=batch_size)
+        priced = await recompute_business_seconds(db=db, now=utcnow(), batch_size=batch_size)
         log.info("business seconds priced for %d handoffs", priced)
     finally:
         if started_consumer:

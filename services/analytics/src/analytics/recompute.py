@@ -12,37 +12,32 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import KW_ONLY, dataclass, field
 
 from analytics import handlers, metrics
+from rfkit.clock import Clock, utcnow
 from rfkit.db import Database
 from rfkit.logs import RepeatFilter
+from rfkit.tasks import BackgroundTask, periodically
 
 log = logging.getLogger(__name__)
 # A database outage fails every pass: one warning a minute says so.
 log.addFilter(RepeatFilter(quiet_s=60.0))
 
-Clock = Callable[[], datetime]
 
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
-
-
+@dataclass(eq=False)
 class BusinessRecompute:
     """Runs a pass every `interval_s` (sooner after `wake()`); safe in many replicas at once."""
 
-    def __init__(
-        self, db: Database, *, service: str, interval_s: float, batch_size: int, clock: Clock = system_clock
-    ) -> None:
-        self.db = db
-        self.service = service
-        self.interval_s = interval_s
-        self.batch_size = batch_size
-        self.clock = clock
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+    db: Database
+    _: KW_ONLY
+    service: str
+    interval_s: float
+    batch_size: int
+    # Injectable so that tests can price at a chosen moment instead of the wall clock.
+    clock: Clock = utcnow
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    _task: BackgroundTask = field(default_factory=BackgroundTask, init=False, repr=False)
 
     async def run_once(self) -> int:
         """One pass over every account with work; returns the handoffs this process priced."""
@@ -59,24 +54,23 @@ class BusinessRecompute:
         """Start the next pass now (this replica changed a schedule): answers catch up sooner."""
         self._wake.set()
 
-    async def _loop(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.run_once()
-            except Exception:
-                # The database away for a moment: the rows stay on the work list and the next pass prices them.
-                metrics.BUSINESS_RECOMPUTE_ERRORS.labels(self.service).inc()
-                log.warning("business-seconds pass failed; retrying in %.1f s", self.interval_s, exc_info=True)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+    async def _next_pass(self) -> None:
+        # The wait is the pass's own (until `wake()` or `interval_s`), so the loop around it adds none; a set event at
+        # start makes the first pass run at once.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self.interval_s)
+        self._wake.clear()
+        await self.run_once()
+
+    def _pass_failed(self) -> None:
+        # The database away for a moment: the rows stay on the work list and the next pass prices them.
+        metrics.BUSINESS_RECOMPUTE_ERRORS.labels(self.service).inc()
+        log.warning("business-seconds pass failed; retrying in %.1f s", self.interval_s, exc_info=True)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name=f"{self.service}-business-recompute")
+        self._wake.set()
+        loop = periodically(self._next_pass, interval_s=0.0, failed=self._pass_failed)
+        self._task.start(loop, name=f"{self.service}-business-recompute")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
