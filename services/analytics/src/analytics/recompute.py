@@ -12,32 +12,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import dataclass, field
 
 from analytics import handlers, metrics
-from rfkit.clock import Clock, utcnow
-from rfkit.db import Database
-from rfkit.logs import RepeatFilter
-from rfkit.tasks import BackgroundTask, periodically
+from rfkit.tasks import PeriodicPass, periodically
 
 log = logging.getLogger(__name__)
-# A database outage fails every pass: one warning a minute says so.
-log.addFilter(RepeatFilter(quiet_s=60.0))
 
 
 @dataclass(eq=False)
-class BusinessRecompute:
+class BusinessRecompute(PeriodicPass):
     """Runs a pass every `interval_s` (sooner after `wake()`); safe in many replicas at once."""
 
-    db: Database
-    _: KW_ONLY
-    service: str
-    interval_s: float
-    batch_size: int
-    # Injectable so that tests can price at a chosen moment instead of the wall clock.
-    clock: Clock = utcnow
+    task_name = "business-recompute"
+    what = "business-seconds"
+
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
-    _task: BackgroundTask = field(default_factory=BackgroundTask, init=False, repr=False)
 
     async def run_once(self) -> int:
         """One pass over every account with work; returns the handoffs this process priced."""
@@ -62,15 +52,12 @@ class BusinessRecompute:
         self._wake.clear()
         await self.run_once()
 
-    def _pass_failed(self) -> None:
+    def count_failure(self) -> None:
         # The database away for a moment: the rows stay on the work list and the next pass prices them.
         metrics.BUSINESS_RECOMPUTE_ERRORS.labels(self.service).inc()
-        log.warning("business-seconds pass failed; retrying in %.1f s", self.interval_s, exc_info=True)
 
     def start(self) -> None:
         self._wake.set()
+        # No wait between passes from the loop: `_next_pass` waits for `wake()` or `interval_s` itself.
         loop = periodically(self._next_pass, interval_s=0.0, failed=self._pass_failed)
-        self._task.start(loop, name=f"{self.service}-business-recompute")
-
-    async def stop(self) -> None:
-        await self._task.stop()
+        self._task.start(loop, name=f"{self.service}-{self.task_name}")

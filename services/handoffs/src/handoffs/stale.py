@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import dataclass
 
 from handoffs import handlers, metrics
 from handoffs.domain import StaleClaimFound
-from rfkit.clock import Clock, utcnow
-from rfkit.db import Database
-from rfkit.logs import RepeatFilter
-from rfkit.tasks import BackgroundTask, periodically
+from rfkit.tasks import PeriodicPass
 
 log = logging.getLogger(__name__)
-# A database outage fails every pass: one warning a minute says so.
-log.addFilter(RepeatFilter(quiet_s=60.0))
 
 
 @dataclass(eq=False)
-class StaleDetector:
+class StaleDetector(PeriodicPass):
     """Runs a pass every `interval_s`; any number of replicas may run one (the database marks each claim once)."""
 
-    db: Database
-    _: KW_ONLY
-    service: str
-    interval_s: float
-    batch_size: int
-    # Injectable so that tests can move time past a deadline instead of waiting for it.
-    clock: Clock = utcnow
-    _task: BackgroundTask = field(default_factory=BackgroundTask, init=False, repr=False)
+    task_name = "stale-detector"
+    what = "stale-claim detector"
 
     async def run_once(self) -> list[StaleClaimFound]:
         """One pass: batches until no due claim is left (or another replica holds the rest)."""
@@ -52,14 +41,6 @@ class StaleDetector:
             if len(batch) < self.batch_size:
                 return found
 
-    def _pass_failed(self) -> None:
+    def count_failure(self) -> None:
         # The database away for a moment: the claims stay due and the next pass finds them.
         metrics.STALE_DETECTOR_ERRORS.labels(self.service).inc()
-        log.warning("stale-claim detector pass failed; retrying in %.1f s", self.interval_s, exc_info=True)
-
-    def start(self) -> None:
-        loop = periodically(self.run_once, interval_s=self.interval_s, failed=self._pass_failed)
-        self._task.start(loop, name=f"{self.service}-stale-detector")
-
-    async def stop(self) -> None:
-        await self._task.stop()
