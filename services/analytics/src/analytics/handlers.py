@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from analytics.business_hours import BusinessClock, parse_schedule, price_spans
+from analytics.business_hours import BusinessClock, Schedule, parse_schedule, price_spans
 from analytics.domain import (
     BusinessHoursNotSet,
     BusinessHoursRequired,
@@ -443,14 +443,24 @@ class _Business:
         ]
 
 
+def _parsed(stored: StoredSchedule) -> Schedule:
+    return parse_schedule(stored.timezone, stored.week, stored.holidays)
+
+
+async def _current_schedule(account_id: UUID, *, db: Database) -> tuple[StoredSchedule, Schedule] | None:
+    """The account's schedule as stored (with its version) and parsed; None when it has none."""
+    async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
+        stored = await uow.business_hours.get(account_id=account_id)
+    return None if stored is None else (stored, _parsed(stored))
+
+
 async def _business(
     account_id: UUID, period: str, now: datetime, *, db: Database, columns: Sequence[str] = (), labels: bool = False
 ) -> _Business:
-    async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
-        stored = await uow.business_hours.get(account_id=account_id)
-    if stored is None:
+    current = await _current_schedule(account_id, db=db)
+    if current is None:
         raise BusinessHoursRequired()
-    schedule = parse_schedule(stored.timezone, stored.week, stored.holidays)
+    stored, schedule = current
     start, end = window(period, now)
     wanted = ("claimed_s", "first_s", *(c for c in columns if c not in ("claimed_s", "first_s")))
     found = await ClaimRowQueries(db).counted(
@@ -572,13 +582,11 @@ class _Waiting:
 async def _waiting_clock(query: ListHandoffs, version: int | None, *, db: Database) -> _Waiting | None:
     """The clock of the answer's window up to now, with the schedule of `version`; None when the schedule changed
     since (the caller prices the whole window again)."""
-    async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
-        stored = await uow.business_hours.get(account_id=query.account_id)
-    if stored is None or stored.version != version:
+    current = await _current_schedule(query.account_id, db=db)
+    if current is None or current[0].version != version:
         return None
     start, end = window(query.period, query.now)
-    schedule = parse_schedule(stored.timezone, stored.week, stored.holidays)
-    return _Waiting(BusinessClock(schedule, start, end), end.timestamp())
+    return _Waiting(BusinessClock(current[1], start, end), end.timestamp())
 
 
 async def _priced_series(query: GetSeries, day_starts: list[datetime], *, db: Database) -> tuple[Series, int]:
@@ -607,7 +615,7 @@ async def recompute_business_seconds(*, db: Database, now: datetime, batch_size:
     priced = 0
     for account in accounts:
         stored = account.schedule
-        schedule = parse_schedule(stored.timezone, stored.week, stored.holidays)
+        schedule = _parsed(stored)
         while True:
             async with db.unit_of_work(AnalyticsUnitOfWork) as uow:
                 batch = await uow.business_seconds.lock_pending(
