@@ -13,6 +13,9 @@ from typing import cast
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
+import numpy.typing as npt
+
 from rf_contracts import Event, HandoffClaimed, HandoffReleased, HandoffRequested, SessionStarted, StepCreated
 from rf_contracts.api.analytics import PERIODS
 from rfkit.errors import Conflict, Invalid, NotFound
@@ -228,13 +231,14 @@ class BusinessHoursRequired(
     """`clock=business` asked of an account without business hours (a state the admin can change: 409)."""
 
 
-def percentile_cont(ordered: Sequence[float], q: float) -> float:
-    """PostgreSQL's percentile_cont over sorted values: linear interpolation between the closest ranks."""
+def percentile_cont(ordered: Sequence[float] | npt.NDArray[np.float64], q: float) -> float:
+    """PostgreSQL's percentile_cont over sorted values (or values sorted at the two closest ranks at least): linear
+    interpolation between the closest ranks."""
     row = q * (len(ordered) - 1)
     lo, hi = math.floor(row), math.ceil(row)
     if lo == hi:
-        return ordered[lo]
-    return ordered[lo] + (row - lo) * (ordered[hi] - ordered[lo])
+        return float(ordered[lo])
+    return float(ordered[lo] + (row - lo) * (ordered[hi] - ordered[lo]))
 
 
 @dataclass(frozen=True)
@@ -247,13 +251,18 @@ class DeltaStats:
     p95_s: float | None
 
 
-def delta_stats(deltas: Iterable[float]) -> DeltaStats:
-    ordered = sorted(deltas)
-    if not ordered:
+def delta_stats(deltas: Iterable[float] | npt.NDArray[np.float64]) -> DeltaStats:
+    """PostgreSQL's count, avg and percentile_cont(0.5 and 0.95) of the deltas, to the last bit: avg is its running
+    sum in the values' order over n (float8 avg's Sx / N), and the percentiles are selected instead of sorted (only
+    the values at the closest ranks are put in their sorted places: O(n) where a sort is O(n log n))."""
+    values = deltas if isinstance(deltas, np.ndarray) else np.fromiter(deltas, dtype=np.float64)
+    n = len(values)
+    if n == 0:
         return DeltaStats(0, None, None, None)
-    return DeltaStats(
-        len(ordered), sum(ordered) / len(ordered), percentile_cont(ordered, 0.5), percentile_cont(ordered, 0.95)
-    )
+    rows = (0.5 * (n - 1), 0.95 * (n - 1))
+    placed = np.partition(values, sorted({k for row in rows for k in (math.floor(row), math.ceil(row))}))
+    running_sum = float(np.add.accumulate(values)[-1])  # accumulate adds one by one, as avg() does (sum() pairs)
+    return DeltaStats(n, running_sum / n, percentile_cont(placed, 0.5), percentile_cont(placed, 0.95))
 
 
 def group_stats(key: str | None, label: str | None, n_claimed: int, deltas: Iterable[float]) -> GroupStats:

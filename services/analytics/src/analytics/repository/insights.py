@@ -89,13 +89,9 @@ _ALL_ITEMS_SQL = {order: f"SELECT c.* FROM ({_ITEMS}) AS c ORDER BY {sort}" for 
 
 def _iso_text(column: str) -> str:
     """An instant as the CSV has always written it (Python's isoformat of a UTC datetime): microseconds only when
-    not zero, `+00:00`."""
-    utc = f"({column} AT TIME ZONE 'UTC')"
-    return (
-        f"""to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS')"""
-        f" || CASE WHEN extract(microseconds FROM {utc})::bigint % 1000000 <> 0 THEN to_char({utc}, '.US') ELSE '' END"
-        " || '+00:00'"
-    )
+    not zero, `+00:00`. One to_char per instant (to_char is most of the CSV's formatting time), a whole second's
+    `.000000` taken out after."""
+    return f"""replace(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US+00:00'), '.000000+', '+')"""
 
 
 def _float_text(column: str) -> str:
