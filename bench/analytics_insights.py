@@ -5,7 +5,8 @@
 started on one of 20 trees in 5 categories, 4 priorities, 8 claimers; plus claims outside the window, released
 ones and another account), the service runs as its own uvicorn process and is asked over HTTP one request at a
 time with the gateway's own client to the services. The section 5 answer is measured beside them. `--endpoint NAME`
-(repeatable) and `--scale N` measure only those, e.g. to compare two versions of one answer back to back.
+(repeatable) and `--scale N` measure only those, e.g. to compare two versions of one answer back to back. With the
+CSV at 10,000, two floors in the same run: what PostgreSQL alone takes to write it (`csv_floors`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from analytics.handlers import recompute_business_seconds
+from analytics.repository.insights import ALL_ITEMS_SQL, CSV_SQL
 from bench._support import loaded_analytics, percentile
 from gateway.upstream import UpstreamPool
+from rf_devstack.postgres import asyncpg_dsn
 from rf_testsupport import Caller, free_port
 from rfkit.db import Database
 
@@ -54,7 +58,10 @@ NOT_CAUGHT_UP = {f"{name}_not_caught_up": path for name, path in ENDPOINTS.items
 NOT_CAUGHT_UP_REQUESTS = {10_000: 20, 100_000: 5}
 # The CSV carries every row (100,000 at the larger scale): fewer requests of it.
 REQUESTS = {10_000: 100, 100_000: 20}
-CSV_REQUESTS = {10_000: 10, 100_000: 3}
+CSV_REQUESTS = {10_000: 30, 100_000: 3}
+# What PostgreSQL alone takes to write the CSV at 10,000 (COPY straight on asyncpg: no service, no HTTP): the
+# endpoint's own statement, and the same rows in order in PostgreSQL's own text forms (no cell formatting at all).
+CSV_FLOORS = {"csv_copy_statement": CSV_SQL["slowest"], "csv_copy_unformatted": ALL_ITEMS_SQL["slowest"]}
 
 _LOAD = sa.text(
     """
@@ -155,6 +162,30 @@ async def measure(pool: UpstreamPool, path: str, headers: list[tuple[bytes, byte
     return p50, p99, answer.body
 
 
+async def copy_floor(url: str, account: uuid.UUID, query: str, requests: int) -> tuple[float, float]:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        now = datetime.now(UTC)
+        args = (account, now - timedelta(days=7), now, now)
+        samples = []
+        for i in range(5 + requests):
+            written = 0
+
+            async def sink(data: bytes) -> None:
+                nonlocal written
+                written += len(data)
+
+            began = time.perf_counter()
+            await conn.copy_from_query(query, *args, output=sink, format="csv", header=True)
+            if i >= 5:  # the first five warm the caches
+                samples.append((time.perf_counter() - began) * 1000)
+            assert written > 0
+    finally:
+        await conn.close()
+    samples.sort()
+    return statistics.median(samples), percentile(samples, 0.99)
+
+
 async def run(endpoints: dict[str, str] = ENDPOINTS, scales: tuple[int, ...] = SCALES) -> dict[str, object]:
     accounts = {n: uuid.uuid4() for n in SCALES}
     loaded: list[str] = []
@@ -165,6 +196,7 @@ async def run(endpoints: dict[str, str] = ENDPOINTS, scales: tuple[int, ...] = S
 
     figures: dict[str, dict[str, float]] = {}
     recompute: dict[str, float] = {}
+    floors: dict[str, dict[str, float]] = {}
     # No recompute loop in the service: the bench prices the handoffs itself, between the two business phases.
     async with loaded_analytics(
         "bench_insights", HTTP_PORT, load_remembering, env={"RF_BUSINESS_RECOMPUTE": "false"}
@@ -206,6 +238,11 @@ async def run(endpoints: dict[str, str] = ENDPOINTS, scales: tuple[int, ...] = S
             await measure_all(business, NOT_CAUGHT_UP_REQUESTS)
             await priced()
             await measure_all(endpoints, REQUESTS)
+            if "handoffs_csv" in endpoints and 10_000 in scales:
+                for name, query in CSV_FLOORS.items():
+                    p50, p99 = await copy_floor(url, accounts[10_000], query, CSV_REQUESTS[10_000])
+                    floors[name] = {"p50_ms_10k": round(p50, 2), "p99_ms_10k": round(p99, 2)}
+                    print(f" 10,000 in window  floor {name:<20} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms")
         finally:
             pool.close()
     return {
@@ -214,6 +251,7 @@ async def run(endpoints: dict[str, str] = ENDPOINTS, scales: tuple[int, ...] = S
             (f["p99_ms_10k"] for name, f in figures.items() if name in ENDPOINTS and "p99_ms_10k" in f), default=None
         ),
         "endpoints": figures,
+        "csv_floors": floors,
         "business_recompute": recompute,
         "command": COMMAND,
     }

@@ -84,7 +84,7 @@ _PAGE_SQL = {
 
 
 # The same rows, every one, as values: the business clock's CSV prices its open claims in Python before writing.
-_ALL_ITEMS_SQL = {order: f"SELECT c.* FROM ({_ITEMS}) AS c ORDER BY {sort}" for order, sort in _ORDERS.items()}
+ALL_ITEMS_SQL = {order: f"SELECT c.* FROM ({_ITEMS}) AS c ORDER BY {sort}" for order, sort in _ORDERS.items()}
 
 
 def _iso_text(column: str) -> str:
@@ -116,7 +116,7 @@ _CSV_CELLS = {
     "waiting_seconds": _float_text("c.waiting_s"),
 }
 assert tuple(_CSV_CELLS) == DRILL_DOWN_FIELDS, "the CSV's columns are the drill-down's fields, in their order"
-_CSV_SQL = {
+CSV_SQL = {
     order: f"SELECT {', '.join(f'{cell} AS {name}' for name, cell in _CSV_CELLS.items())}"
     f" FROM ({_ITEMS}) AS c ORDER BY {sort}"
     for order, sort in _ORDERS.items()
@@ -225,7 +225,7 @@ class InsightQueries:
     ) -> AsyncIterator[HandoffLine]:
         """Every counted handoff in that order, read in chunks from one snapshot while the caller consumes them
         (clock=business: as `handoff_page`; the caller checks first that the stored seconds are current)."""
-        sql = over_clock_columns(_ALL_ITEMS_SQL[order], clock)
+        sql = over_clock_columns(ALL_ITEMS_SQL[order], clock)
         async for row in self._db.stream(sql, account_id, start, end, now):
             yield HandoffLine(*row)
 
@@ -234,7 +234,7 @@ class InsightQueries:
     ) -> AsyncIterator[bytes]:
         """Every counted handoff in that order as RFC 4180 CSV with a header row, written by PostgreSQL (one
         statement: one snapshot) and passed on chunk by chunk while the caller consumes them."""
-        async for chunk in self._db.copy_csv(_CSV_SQL[order], account_id, start, end, now):
+        async for chunk in self._db.copy_csv(CSV_SQL[order], account_id, start, end, now):
             # COPY ends lines with LF; RFC 4180 wants CRLF. No cell holds a line break, so every LF ends a row.
             yield chunk.replace(b"\n", b"\r\n")
 
