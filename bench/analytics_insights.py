@@ -141,6 +141,7 @@ async def vacuum(url: str) -> None:
     try:
         async with engine.connect() as conn:
             await conn.execute(sa.text("VACUUM ANALYZE handoffs"))
+            await conn.execute(sa.text("CHECKPOINT"))  # the recompute's writes not flushed during the measurements
     finally:
         await engine.dispose()
 
@@ -232,17 +233,17 @@ async def run(endpoints: dict[str, str] = ENDPOINTS, scales: tuple[int, ...] = S
                     figures.setdefault(name, {})[f"p50_ms_{label}"] = round(p50, 2)
                     figures[name][f"p99_ms_{label}"] = round(p99, 2)
                     print(f"{n:>7,} in window  {name:<20} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  ({requests} requests)")
+                    if name == "handoffs_csv" and n == 10_000:  # right after it, on the same host state
+                        for floor, query in CSV_FLOORS.items():
+                            p50, p99 = await copy_floor(url, accounts[n], query, requests)
+                            floors[floor] = {"p50_ms_10k": round(p50, 2), "p99_ms_10k": round(p99, 2)}
+                            print(f"{n:>7,} in window  floor {floor:<14} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms")
 
         try:
             business = {n: p for n, p in NOT_CAUGHT_UP.items() if n.removesuffix("_not_caught_up") in endpoints}
             await measure_all(business, NOT_CAUGHT_UP_REQUESTS)
             await priced()
             await measure_all(endpoints, REQUESTS)
-            if "handoffs_csv" in endpoints and 10_000 in scales:
-                for name, query in CSV_FLOORS.items():
-                    p50, p99 = await copy_floor(url, accounts[10_000], query, CSV_REQUESTS[10_000])
-                    floors[name] = {"p50_ms_10k": round(p50, 2), "p99_ms_10k": round(p99, 2)}
-                    print(f" 10,000 in window  floor {name:<20} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms")
         finally:
             pool.close()
     return {
