@@ -65,9 +65,11 @@ async def test_an_array_it_cannot_read_is_an_error_not_a_wrong_answer(make_datab
         with_null = await conn.fetchval("SELECT array_send(ARRAY[1.5, NULL]::float8[])")
         of_ints = await conn.fetchval("SELECT array_send(ARRAY[1, 2]::int8[])")
         two_dims = await conn.fetchval("SELECT array_send(ARRAY[[1.5], [2.5]]::float8[])")
+        whole = await conn.fetchval("SELECT array_send(ARRAY[1.5, 2.5]::float8[])")
     finally:
         await conn.close()
-    for sent in (with_null, of_ints, two_dims):
+    assert float8_array(whole).tolist() == [1.5, 2.5]
+    for sent in (with_null, of_ints, two_dims, whole[:-12], whole + whole[-12:]):  # one value fewer, one more
         with pytest.raises(ValueError, match="not a float8"):
             float8_array(sent)
 

@@ -163,7 +163,8 @@ _RAISE_WATERMARKS = sa.text(
 
 # The deltas leave PostgreSQL as they are scanned, in its binary array form (`array_send`: no text, no Python object
 # per value), and the service computes count, avg and the percentiles from them (`domain.delta_stats`: PostgreSQL's
-# count, avg and percentile_cont to the last bit, the percentiles selected instead of sorted). Three percentile_cont
+# count, avg over the same rows in the same order, and percentile_cont, to the last bit; the percentiles selected
+# instead of sorted). Three percentile_cont
 # sorts were most of this statement's time, on the one database every replica shares. NULL deltas (claims without an
 # action of that kind) are left out of the arrays, as the aggregates skip them; over none the array is NULL. The
 # claims are read from ix_handoffs_account_claimed alone, the exclusions from ix_handoffs_account_unclaimed_requested.
@@ -202,7 +203,8 @@ def float8_array(sent: bytes | None) -> npt.NDArray[np.float64]:
     ndim, has_nulls, oid = np.frombuffer(sent, dtype=">i4", count=3)
     if ndim == 0:
         return np.empty(0)
-    if ndim != 1 or has_nulls or oid != _FLOAT8_OID:
+    size = int.from_bytes(sent[12:16], "big")
+    if ndim != 1 or has_nulls or oid != _FLOAT8_OID or len(sent) != 20 + _FLOAT8_ELEMENT.itemsize * size:
         raise ValueError(f"not a float8[] of one dimension without NULLs: ndim={ndim} nulls={has_nulls} oid={oid}")
     return np.frombuffer(sent, dtype=_FLOAT8_ELEMENT, offset=20)["value"].astype(np.float64)
 
