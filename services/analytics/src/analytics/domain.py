@@ -243,7 +243,8 @@ def percentile_cont(ordered: Sequence[float] | npt.NDArray[np.float64], q: float
 
 @dataclass(frozen=True)
 class DeltaStats:
-    """n, avg, median and p95 of some deltas, as the SQL path computes them (None without any)."""
+    """n, avg, median and p95 of some deltas, as PostgreSQL's count, avg and percentile_cont give them (None without
+    any)."""
 
     n: int
     avg_s: float | None
@@ -261,7 +262,7 @@ def delta_stats(deltas: Iterable[float] | npt.NDArray[np.float64]) -> DeltaStats
         return DeltaStats(0, None, None, None)
     rows = (0.5 * (n - 1), 0.95 * (n - 1))
     placed = np.partition(values, sorted({k for row in rows for k in (math.floor(row), math.ceil(row))}))
-    running_sum = float(np.add.accumulate(values)[-1])  # accumulate adds one by one, as avg() does (sum() pairs)
+    running_sum = float(np.add.accumulate(values)[-1])  # one by one, as avg() adds (numpy's sum adds pairwise)
     return DeltaStats(n, running_sum / n, percentile_cont(placed, 0.5), percentile_cont(placed, 0.95))
 
 

@@ -164,10 +164,10 @@ _RAISE_WATERMARKS = sa.text(
 # The deltas leave PostgreSQL as they are scanned, in its binary array form (`array_send`: no text, no Python object
 # per value), and the service computes count, avg and the percentiles from them (`domain.delta_stats`: PostgreSQL's
 # count, avg over the same rows in the same order, and percentile_cont, to the last bit; the percentiles selected
-# instead of sorted). Three percentile_cont
-# sorts were most of this statement's time, on the one database every replica shares. NULL deltas (claims without an
-# action of that kind) are left out of the arrays, as the aggregates skip them; over none the array is NULL. The
-# claims are read from ix_handoffs_account_claimed alone, the exclusions from ix_handoffs_account_unclaimed_requested.
+# instead of sorted). Three percentile_cont sorts were most of this statement's time, on the one database every
+# replica shares. NULL deltas (claims without an action of that kind) are left out of the arrays, as the aggregates
+# skip them; over none the array is NULL. The claims are read from ix_handoffs_account_claimed alone, the exclusions
+# from ix_handoffs_account_unclaimed_requested.
 # Plain asyncpg text ($1 = account, $2/$3 = window): the hot read runs on `Database.fetchrow`.
 ESCALATION_STATS = """
     SELECT c.*, x.*, (SELECT data_as_of FROM account_watermarks WHERE account_id = $1) AS data_as_of
