@@ -5,11 +5,13 @@ count."""
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import numpy as np
 import pytest
+import pytest_asyncio
 
 from analytics.domain import DeltaStats, delta_stats
 from analytics.repository.escalations import float8_array
@@ -28,46 +30,43 @@ def delta_sets() -> list[list[float]]:
     return sets
 
 
-async def test_the_statistics_are_postgresqls_to_the_last_bit(make_database: Any) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(make_database("percentiles")))
+@pytest_asyncio.fixture
+async def conn(make_database: Any) -> AsyncIterator[asyncpg.Connection[Any]]:
+    connection = await asyncpg.connect(asyncpg_dsn(make_database("percentiles")))
     try:
-        for deltas in delta_sets():
-            row = await conn.fetchrow(
-                "SELECT count(x) AS n, avg(x) AS avg, percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY x) AS p,"
-                " array_send(array_agg(x)) AS sent FROM unnest($1::float8[]) AS t(x)",
-                deltas,
-            )
-            values = float8_array(row["sent"])
-            assert values.tolist() == deltas  # every value, exactly, in the order PostgreSQL aggregated them
-            assert delta_stats(values) == DeltaStats(row["n"], row["avg"], *row["p"]), len(deltas)
-            assert delta_stats(deltas) == delta_stats(values)  # from any iterable of floats as well
+        yield connection
     finally:
-        await conn.close()
+        await connection.close()
 
 
-async def test_no_values_are_no_percentiles(make_database: Any) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(make_database("percentiles")))
-    try:
-        sent = await conn.fetchval(
-            "SELECT array_send(array_agg(x) FILTER (WHERE x IS NOT NULL)) FROM unnest($1::float8[]) AS t(x)", []
+async def test_the_statistics_are_postgresqls_to_the_last_bit(conn: asyncpg.Connection[Any]) -> None:
+    for deltas in delta_sets():
+        row = await conn.fetchrow(
+            "SELECT count(x) AS n, avg(x) AS avg, percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY x) AS p,"
+            " array_send(array_agg(x)) AS sent FROM unnest($1::float8[]) AS t(x)",
+            deltas,
         )
-        empty = await conn.fetchval("SELECT array_send('{}'::float8[])")
-    finally:
-        await conn.close()
+        values = float8_array(row["sent"])
+        assert values.tolist() == deltas  # every value, exactly, in the order PostgreSQL aggregated them
+        assert delta_stats(values) == DeltaStats(row["n"], row["avg"], *row["p"]), len(deltas)
+        assert delta_stats(deltas) == delta_stats(values)  # from any iterable of floats as well
+
+
+async def test_no_values_are_no_percentiles(conn: asyncpg.Connection[Any]) -> None:
+    sent = await conn.fetchval(
+        "SELECT array_send(array_agg(x) FILTER (WHERE x IS NOT NULL)) FROM unnest($1::float8[]) AS t(x)", []
+    )
+    empty = await conn.fetchval("SELECT array_send('{}'::float8[])")
     assert sent is None
     assert delta_stats(float8_array(sent)) == DeltaStats(0, None, None, None)
     assert delta_stats(float8_array(empty)) == DeltaStats(0, None, None, None)
 
 
-async def test_an_array_it_cannot_read_is_an_error_not_a_wrong_answer(make_database: Any) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(make_database("percentiles")))
-    try:
-        with_null = await conn.fetchval("SELECT array_send(ARRAY[1.5, NULL]::float8[])")
-        of_ints = await conn.fetchval("SELECT array_send(ARRAY[1, 2]::int8[])")
-        two_dims = await conn.fetchval("SELECT array_send(ARRAY[[1.5], [2.5]]::float8[])")
-        whole = await conn.fetchval("SELECT array_send(ARRAY[1.5, 2.5]::float8[])")
-    finally:
-        await conn.close()
+async def test_an_array_it_cannot_read_is_an_error_not_a_wrong_answer(conn: asyncpg.Connection[Any]) -> None:
+    with_null = await conn.fetchval("SELECT array_send(ARRAY[1.5, NULL]::float8[])")
+    of_ints = await conn.fetchval("SELECT array_send(ARRAY[1, 2]::int8[])")
+    two_dims = await conn.fetchval("SELECT array_send(ARRAY[[1.5], [2.5]]::float8[])")
+    whole = await conn.fetchval("SELECT array_send(ARRAY[1.5, 2.5]::float8[])")
     assert float8_array(whole).tolist() == [1.5, 2.5]
     for sent in (with_null, of_ints, two_dims, whole[:-12], whole + whole[-12:]):  # one value fewer, one more
         with pytest.raises(ValueError, match="not a float8"):
@@ -80,4 +79,6 @@ def test_the_percentiles_do_not_depend_on_the_order_the_values_came_in() -> None
     expected = delta_stats(np.sort(values))
     for _ in range(5):
         shuffled = delta_stats(rng.permutation(values))
-        assert (shuffled.n, shuffled.median_s, shuffled.p95_s) == (expected.n, expected.median_s, expected.p95_s)
+        assert (shuffled.n_with_action, shuffled.median_s, shuffled.p95_s) == (
+            expected.n_with_action, expected.median_s, expected.p95_s
+        )

@@ -243,10 +243,10 @@ def percentile_cont(ordered: Sequence[float] | npt.NDArray[np.float64], q: float
 
 @dataclass(frozen=True)
 class DeltaStats:
-    """n, avg, median and p95 of some deltas, as PostgreSQL's count, avg and percentile_cont give them (None without
-    any)."""
+    """n, avg, median and p95 of some deltas (the handoffs with an action, overall or of one first actor), as
+    PostgreSQL's count, avg and percentile_cont give them (None without any)."""
 
-    n: int
+    n_with_action: int
     avg_s: float | None
     median_s: float | None
     p95_s: float | None
@@ -268,4 +268,4 @@ def delta_stats(deltas: Iterable[float] | npt.NDArray[np.float64]) -> DeltaStats
 
 def group_stats(key: str | None, label: str | None, n_claimed: int, deltas: Iterable[float]) -> GroupStats:
     s = delta_stats(deltas)
-    return GroupStats(key, label, n_claimed, s.n, s.avg_s, s.median_s, s.p95_s)
+    return GroupStats(key, label, n_claimed, s.n_with_action, s.avg_s, s.median_s, s.p95_s)

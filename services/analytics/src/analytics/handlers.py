@@ -25,7 +25,6 @@ from analytics.domain import (
     zone,
 )
 from analytics.repository import (
-    ActorStats,
     Breakdown,
     BusinessSecondsQueries,
     ClaimRowQueries,
@@ -94,7 +93,7 @@ class GetEscalationMetric(_WindowQuery):
     """The section 5 answer of one account over the period ending at `now`."""
 
 
-def _acted(s: ActorStats | GroupStats | EscalationStats) -> dict[str, Any]:
+def _acted(s: DeltaStats | GroupStats | EscalationStats) -> dict[str, Any]:
     """The statistics of the handoffs with a first action, as the answers name them (overall and per first actor)."""
     return {
         "n_handoffs_with_action": s.n_with_action,
@@ -104,7 +103,7 @@ def _acted(s: ActorStats | GroupStats | EscalationStats) -> dict[str, Any]:
     }
 
 
-def _actor(stats: ActorStats) -> FirstActorStats:
+def _actor(stats: DeltaStats) -> FirstActorStats:
     return FirstActorStats(**_acted(stats))
 
 
@@ -488,10 +487,6 @@ def _with_action(deltas: Sequence[float | None]) -> list[float]:
     return [d for d in deltas if d is not None]
 
 
-def _actor_stats(stats: DeltaStats) -> ActorStats:
-    return ActorStats(stats.n, stats.avg_s, stats.median_s, stats.p95_s)
-
-
 def _schedule_version(state: ClockState, clock: Clock) -> int | None:
     """The version a business answer used (None for wall); refuses clock=business without a schedule."""
     if clock == "business" and state.schedule_version is None:
@@ -505,10 +500,10 @@ async def _priced_stats(
     """The section 5 statistics in business seconds priced now (the exclusions involve no delta: as stored)."""
     b = await _business(query.account_id, query.period, query.now, db=db, columns=("human_s", "ai_s"))
     overall = delta_stats(_with_action(b.deltas))
-    by_actor = {a: _actor_stats(delta_stats(_with_action(b.since_claim(f"{a}_s")))) for a in ("human", "ai")}
+    by_actor = {a: delta_stats(_with_action(b.since_claim(f"{a}_s"))) for a in ("human", "ai")}
     stats = EscalationStats(
         n_claimed=b.n,
-        **asdict(_actor_stats(overall)),
+        **asdict(overall),
         data_as_of=b.data_as_of,
         by_actor=by_actor,
         n_unclaimed=stored.n_unclaimed,

@@ -15,7 +15,6 @@ from analytics.repository.business_seconds import (
 )
 from analytics.repository.clock import ClockState
 from analytics.repository.escalations import (
-    ActorStats,
     EscalationQueries,
     EscalationRepository,
     EscalationStats,
@@ -33,7 +32,6 @@ from analytics.repository.tables import (
 
 __all__ = [
     "READ_MODEL_TABLES",
-    "ActorStats",
     "Breakdown",
     "BusinessHoursRepository",
     "BusinessSecondsQueries",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -12,7 +12,7 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from analytics.domain import HandoffChange, SessionTree, StepTime, delta_stats
+from analytics.domain import DeltaStats, HandoffChange, SessionTree, StepTime, delta_stats
 from analytics.repository.clock import WALL, ClockState, for_clock
 from analytics.repository.tables import READ_MODEL_TABLES
 from rfkit.db import Database
@@ -210,14 +210,6 @@ def float8_array(sent: bytes | None) -> npt.NDArray[np.float64]:
 
 
 @dataclass(frozen=True)
-class ActorStats:
-    n_with_action: int
-    avg_s: float | None
-    median_s: float | None
-    p95_s: float | None
-
-
-@dataclass(frozen=True)
 class EscalationStats:
     n_claimed: int
     n_with_action: int
@@ -225,7 +217,7 @@ class EscalationStats:
     median_s: float | None
     p95_s: float | None
     data_as_of: datetime | None
-    by_actor: dict[str, ActorStats]
+    by_actor: dict[str, DeltaStats]  # human, ai
     n_unclaimed: int
     n_released: int
     clock_state: ClockState = WALL
@@ -333,18 +325,11 @@ class EscalationQueries:
         row = await self._db.fetchrow(for_clock(ESCALATION_STATS, clock), account_id, start, end)
         assert row is not None  # an aggregate without GROUP BY always gives one row
         overall = delta_stats(float8_array(row["deltas"]))
-        by_actor = {}
-        for actor in ("human", "ai"):
-            s = delta_stats(float8_array(row[f"{actor}_deltas"]))
-            by_actor[actor] = ActorStats(s.n, s.avg_s, s.median_s, s.p95_s)
         return EscalationStats(
             n_claimed=row["n_claimed"],
-            n_with_action=overall.n,
-            avg_s=overall.avg_s,
-            median_s=overall.median_s,
-            p95_s=overall.p95_s,
+            **asdict(overall),
             data_as_of=row["data_as_of"],
-            by_actor=by_actor,
+            by_actor={actor: delta_stats(float8_array(row[f"{actor}_deltas"])) for actor in ("human", "ai")},
             n_unclaimed=row["n_unclaimed"],
             n_released=row["n_released"],
             clock_state=ClockState.of(row, clock),
