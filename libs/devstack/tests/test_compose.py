@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import yaml
 
@@ -60,3 +61,42 @@ def test_without_an_engine_it_fails_and_says_how_to_get_one(monkeypatch: pytest.
     monkeypatch.setenv("PATH", str(tmp_path))  # no podman (nor docker) to find
     with pytest.raises(compose.ComposeTestError, match=r"apt-get install -y podman runc debootstrap"):
         compose.find_engine(repo_root())
+
+
+def test_a_post_with_an_unknown_outcome_is_sent_again_with_the_same_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compose.Client, "RETRY_AFTER_S", 0.0)
+    seen: list[str | None] = []
+    answers = iter([
+        httpx.Response(504, json={"code": "upstream_timeout"}),
+        httpx.Response(409, json={"code": "idempotency_in_progress"}),
+        httpx.Response(201, json={"id": "t1"}),
+    ])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("idempotency-key"))
+        return next(answers)
+
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://gateway") as http:
+        assert compose.Client(http).call("POST", "/trees", 201, json={}) == {"id": "t1"}
+    assert len(seen) == 3 and seen[0] is not None and len(set(seen)) == 1
+
+
+def test_a_post_that_never_answers_fails_and_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compose.Client, "RETRY_AFTER_S", 0.0)
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        return httpx.Response(504 if request.method == "POST" and request.url.path.endswith("/slow") else 500, json={})
+
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://gateway") as http:
+        client = compose.Client(http)
+        with pytest.raises(compose.ComposeTestError, match="expected 201, got 504"):
+            client.call("POST", "/slow", 201, json={})
+        assert len(calls) == compose.Client.POST_ATTEMPTS
+        calls.clear()
+        with pytest.raises(compose.ComposeTestError, match="expected 201, got 500"):
+            client.call("POST", "/broken", 201, json={})
+        with pytest.raises(compose.ComposeTestError, match="expected 200, got 500"):
+            client.call("GET", "/slow")
+        assert calls == ["POST", "GET"]

@@ -470,13 +470,30 @@ def expected_metric(deltas: list[float]) -> dict[str, Any]:
 class Client:
     """The public API through the composed gateway, as one signed-in admin."""
 
+    # As the contract tells clients: a POST whose outcome is unknown (the gateway's 504 when a service did not
+    # answer in time, e.g. a cold container on a host busy building and starting them) is sent again with the same
+    # Idempotency-Key, and an `idempotency_in_progress` 409 is waited out. Each retry is said in the output; one that
+    # never succeeds still fails the run.
+    POST_ATTEMPTS = 4
+    RETRY_AFTER_S = 2.0
+
     def __init__(self, http: httpx.Client) -> None:
         self.http = http
         self.token = ""
 
     def call(self, method: str, path: str, expect: int = 200, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        r = self.http.request(method, f"/api/v1{path}", headers=headers, **kw)
+        attempts = 1
+        if method == "POST":
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+            attempts = self.POST_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            r = self.http.request(method, f"/api/v1{path}", headers=headers, **kw)
+            unknown = r.status_code == 504 or (r.status_code == 409 and "idempotency_in_progress" in r.text)
+            if r.status_code == expect or not unknown or attempt == attempts:
+                break
+            say(f"{method} {path}: {r.status_code} (outcome unknown), sent again with the same Idempotency-Key")
+            time.sleep(self.RETRY_AFTER_S)
         if r.status_code != expect:
             raise ComposeTestError(f"{method} {path}: expected {expect}, got {r.status_code}: {r.text[:500]}")
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
