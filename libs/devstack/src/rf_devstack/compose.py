@@ -614,6 +614,9 @@ def compose_test(images: str, timeout: float) -> dict[str, float]:
             scenario(stack, f"http://127.0.0.1:{port}", timeout)
     except BaseException as exc:
         failure = exc
+        if isinstance(exc, ComposeTestError):
+            for service in ("gateway", "sessions", "handoffs", "analytics"):  # what they said before teardown
+                say(stack.logs(service))
         raise
     finally:
         with phase("down", timings):
