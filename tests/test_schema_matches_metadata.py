@@ -29,7 +29,8 @@ MIGRATION_ONLY = {
         "function handoff_changes_record: ",
         "trigger handoff_changes_on_insert: ",
         "trigger handoff_changes_on_update: ",
-    )
+    ),
+    "analytics": ("function handoff_csv_cells: ", "trigger handoff_csv_cells: "),
 }
 T = TypeVar("T")
 

@@ -70,18 +70,24 @@ async def test_a_statement_whose_connection_is_lost_under_it_is_sent_once_more(d
     assert attempts is not None and attempts["last_value"] == 2
 
 
-async def test_copy_csv_streams_postgresqls_csv_with_a_header_and_inlined_parameters(db: Database) -> None:
+async def test_copy_out_streams_postgresqls_csv_with_a_header_and_inlined_parameters(db: Database) -> None:
     query = (
         "SELECT n, CASE WHEN n = 2 THEN NULL ELSE $1 || n END AS label FROM generate_series(1, $2) AS n ORDER BY n"
     )
-    chunks = [chunk async for chunk in db.copy_csv(query, 'say "hi", ', 3)]
+    chunks = [chunk async for chunk in db.copy_out(query, 'say "hi", ', 3)]
     assert all(isinstance(chunk, bytes) for chunk in chunks)
     assert b"".join(chunks) == b'n,label\n1,"say ""hi"", 1"\n2,\n3,"say ""hi"", 3"\n'
 
 
-async def test_copy_csv_stopped_early_gives_its_connection_back_usable(db: Database) -> None:
+async def test_copy_out_in_text_format_has_no_header_and_escapes_as_postgresql_does(db: Database) -> None:
+    query = "SELECT n, CASE WHEN n = 2 THEN NULL ELSE $1 || n END AS label FROM generate_series(1, 3) AS n ORDER BY n"
+    chunks = [chunk async for chunk in db.copy_out(query, "tab\tand \\ ", format="text")]
+    assert b"".join(chunks) == b"1\ttab\\tand \\\\ 1\n2\t\\N\n3\ttab\\tand \\\\ 3\n"
+
+
+async def test_copy_out_stopped_early_gives_its_connection_back_usable(db: Database) -> None:
     # Far more than the few chunks it buffers: the COPY is still running when the reader stops.
-    rows = db.copy_csv("SELECT n, repeat('x', 200) FROM generate_series(1, 200000) AS n")
+    rows = db.copy_out("SELECT n, repeat('x', 200) FROM generate_series(1, 200000) AS n")
     first = await anext(rows)
     assert first.startswith(b"n,repeat\n")
     await rows.aclose()
@@ -90,9 +96,9 @@ async def test_copy_csv_stopped_early_gives_its_connection_back_usable(db: Datab
     assert row is not None and row["answer"] == 42
 
 
-async def test_copy_csv_raises_the_statements_error(db: Database) -> None:
+async def test_copy_out_raises_the_statements_error(db: Database) -> None:
     with pytest.raises(asyncpg.PostgresError):
-        async for _ in db.copy_csv("SELECT 1 / (n - 3) FROM generate_series(1, 5) AS n"):
+        async for _ in db.copy_out("SELECT 1 / (n - 3) FROM generate_series(1, 5) AS n"):
             pass
     row = await db.fetchrow("SELECT 1 AS one")
     assert row is not None and row["one"] == 1

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import asyncpg
 import sqlalchemy as sa
@@ -133,13 +133,16 @@ class Database:
             async for record in connection.cursor(query, *args, prefetch=prefetch):
                 yield record
 
-    async def copy_csv(self, query: str, *args: Any, buffered_chunks: int = 4) -> AsyncIterator[bytes]:
-        """One read-only statement's rows as CSV with a header row, written by PostgreSQL itself (`COPY (query) TO
-        STDOUT WITH (FORMAT csv, HEADER)`: its quoting, its text form of each value, NULL as an empty cell), yielded
-        in the chunks it arrives in while the caller consumes them, on a connection of the `fetchrow` pool held until
-        the end (closed instead when the caller stops early). At most `buffered_chunks` wait for the caller: asyncpg
-        reads no further until one is taken, so memory stays bounded whatever the row count. COPY takes no
-        parameters: asyncpg inlines `args` as quoted literals."""
+    async def copy_out(
+        self, query: str, *args: Any, format: Literal["csv", "text"] = "csv", buffered_chunks: int = 4
+    ) -> AsyncIterator[bytes]:
+        """One read-only statement's rows as PostgreSQL itself writes them (`COPY (query) TO STDOUT`): `csv`, a
+        header row then its quoting and its text form of each value, NULL an empty cell; `text`, its text format (no
+        header, tab-separated, backslash escapes, NULL as `\\N`). Yielded in the chunks they arrive in while the caller
+        consumes them, on a connection of the `fetchrow` pool held until the end (closed instead when the caller
+        stops early). At most `buffered_chunks` wait for the caller: asyncpg reads no further until one is taken, so
+        memory stays bounded whatever the row count. COPY takes no parameters: asyncpg inlines `args` as quoted
+        literals."""
         pool = self._statements or await self._statement_pool()
         chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=buffered_chunks)
         async with pool.acquire() as connection:
@@ -149,7 +152,7 @@ class Database:
 
             async def copy() -> None:
                 try:
-                    await connection.copy_from_query(query, *args, output=sink, format="csv", header=True)
+                    await connection.copy_from_query(query, *args, output=sink, format=format, header=format == "csv")
                 except Exception:
                     await chunks.put(None)  # the end, then the error from `await copying` (not when cancelled)
                     raise

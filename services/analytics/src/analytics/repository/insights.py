@@ -54,8 +54,11 @@ def _breakdown_sql(by: str) -> str:
 
 _BREAKDOWN_SQL = {by: _breakdown_sql(by) for by in _GROUPINGS}
 
-# One row per counted handoff ($4: now), in section 7's field order. The first actor is the kind whose first step is
-# the first action (human when a human and an ai step share that instant).
+# An open claim's waiting time to $4 (now), NULL once acted on.
+_WAITING_S = """CASE WHEN h.first_action_at IS NULL
+    THEN EXTRACT(EPOCH FROM (CAST($4 AS timestamptz) - h.effective_claimed_at))::double precision END"""
+# One row per counted handoff, in section 7's field order. The first actor is the kind whose first step is the first
+# action (human when a human and an ai step share that instant).
 _ITEMS = f"""
     SELECT h.handoff_id, h.session_id, h.tree_id, h.priority, h.claimed_by, h.effective_claimed_at AS claimed_at,
            h.first_action_at,
@@ -63,9 +66,7 @@ _ITEMS = f"""
                 WHEN h.first_action_at = h.first_human_at THEN 'human'
                 WHEN h.first_action_at = h.first_ai_at THEN 'ai' END AS first_actor_type,
            h.delta_s,
-           CASE WHEN h.first_action_at IS NULL
-                THEN EXTRACT(EPOCH FROM (CAST($4 AS timestamptz) - h.effective_claimed_at))::double precision
-           END AS waiting_s
+           {_WAITING_S} AS waiting_s
     FROM handoffs AS h
     WHERE {_COUNTED}
 """
@@ -87,38 +88,26 @@ _PAGE_SQL = {
 ALL_ITEMS_SQL = {order: f"SELECT c.* FROM ({_ITEMS}) AS c ORDER BY {sort}" for order, sort in _ORDERS.items()}
 
 
-def _iso_text(column: str) -> str:
-    """An instant as the CSV has always written it (Python's isoformat of a UTC datetime): microseconds only when
-    not zero, `+00:00`. One to_char per instant (to_char is most of the CSV's formatting time), a whole second's
-    `.000000` taken out after."""
-    return f"""replace(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US+00:00'), '.000000+', '+')"""
-
-
-def _float_text(column: str) -> str:
+def _float_text(value: str) -> str:
     """A float as Python's str() writes it: PostgreSQL's float8 text is the same shortest round-trip form, but for
     whole numbers ("20", Python "20.0"). The forms part again only from 1e15, past any delta timestamps allow."""
-    return f"CASE WHEN {column} = trunc({column}) THEN trunc({column})::bigint::text || '.0' ELSE {column}::text END"
+    return f"CASE WHEN {value} = trunc({value}) THEN trunc({value})::bigint::text || '.0' ELSE {value}::text END"
 
 
-# The drill-down's CSV: the same rows and order, every one of them, each cell in the text Python's csv module wrote
-# before PostgreSQL did (ids, enums and numbers as in the JSON answer, instants in isoformat; NULL an empty cell),
-# the header row the field names. No cell can hold a line break (ids, instants, numbers, enums).
-_CSV_CELLS = {
-    "handoff_id": "c.handoff_id",
-    "session_id": "c.session_id",
-    "tree_id": "c.tree_id",
-    "priority": "c.priority",
-    "claimed_by": "c.claimed_by",
-    "claimed_at": _iso_text("c.claimed_at"),
-    "first_action_at": _iso_text("c.first_action_at"),
-    "first_actor_type": "c.first_actor_type",
-    "delta_seconds": _float_text("c.delta_s"),
-    "waiting_seconds": _float_text("c.waiting_s"),
-}
-assert tuple(_CSV_CELLS) == DRILL_DOWN_FIELDS, "the CSV's columns are the drill-down's fields, in their order"
+# The drill-down's CSV rows: the same rows and order, every one of them, each line the handoff's stored cells
+# (handoffs.csv_cells, formatted when the row was written) and its waiting time to now, in the same text forms as
+# the JSON answer's values (instants in isoformat, floats as Python writes them), NULL an empty cell. No cell can
+# hold a comma, a quote, a backslash or a line break (ids, instants, numbers, enums), so none needs quoting: the
+# lines are CSV as they are, and PostgreSQL's text COPY passes them on unchanged. The header row is the field names.
+CSV_HEADER = ",".join(DRILL_DOWN_FIELDS).encode() + b"\r\n"
 CSV_SQL = {
-    order: f"SELECT {', '.join(f'{cell} AS {name}' for name, cell in _CSV_CELLS.items())}"
-    f" FROM ({_ITEMS}) AS c ORDER BY {sort}"
+    order: f"""
+    SELECT c.csv_cells || ',' || COALESCE({_float_text("c.waiting_s")}, '') FROM (
+        SELECT h.csv_cells, h.handoff_id, h.delta_s, h.effective_claimed_at AS claimed_at, {_WAITING_S} AS waiting_s
+        FROM handoffs AS h
+        WHERE {_COUNTED}
+    ) AS c ORDER BY {sort}
+    """
     for order, sort in _ORDERS.items()
 }
 
@@ -232,9 +221,10 @@ class InsightQueries:
     async def handoffs_csv(
         self, *, account_id: UUID, start: datetime, end: datetime, now: datetime, order: str
     ) -> AsyncIterator[bytes]:
-        """Every counted handoff in that order as RFC 4180 CSV with a header row, written by PostgreSQL (one
-        statement: one snapshot) and passed on chunk by chunk while the caller consumes them."""
-        async for chunk in self._db.copy_csv(CSV_SQL[order], account_id, start, end, now):
+        """Every counted handoff in that order as RFC 4180 CSV with a header row, its lines written by PostgreSQL
+        (one statement: one snapshot) and passed on chunk by chunk while the caller consumes them."""
+        yield CSV_HEADER
+        async for chunk in self._db.copy_out(CSV_SQL[order], account_id, start, end, now, format="text"):
             # COPY ends lines with LF; RFC 4180 wants CRLF. No cell holds a line break, so every LF ends a row.
             yield chunk.replace(b"\n", b"\r\n")
 

@@ -72,6 +72,10 @@ handoffs = sa.Table(
     # and category read it without a join. NULL until the session-started event is applied.
     sa.Column("tree_id", sa.Uuid),
     sa.Column("tree_category", sa.Text),
+    # A handoff with a current claim: its drill-down CSV cells but the last (waiting_seconds), in section 7's order,
+    # each in the CSV's text form, joined by commas; NULL otherwise. Written by the trigger handoff_csv_cells
+    # (migration 0009) whenever a statement sets a column they are made of: formatted once, not on every download.
+    sa.Column("csv_cells", sa.Text),
     sa.Index("ix_handoffs_session", "session_id"),
     sa.Index(
         "ix_handoffs_account_claimed",
