@@ -100,3 +100,39 @@ def test_a_post_that_never_answers_fails_and_other_errors_are_not_retried(monkey
         with pytest.raises(compose.ComposeTestError, match="expected 200, got 500"):
             client.call("GET", "/slow")
         assert calls == ["POST", "GET"]
+
+
+def test_the_scenario_waits_until_each_service_answers_through_the_gateway(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = [0.0]  # time passes only while the client sleeps between tries
+    monkeypatch.setattr(compose.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(compose.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    asked: list[str] = []
+    # sessions: two timeouts first, then an answer; analytics at once.
+    answers = {"/api/v1/trees": [504, 504, 200], "/api/v1/analytics/x": [200]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        assert request.headers["authorization"] == "Bearer tok"
+        return httpx.Response(answers[request.url.path].pop(0), json={})
+
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://gateway") as http:
+        client = compose.Client(http)
+        client.token = "tok"
+        client.wait_reachable({"sessions": "/trees", "analytics": "/analytics/x"}, timeout=60)
+    assert asked == ["/api/v1/trees"] * 3 + ["/api/v1/analytics/x"]
+    out = capsys.readouterr().out
+    assert "sessions answered through the gateway after 2s (last refusal: 504 {})" in out
+    assert "analytics answered" not in out
+
+
+def test_a_service_that_never_answers_through_the_gateway_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compose.time, "sleep", lambda _: None)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(504, json={"code": "upstream_timeout"})
+
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://gateway") as http:
+        with pytest.raises(compose.ComposeTestError, match=r"sessions to answer through the gateway\nlast: 504"):
+            compose.Client(http).wait_reachable({"sessions": "/trees"}, timeout=0)

@@ -381,6 +381,26 @@ class Stack:
             return str(exc)
         return f"--- last log lines of {service} ---\n{proc.stdout}{proc.stderr}"
 
+    def network_view(self, service: str, peers: list[str]) -> str:
+        """How `service`'s container resolves and reaches each peer's name now (a failed run's diagnosis)."""
+        probe = (
+            "import socket, sys, time\n"
+            "for name in sys.argv[1:]:\n"
+            "    began = time.monotonic()\n"
+            "    try:\n"
+            "        found = sorted({a[4][0] for a in socket.getaddrinfo(name, None)})\n"
+            "    except OSError as exc:\n"
+            "        found = repr(exc)\n"
+            "    print(f'{name}: {found} in {time.monotonic() - began:.2f}s')\n"
+        )
+        try:
+            proc = self.engine.run(
+                "exec", self.container(service), "python", "-c", probe, *peers, check=False, timeout=60
+            )
+        except (ComposeTestError, subprocess.TimeoutExpired) as exc:
+            return f"could not look from {service}: {exc}"
+        return f"--- names as {service} resolves them ---\n{proc.stdout}{proc.stderr}"
+
     def crash(self, service: str) -> int:
         """Kills the service's main process from outside, as a crash would (not a stop: restart policy applies)."""
         before = self.engine.inspect(self.container(service))
@@ -498,6 +518,28 @@ class Client:
             raise ComposeTestError(f"{method} {path}: expected {expect}, got {r.status_code}: {r.text[:500]}")
         return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
 
+    def wait_reachable(self, paths: dict[str, str], timeout: float) -> None:
+        """Waits until each service answers a GET through the gateway (the first requests after start-up are the
+        first the gateway sends it over the container network). A wait longer than a second is said."""
+        for service, path in paths.items():
+            self._wait_answered(service, path, timeout)
+
+    def _wait_answered(self, service: str, path: str, timeout: float) -> None:
+        began = time.monotonic()
+        last = ""
+
+        def answers() -> bool:
+            nonlocal last
+            r = self.http.get(f"/api/v1{path}", headers={"Authorization": f"Bearer {self.token}"})
+            if r.status_code == 200:
+                return True
+            last = f"{r.status_code} {r.text[:300]}"
+            return False
+
+        poll(answers, timeout, f"{service} to answer through the gateway", on_timeout=lambda: f"last: {last}")
+        if (waited := time.monotonic() - began) > 1:
+            say(f"{service} answered through the gateway after {waited:.0f}s (last refusal: {last})")
+
     def escalation(self, tree_id: str) -> tuple[str, float]:
         """A session escalated, claimed and acted on; its id and the delta the metric must count for it."""
         session = self.call("POST", "/sessions", 201, json={"tree_id": tree_id, "title": "Printer"})
@@ -535,6 +577,14 @@ class Client:
         return seen
 
 
+# A read of each service behind the gateway, for the signed-in admin.
+UPSTREAM_READS = {
+    "sessions": "/trees",
+    "handoffs": "/handoffs/stats",
+    "analytics": "/analytics/flowpilot/escalations?period=7d",
+}
+
+
 def scenario(stack: Stack, base_url: str, timeout: float) -> None:
     with httpx.Client(base_url=base_url, timeout=30) as http:
         api = Client(http)
@@ -546,6 +596,7 @@ def scenario(stack: Stack, base_url: str, timeout: float) -> None:
         me = api.call("GET", "/auth/me")
         if me["account_id"] != registered["account"]["id"] or me["role"] != "admin":
             raise ComposeTestError(f"/auth/me disagrees with registration: {me}")
+        api.wait_reachable(UPSTREAM_READS, timeout)
         tree = api.call("POST", "/trees", 201, json=TREE)
 
         first_session, first = api.escalation(tree["id"])
@@ -617,6 +668,7 @@ def compose_test(images: str, timeout: float) -> dict[str, float]:
         if isinstance(exc, ComposeTestError):
             for service in ("gateway", "sessions", "handoffs", "analytics"):  # what they said before teardown
                 say(stack.logs(service))
+            say(stack.network_view("gateway", [*UPSTREAM_READS, "postgres", "kafka"]))
         raise
     finally:
         with phase("down", timings):
