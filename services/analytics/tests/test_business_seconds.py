@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from analytics.recompute import BusinessRecompute
-from analytics.repository import BusinessSecondsQueries
+from analytics.repository import BusinessSecondsQueries, EscalationQueries
 from rf_testsupport import wait_until
 from rfkit.db import Database
 
@@ -39,10 +39,14 @@ async def passes(env: Any) -> AsyncIterator[BusinessRecompute]:
 
 
 async def pending(env: Any, account_id: uuid.UUID) -> int:
-    """The account's acted-on handoffs whose stored business seconds are not of its current schedule."""
-    state = await BusinessSecondsQueries(env.running.app.state.runtime.db).state(
-        account_id=account_id, start=EVER[0], end=EVER[1]
+    """The account's acted-on handoffs whose stored business seconds are not of its current schedule. The section 5
+    answer counts them in its own scan of the window: it must say the same, with the same schedule version."""
+    db = env.running.app.state.runtime.db
+    state = await BusinessSecondsQueries(db).state(account_id=account_id, start=EVER[0], end=EVER[1])
+    stats = await EscalationQueries(db).escalation_stats(
+        account_id=account_id, start=EVER[0], end=EVER[1], clock="business"
     )
+    assert stats.clock_state == state
     return state.n_pending
 
 
