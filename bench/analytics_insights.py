@@ -60,9 +60,9 @@ NOT_CAUGHT_UP_REQUESTS = {10_000: 20, 100_000: 5}
 REQUESTS = {10_000: 100, 100_000: 20}
 CSV_REQUESTS = {10_000: 30, 100_000: 3}
 # What PostgreSQL alone takes at 10,000 (COPY straight on asyncpg: no service, no HTTP), as (statement, format): the
-# endpoint's own statement; the same rows in order with each value in PostgreSQL's own text form, formatted as they
-# are read (what the download did before its cells were stored); and the same rows' ids alone, in order (the scan
-# and the sort, next to nothing written).
+# endpoint's own statement; the same rows in order with each value in PostgreSQL's own text form, formatted as it is
+# read (not in the CSV's forms); and the same rows' ids alone, in order (the scan and the sort, next to nothing
+# written).
 CSV_FLOORS = {
     "csv_copy_statement": (CSV_SQL["slowest"], "text"),
     "csv_copy_unformatted": (ALL_ITEMS_SQL["slowest"], "csv"),

@@ -136,3 +136,18 @@ def test_a_service_that_never_answers_through_the_gateway_fails_the_run(monkeypa
     with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://gateway") as http:
         with pytest.raises(compose.ComposeTestError, match=r"sessions to answer through the gateway\nlast: 504"):
             compose.Client(http).wait_reachable({"sessions": "/trees"}, timeout=0)
+
+
+def test_a_gateway_that_drops_the_connection_is_waited_for_as_well(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compose.time, "sleep", lambda _: None)
+    answers: list[httpx.Response | Exception] = [httpx.RemoteProtocolError("dropped"), httpx.Response(200, json={})]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with httpx.Client(transport=httpx.MockTransport(handler), base_url="http://gateway") as http:
+        compose.Client(http).wait_reachable({"sessions": "/trees"}, timeout=60)
+    assert answers == []

@@ -73,9 +73,7 @@ async def conn(make_database: Any) -> AsyncIterator[asyncpg.Connection[Any]]:
     await asyncio.to_thread(migrate.upgrade, "analytics", url)
     connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     # The cells must not depend on the writer's settings: a zone far from UTC, another date style, fewer float digits.
-    await connection.execute(
-        "SET TimeZone = 'Pacific/Chatham'; SET DateStyle = 'SQL, DMY'; SET extra_float_digits = 0"
-    )
+    await connection.execute("SET TimeZone = 'Pacific/Chatham'; SET DateStyle = 'SQL, DMY'; SET extra_float_digits = 0")
     try:
         yield connection
     finally:
@@ -93,8 +91,8 @@ async def test_each_cell_is_the_text_python_writes(conn: asyncpg.Connection[Any]
         for j, offset in enumerate([None, *OFFSETS]):
             first = None if offset is None else claimed + offset
             human, ai = (first, None) if j % 2 else (None, first)
-            if j == 3 and first is not None:
-                human = first  # a human and an ai step at the same instant: human
+            if j == 3:
+                human = ai = first  # a human and an ai step at the same instant: human
             tree = uuid.uuid4() if i % 2 else None
             claimer = uuid.uuid4() if j % 3 else None
             priority = ["low", "normal", "high", "urgent", None][(i + j) % 5]
@@ -159,3 +157,27 @@ async def test_the_cells_follow_each_column_they_are_made_of(conn: asyncpg.Conne
     assert await stored(conn, handoff) is None  # released: not counted, no cells
     await conn.execute("UPDATE handoffs SET claim_version = 6 WHERE handoff_id = $1", handoff)
     assert await stored(conn, handoff) == cells  # claimed again
+
+
+async def test_the_migration_fills_in_the_handoffs_already_stored(make_database: Any) -> None:
+    url = await new_database(make_database)
+    await asyncio.to_thread(migrate.upgrade, "analytics", url, "0008")
+    account, at = uuid.uuid4(), datetime(2026, 11, 2, 8, 30, 15, 120_000, tzinfo=UTC)
+    claimed, released, requested = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.executemany(
+            "INSERT INTO handoffs (handoff_id, account_id, session_id, claim_version, release_version, claimed_at,"
+            " first_action_at, first_human_at, priority) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 'low')",
+            [
+                (claimed, account, uuid.uuid4(), 2, None, at, at + timedelta(seconds=42)),
+                (released, account, uuid.uuid4(), 2, 3, at, None),
+                (requested, account, uuid.uuid4(), None, None, None, None),
+            ],
+        )
+        await asyncio.to_thread(migrate.upgrade, "analytics", url)
+        assert await stored(connection, claimed) == await expected(connection, claimed)
+        assert await stored(connection, released) is None
+        assert await stored(connection, requested) is None
+    finally:
+        await connection.close()

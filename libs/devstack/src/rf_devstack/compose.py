@@ -530,7 +530,11 @@ class Client:
 
         def answers() -> bool:
             nonlocal last
-            r = self.http.get(f"/api/v1{path}", headers={"Authorization": f"Bearer {self.token}"})
+            try:
+                r = self.http.get(f"/api/v1{path}", headers={"Authorization": f"Bearer {self.token}"})
+            except httpx.TransportError as exc:  # the gateway itself not answering: a refusal like the others
+                last = f"{type(exc).__name__}: {exc}"
+                return False
             if r.status_code == 200:
                 return True
             last = f"{r.status_code} {r.text[:300]}"

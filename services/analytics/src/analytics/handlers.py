@@ -288,7 +288,7 @@ async def export_handoffs(query: ListHandoffs, *, db: Database) -> AsyncIterator
     starts, so that a refusal (clock=business without a schedule) is still an error answer."""
     start, end = window(query.period, query.now)
     if query.clock == "wall":
-        # Written by PostgreSQL (COPY ... CSV) and passed on as it comes.
+        # The header, then the rows' lines as PostgreSQL's COPY writes them (stored cells), passed on as they come.
         return InsightQueries(db).handoffs_csv(
             account_id=query.account_id, start=start, end=end, now=query.now, order=query.order
         )
