@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from analytics.repository.business_hours import StoredSchedule
-from analytics.repository.clock import ClockState, for_clock
+from analytics.repository.clock import SCHEDULE_VERSION, ClockState, for_clock, n_pending
 from analytics.repository.insights import HandoffLine
 from rfkit.db import Database
 
@@ -52,10 +52,10 @@ _SLOWEST = f"""
         LEFT JOIN session_trees AS t ON t.account_id = $1 AND t.session_id = c.session_id
         ORDER BY c.business_delta_s DESC, c.handoff_id
     ) AS acted
-    FROM (SELECT (SELECT version FROM business_hours WHERE account_id = $1) AS version) AS s
+    FROM (SELECT {SCHEDULE_VERSION} AS version) AS s
     CROSS JOIN LATERAL (
         SELECT count(*) AS total,
-               count(*) FILTER (WHERE h.delta_s IS NOT NULL AND h.business_version < s.version) AS n_pending,
+               {n_pending("s.version")},
                COALESCE(array_agg(h.handoff_id) FILTER (WHERE h.delta_s IS NULL), '{{}}') AS open_ids,
                COALESCE(array_agg(EXTRACT(EPOCH FROM h.effective_claimed_at)::double precision)
                         FILTER (WHERE h.delta_s IS NULL), '{{}}') AS open_claimed_s

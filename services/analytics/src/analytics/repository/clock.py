@@ -17,6 +17,16 @@ def over_clock_columns(sql: str, clock: str) -> str:
     return sql if clock == "wall" else _DELTA_COLUMN.sub(r"business_\1", sql)
 
 
+# The account's current schedule version (NULL without a schedule), and the aggregate every business answer reports
+# with it: the acted-on handoffs among `alias`'s rows whose stored seconds were priced with an older version (none
+# without a schedule). Each answer takes them from the same snapshot as its figures.
+SCHEDULE_VERSION = "(SELECT version FROM business_hours WHERE account_id = $1)"
+
+
+def n_pending(version: str, alias: str = "h") -> str:
+    return f"count(*) FILTER (WHERE {alias}.delta_s IS NOT NULL AND {alias}.business_version < {version}) AS n_pending"
+
+
 @cache
 def for_clock(sql: str, clock: str) -> str:
     """A wall statement of account $1 over the window [$2, $3] as the business clock asks it: the same SQL over the
@@ -27,13 +37,12 @@ def for_clock(sql: str, clock: str) -> str:
     business = over_clock_columns(sql, clock)
     return f"""
     SELECT q.*, s.version AS schedule_version, (
-        SELECT count(*) FROM handoffs AS p
+        SELECT {n_pending("s.version", "p")} FROM handoffs AS p
         WHERE p.account_id = $1 AND p.effective_claimed_at IS NOT NULL
           AND p.effective_claimed_at >= $2 AND p.effective_claimed_at <= $3
-          AND p.delta_s IS NOT NULL AND p.business_version < s.version
     ) AS n_pending
     FROM ({business}) AS q
-    CROSS JOIN (SELECT (SELECT version FROM business_hours WHERE account_id = $1) AS version) AS s
+    CROSS JOIN (SELECT {SCHEDULE_VERSION} AS version) AS s
     """
 
 

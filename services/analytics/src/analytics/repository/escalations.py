@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from analytics.domain import DeltaStats, HandoffChange, SessionTree, StepTime, delta_stats
-from analytics.repository.clock import WALL, ClockState, over_clock_columns
+from analytics.repository.clock import SCHEDULE_VERSION, WALL, ClockState, n_pending, over_clock_columns
 from analytics.repository.tables import READ_MODEL_TABLES
 from rfkit.db import Database
 
@@ -190,16 +190,12 @@ _STATS = """
 """
 ESCALATION_STATS = _STATS.replace("/*version*/", "").replace("/*pending*/", "")
 # clock=business: the same over the business columns, plus what `for_clock` adds to the other answers (the schedule
-# version, and the window's acted-on claims priced with an older one), the count taken in the same scan of the
-# window where `for_clock` would scan it once more: this is the answer with the 10 ms goal.
-_SCHEDULE_VERSION = "(SELECT version FROM business_hours WHERE account_id = $1)"
+# version and `n_pending`), the count taken in the same scan of the window where `for_clock` would scan it once
+# more: this is the answer with the 10 ms goal.
 ESCALATION_STATS_BUSINESS = (
     over_clock_columns(_STATS, "business")
-    .replace("/*version*/", f", {_SCHEDULE_VERSION} AS schedule_version")
-    .replace(
-        "/*pending*/",
-        f" count(*) FILTER (WHERE delta_s IS NOT NULL AND business_version < {_SCHEDULE_VERSION}) AS n_pending,",
-    )
+    .replace("/*version*/", f", {SCHEDULE_VERSION} AS schedule_version")
+    .replace("/*pending*/", f" {n_pending(SCHEDULE_VERSION, 'handoffs')},")
 )
 
 
