@@ -1,23 +1,18 @@
-"""${message}
+"""${message}"""
 
-Revision ID: ${up_revision}
-Revises: ${down_revision | comma,n}
-Create Date: ${create_date}
-"""
+from rfkit.frozen_ddl import Snapshot
 
-from alembic import op
-import sqlalchemy as sa
-${imports if imports else ""}
+revision = "${up_revision}"
+down_revision = "${down_revision}"
 
-revision = ${repr(up_revision)}
-down_revision = ${repr(down_revision)}
-branch_labels = ${repr(branch_labels)}
-depends_on = ${repr(depends_on)}
-
-
-def upgrade() -> None:
-    ${upgrades if upgrades else "pass"}
-
-
-def downgrade() -> None:
-    ${downgrades if downgrades else "pass"}
+# Plain SQL, never built from the SQLAlchemy metadata: once released, these statements are history
+# (tests/test_migrations_frozen.py pins them; pin this one's sha256 there too).
+SNAPSHOT = Snapshot(
+    up=(
+        # The statements that make the change, in order.
+    ),
+    down=(
+        # The statements that undo it, in order.
+    ),
+)
+upgrade, downgrade = SNAPSHOT.upgrade, SNAPSHOT.downgrade

@@ -1,7 +1,11 @@
-"""The kit's tables as frozen SQL snapshots, run by every service's migrations; a snapshot is never edited.
+"""Frozen SQL snapshots, the one shape of every service's migrations; a released snapshot is never edited.
+
+A migration holds the statements it runs as a `Snapshot` (`upgrade, downgrade = SNAPSHOT.upgrade, SNAPSHOT.downgrade`):
+a database that already applied it never runs it again, so a change is a new migration, never an edit.
+tests/test_migrations_frozen.py pins every service migration by its snapshot's sha256.
 
 Each service's database holds the kit's tables (rfkit.tables), so each service has a migration creating them. Those
-migrations run the statements below rather than the SQLAlchemy tables: a later change to rfkit.tables must not
+migrations run the snapshots below rather than the SQLAlchemy tables: a later change to rfkit.tables must not
 rewrite a migration that databases have already applied. A change to the kit's tables is therefore a new snapshot
 here (`..._V2`, holding only the change) and a new migration running it in every service;
 libs/rfkit/tests/test_frozen_ddl.py pins each snapshot by its sha256.
@@ -17,7 +21,7 @@ from alembic import op
 
 @dataclass(frozen=True)
 class Snapshot:
-    """DDL statements as one release of the kit shipped them: `up` builds, `down` undoes, each in order."""
+    """SQL statements as one release shipped them: `up` builds, `down` undoes, each in order."""
 
     up: tuple[str, ...]
     down: tuple[str, ...]

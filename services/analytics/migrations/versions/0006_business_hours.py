@@ -1,13 +1,12 @@
 """Creates business hours: one schedule per account, read at query time by `clock=business` (none per handoff)."""
 
-from alembic import op
+from rfkit.frozen_ddl import Snapshot
 
 revision = "0006"
 down_revision = "0005"
 
-
-def upgrade() -> None:
-    op.execute(
+SNAPSHOT = Snapshot(
+    up=(
         """
         CREATE TABLE business_hours (
             account_id uuid PRIMARY KEY,
@@ -17,9 +16,8 @@ def upgrade() -> None:
             version bigint NOT NULL,
             updated_at timestamptz NOT NULL DEFAULT now()
         )
-        """
-    )
-
-
-def downgrade() -> None:
-    op.execute("DROP TABLE business_hours")
+        """,
+    ),
+    down=("DROP TABLE business_hours",),
+)
+upgrade, downgrade = SNAPSHOT.upgrade, SNAPSHOT.downgrade

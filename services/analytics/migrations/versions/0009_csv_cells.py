@@ -1,6 +1,6 @@
 """Stores each claimed handoff's drill-down CSV cells (but waiting_seconds) already formatted, kept by a trigger."""
 
-from alembic import op
+from rfkit.frozen_ddl import Snapshot
 
 revision = "0009"
 down_revision = "0008"
@@ -15,9 +15,10 @@ down_revision = "0008"
 # "20.0" where it writes "20"; the function fixes extra_float_digits, so the writer's setting cannot change it).
 # Nothing else read depends on a setting (the instants are converted to UTC; to_char's fields here are not
 # localized).
-UPGRADE = (
-    "ALTER TABLE handoffs ADD COLUMN csv_cells text",
-    """CREATE FUNCTION handoff_csv_cells() RETURNS trigger LANGUAGE plpgsql SET extra_float_digits = 1 AS $$
+SNAPSHOT = Snapshot(
+    up=(
+        "ALTER TABLE handoffs ADD COLUMN csv_cells text",
+        """CREATE FUNCTION handoff_csv_cells() RETURNS trigger LANGUAGE plpgsql SET extra_float_digits = 1 AS $$
     DECLARE
         iso CONSTANT text := 'YYYY-MM-DD"T"HH24:MI:SS.US+00:00';
         delta double precision;
@@ -45,26 +46,17 @@ UPGRADE = (
         RETURN NEW;
     END
     $$""",
-    """CREATE TRIGGER handoff_csv_cells BEFORE INSERT OR UPDATE OF
+        """CREATE TRIGGER handoff_csv_cells BEFORE INSERT OR UPDATE OF
         handoff_id, session_id, tree_id, priority, claimed_by, claim_version, claimed_at, release_version,
         first_action_at, first_human_at, first_ai_at
     ON handoffs FOR EACH ROW EXECUTE FUNCTION handoff_csv_cells()""",
-    # The rows already stored (setting a column the trigger watches fires it).
-    "UPDATE handoffs SET claim_version = claim_version WHERE claim_version > COALESCE(release_version, 0)",
+        # The rows already stored (setting a column the trigger watches fires it).
+        "UPDATE handoffs SET claim_version = claim_version WHERE claim_version > COALESCE(release_version, 0)",
+    ),
+    down=(
+        "DROP TRIGGER handoff_csv_cells ON handoffs",
+        "DROP FUNCTION handoff_csv_cells()",
+        "ALTER TABLE handoffs DROP COLUMN csv_cells",
+    ),
 )
-
-DOWNGRADE = (
-    "DROP TRIGGER handoff_csv_cells ON handoffs",
-    "DROP FUNCTION handoff_csv_cells()",
-    "ALTER TABLE handoffs DROP COLUMN csv_cells",
-)
-
-
-def upgrade() -> None:
-    for statement in UPGRADE:
-        op.execute(statement)
-
-
-def downgrade() -> None:
-    for statement in DOWNGRADE:
-        op.execute(statement)
+upgrade, downgrade = SNAPSHOT.upgrade, SNAPSHOT.downgrade

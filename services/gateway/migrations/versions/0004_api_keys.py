@@ -1,13 +1,12 @@
 """Creates API keys for machine clients: stored as a hash, with a role, an optional expiry, revocation, last use."""
 
-from alembic import op
+from rfkit.frozen_ddl import Snapshot
 
 revision = "0004"
 down_revision = "0003"
 
-
-def upgrade() -> None:
-    op.execute(
+SNAPSHOT = Snapshot(
+    up=(
         """
         CREATE TABLE api_keys (
             id uuid PRIMARY KEY,
@@ -22,23 +21,20 @@ def upgrade() -> None:
             last_used_at timestamptz,
             revoked_at timestamptz
         )
-        """
-    )
-    op.execute("CREATE UNIQUE INDEX uq_api_keys_secret_hash ON api_keys (secret_hash)")
-    op.execute("CREATE INDEX ix_api_keys_account_created ON api_keys (account_id, created_at, id)")
-    # Revoking a key denies the access tokens the gateway issued for it, through the same feed as a logout.
-    op.execute("ALTER TABLE revoked_access_tokens DROP CONSTRAINT ck_revoked_access_tokens_reason")
-    op.execute(
+        """,
+        "CREATE UNIQUE INDEX uq_api_keys_secret_hash ON api_keys (secret_hash)",
+        "CREATE INDEX ix_api_keys_account_created ON api_keys (account_id, created_at, id)",
+        # Revoking a key denies the access tokens the gateway issued for it, through the same feed as a logout.
+        "ALTER TABLE revoked_access_tokens DROP CONSTRAINT ck_revoked_access_tokens_reason",
         "ALTER TABLE revoked_access_tokens ADD CONSTRAINT ck_revoked_access_tokens_reason "
-        "CHECK (reason IN ('revoked', 'user_deactivated', 'role_changed', 'api_key_revoked'))"
-    )
-
-
-def downgrade() -> None:
-    op.execute("DELETE FROM revoked_access_tokens WHERE reason = 'api_key_revoked'")
-    op.execute("ALTER TABLE revoked_access_tokens DROP CONSTRAINT ck_revoked_access_tokens_reason")
-    op.execute(
+        "CHECK (reason IN ('revoked', 'user_deactivated', 'role_changed', 'api_key_revoked'))",
+    ),
+    down=(
+        "DELETE FROM revoked_access_tokens WHERE reason = 'api_key_revoked'",
+        "ALTER TABLE revoked_access_tokens DROP CONSTRAINT ck_revoked_access_tokens_reason",
         "ALTER TABLE revoked_access_tokens ADD CONSTRAINT ck_revoked_access_tokens_reason "
-        "CHECK (reason IN ('revoked', 'user_deactivated', 'role_changed'))"
-    )
-    op.execute("DROP TABLE api_keys")
+        "CHECK (reason IN ('revoked', 'user_deactivated', 'role_changed'))",
+        "DROP TABLE api_keys",
+    ),
+)
+upgrade, downgrade = SNAPSHOT.upgrade, SNAPSHOT.downgrade

@@ -1,13 +1,12 @@
 """Adds stale claims: the per-account policy, the latest step seen per session, and the stale mark of a claim."""
 
-from alembic import op
+from rfkit.frozen_ddl import Snapshot
 
 revision = "0004"
 down_revision = "0003"
 
-
-def upgrade() -> None:
-    op.execute(
+SNAPSHOT = Snapshot(
+    up=(
         """
         CREATE TABLE stale_policies (
             account_id uuid PRIMARY KEY,
@@ -17,40 +16,33 @@ def upgrade() -> None:
             updated_at timestamptz NOT NULL,
             CONSTRAINT ck_stale_policies_after CHECK (stale_after_seconds IS NULL OR stale_after_seconds >= 60)
         )
-        """
-    )
-    op.execute(
+        """,
         """
         CREATE TABLE session_activity (
             session_id uuid PRIMARY KEY,
             account_id uuid NOT NULL,
             last_step_at timestamptz NOT NULL
         )
-        """
-    )
-    op.execute("ALTER TABLE handoffs ADD COLUMN stale_since timestamptz")
-    # What the detector scans every second: the claims not yet found stale.
-    op.execute(
+        """,
+        "ALTER TABLE handoffs ADD COLUMN stale_since timestamptz",
+        # What the detector scans every second: the claims not yet found stale.
         "CREATE INDEX ix_handoffs_unstale_claims ON handoffs (claimed_at)"
-        " WHERE status = 'claimed' AND stale_since IS NULL"
-    )
-    op.execute("ALTER TABLE handoff_history ALTER COLUMN actor_id DROP NOT NULL")
-    op.execute("ALTER TABLE handoff_history DROP CONSTRAINT ck_handoff_history_action")
-    op.execute(
+        " WHERE status = 'claimed' AND stale_since IS NULL",
+        "ALTER TABLE handoff_history ALTER COLUMN actor_id DROP NOT NULL",
+        "ALTER TABLE handoff_history DROP CONSTRAINT ck_handoff_history_action",
         "ALTER TABLE handoff_history ADD CONSTRAINT ck_handoff_history_action"
-        " CHECK (action IN ('requested', 'claimed', 'released', 'resolved', 'stale'))"
-    )
-
-
-def downgrade() -> None:
-    op.execute("DELETE FROM handoff_history WHERE action = 'stale' OR actor_id IS NULL")
-    op.execute("ALTER TABLE handoff_history DROP CONSTRAINT ck_handoff_history_action")
-    op.execute(
+        " CHECK (action IN ('requested', 'claimed', 'released', 'resolved', 'stale'))",
+    ),
+    down=(
+        "DELETE FROM handoff_history WHERE action = 'stale' OR actor_id IS NULL",
+        "ALTER TABLE handoff_history DROP CONSTRAINT ck_handoff_history_action",
         "ALTER TABLE handoff_history ADD CONSTRAINT ck_handoff_history_action"
-        " CHECK (action IN ('requested', 'claimed', 'released', 'resolved'))"
-    )
-    op.execute("ALTER TABLE handoff_history ALTER COLUMN actor_id SET NOT NULL")
-    op.execute("DROP INDEX ix_handoffs_unstale_claims")
-    op.execute("ALTER TABLE handoffs DROP COLUMN stale_since")
-    op.execute("DROP TABLE session_activity")
-    op.execute("DROP TABLE stale_policies")
+        " CHECK (action IN ('requested', 'claimed', 'released', 'resolved'))",
+        "ALTER TABLE handoff_history ALTER COLUMN actor_id SET NOT NULL",
+        "DROP INDEX ix_handoffs_unstale_claims",
+        "ALTER TABLE handoffs DROP COLUMN stale_since",
+        "DROP TABLE session_activity",
+        "DROP TABLE stale_policies",
+    ),
+)
+upgrade, downgrade = SNAPSHOT.upgrade, SNAPSHOT.downgrade

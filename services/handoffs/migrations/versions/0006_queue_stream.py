@@ -1,16 +1,15 @@
 """Creates the live queue's handoff change log: per-account ids, the trigger that writes them, and its NOTIFY."""
 
-from alembic import op
+from rfkit.frozen_ddl import Snapshot
 
 revision = "0006"
 down_revision = "0005"
 
-
-def upgrade() -> None:
-    # A row per account hands out that account's change ids under its row lock, at commit, so ids are dense and
-    # commit in order (handoffs.change_log says why that matters).
-    op.execute("CREATE TABLE handoff_change_heads (account_id uuid PRIMARY KEY, last_id bigint NOT NULL)")
-    op.execute(
+SNAPSHOT = Snapshot(
+    up=(
+        # A row per account hands out that account's change ids under its row lock, at commit, so ids are dense and
+        # commit in order (handoffs.change_log says why that matters).
+        "CREATE TABLE handoff_change_heads (account_id uuid PRIMARY KEY, last_id bigint NOT NULL)",
         """
         CREATE TABLE handoff_changes (
             account_id uuid,
@@ -20,10 +19,8 @@ def upgrade() -> None:
             at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (account_id, id)
         )
-        """
-    )
-    op.execute("CREATE INDEX ix_handoff_changes_at ON handoff_changes (at)")
-    op.execute(
+        """,
+        "CREATE INDEX ix_handoff_changes_at ON handoff_changes (at)",
         """
 CREATE FUNCTION handoff_changes_record() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -38,27 +35,24 @@ BEGIN
     RETURN NULL;
 END
 $$
-"""
-    )
-    # Deferred to commit: the id is taken as late as possible (handoffs.change_log says why), and the history row of
-    # the change is written by then.
-    op.execute(
+""",
+        # Deferred to commit: the id is taken as late as possible (handoffs.change_log says why), and the history row of
+        # the change is written by then.
         """
 CREATE CONSTRAINT TRIGGER handoff_changes_on_insert AFTER INSERT ON handoffs
 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION handoff_changes_record()
-"""
-    )
-    op.execute(
+""",
         """
 CREATE CONSTRAINT TRIGGER handoff_changes_on_update AFTER UPDATE ON handoffs
 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
 WHEN (OLD.version IS DISTINCT FROM NEW.version) EXECUTE FUNCTION handoff_changes_record()
-"""
-    )
-
-
-def downgrade() -> None:
-    op.execute("DROP TRIGGER handoff_changes_on_update ON handoffs")
-    op.execute("DROP TRIGGER handoff_changes_on_insert ON handoffs")
-    op.execute("DROP FUNCTION handoff_changes_record()")
-    op.execute("DROP TABLE handoff_changes, handoff_change_heads")
+""",
+    ),
+    down=(
+        "DROP TRIGGER handoff_changes_on_update ON handoffs",
+        "DROP TRIGGER handoff_changes_on_insert ON handoffs",
+        "DROP FUNCTION handoff_changes_record()",
+        "DROP TABLE handoff_changes, handoff_change_heads",
+    ),
+)
+upgrade, downgrade = SNAPSHOT.upgrade, SNAPSHOT.downgrade

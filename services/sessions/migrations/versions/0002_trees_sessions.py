@@ -1,13 +1,12 @@
 """Creates decision trees (versioned, full-text searchable), sessions, steps and escalation views."""
 
-from alembic import op
+from rfkit.frozen_ddl import Snapshot
 
 revision = "0002"
 down_revision = "0001"
 
-
-def upgrade() -> None:
-    op.execute(
+SNAPSHOT = Snapshot(
+    up=(
         """
         CREATE TABLE trees (
             id uuid PRIMARY KEY,
@@ -32,11 +31,9 @@ def upgrade() -> None:
             updated_at timestamptz NOT NULL,
             deleted_at timestamptz
         )
-        """
-    )
-    op.execute("CREATE INDEX ix_trees_account_category_live ON trees (account_id, category) WHERE deleted_at IS NULL")
-    op.execute("CREATE INDEX ix_trees_search ON trees USING gin (search)")
-    op.execute(
+        """,
+        "CREATE INDEX ix_trees_account_category_live ON trees (account_id, category) WHERE deleted_at IS NULL",
+        "CREATE INDEX ix_trees_search ON trees USING gin (search)",
         """
         CREATE TABLE tree_versions (
             tree_id uuid REFERENCES trees (id),
@@ -52,9 +49,7 @@ def upgrade() -> None:
             created_at timestamptz NOT NULL,
             PRIMARY KEY (tree_id, version)
         )
-        """
-    )
-    op.execute(
+        """,
         """
         CREATE TABLE sessions (
             id uuid PRIMARY KEY,
@@ -76,11 +71,9 @@ def upgrade() -> None:
             CONSTRAINT ck_sessions_outcome CHECK (outcome IS NULL OR outcome IN ('resolved', 'unresolved')),
             FOREIGN KEY (tree_id, tree_version) REFERENCES tree_versions (tree_id, version)
         )
-        """
-    )
-    op.execute("CREATE INDEX ix_sessions_account_started ON sessions (account_id, started_at DESC)")
-    op.execute("CREATE INDEX ix_sessions_account_user_started ON sessions (account_id, started_by, started_at DESC)")
-    op.execute(
+        """,
+        "CREATE INDEX ix_sessions_account_started ON sessions (account_id, started_at DESC)",
+        "CREATE INDEX ix_sessions_account_user_started ON sessions (account_id, started_by, started_at DESC)",
         """
         CREATE TABLE steps (
             id uuid PRIMARY KEY,
@@ -97,10 +90,8 @@ def upgrade() -> None:
             recorded_by uuid NOT NULL,
             created_at timestamptz NOT NULL
         )
-        """
-    )
-    op.execute("CREATE INDEX ix_steps_session_created ON steps (session_id, created_at, seq)")
-    op.execute(
+        """,
+        "CREATE INDEX ix_steps_session_created ON steps (session_id, created_at, seq)",
         """
         CREATE TABLE session_escalations (
             handoff_id uuid PRIMARY KEY,
@@ -114,10 +105,9 @@ def upgrade() -> None:
             claimed_at timestamptz,
             release_version integer
         )
-        """
-    )
-    op.execute("CREATE INDEX ix_session_escalations_session ON session_escalations (account_id, session_id)")
-
-
-def downgrade() -> None:
-    op.execute("DROP TABLE session_escalations, steps, sessions, tree_versions, trees")
+        """,
+        "CREATE INDEX ix_session_escalations_session ON session_escalations (account_id, session_id)",
+    ),
+    down=("DROP TABLE session_escalations, steps, sessions, tree_versions, trees",),
+)
+upgrade, downgrade = SNAPSHOT.upgrade, SNAPSHOT.downgrade
