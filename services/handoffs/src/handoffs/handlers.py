@@ -43,24 +43,22 @@ class EscalateSession:
 
 
 @dataclass(frozen=True)
-class ClaimHandoff:
+class HandoffCommand:
+    """A move on one handoff of the account, asked for by `actor`."""
+
     account_id: UUID
     handoff_id: UUID
     actor: Actor
+
+
+class ClaimHandoff(HandoffCommand): ...
+
+
+class ReleaseHandoff(HandoffCommand): ...
 
 
 @dataclass(frozen=True)
-class ReleaseHandoff:
-    account_id: UUID
-    handoff_id: UUID
-    actor: Actor
-
-
-@dataclass(frozen=True)
-class ResolveHandoff:
-    account_id: UUID
-    handoff_id: UUID
-    actor: Actor
+class ResolveHandoff(HandoffCommand):
     note: str | None
 
 
@@ -183,7 +181,7 @@ async def claim(cmd: ClaimHandoff, *, db: Database) -> HandoffRead:
 
 async def _locked_and_checked(
     uow: HandoffsUnitOfWork,
-    cmd: ReleaseHandoff | ResolveHandoff,
+    cmd: HandoffCommand,
     check: Callable[[domain.HandoffState, Actor], None],
 ) -> datetime:
     """Locks the handoff's row, checks the move's rule against it, and gives the time of the move.

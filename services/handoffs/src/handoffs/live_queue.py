@@ -30,6 +30,7 @@ from prometheus_client import Counter, Gauge
 from tenacity import AsyncRetrying, wait_exponential
 
 from handoffs.change_log import CHANNEL, Change, ChangeLogRepository
+from handoffs.settings import Settings
 from rfkit.db import Database
 from rfkit.tasks import BackgroundTask, periodically
 
@@ -141,25 +142,15 @@ class AccountFeed:
 class LiveQueue:
     """The process's listener, the feeds of the accounts its clients watch, and the purge of the change log."""
 
-    def __init__(
-        self,
-        db: Database,
-        render: Render,
-        *,
-        service: str,
-        ring_size: int,
-        poll_s: float,
-        retention_s: float,
-        purge_interval_s: float,
-        page: int = 200,
-    ) -> None:
+    def __init__(self, db: Database, render: Render, settings: Settings, *, page: int = 200) -> None:
         self.db = db
         self.render = render
-        self.service = service
-        self.ring_size = ring_size
-        self.poll_s = poll_s
-        self.retention_s = retention_s
-        self.purge_interval_s = purge_interval_s
+        self.service = settings.service_name
+        self.ring_size = settings.queue_stream_ring_size
+        self.poll_s = settings.queue_stream_poll_s
+        self.retention_s = settings.queue_stream_retention_s
+        self.purge_interval_s = settings.queue_stream_purge_interval_s
+        self.heartbeat_s = settings.queue_stream_heartbeat_s
         self.page = page
         self.feeds: dict[UUID, AccountFeed] = {}
         self.listening = asyncio.Event()
@@ -167,8 +158,8 @@ class LiveQueue:
         self._listener = BackgroundTask()
         self._purger = BackgroundTask()
         self._stopping: set[asyncio.Future[None]] = set()
-        self._open = OPEN_STREAMS.labels(service)
-        self._sent = EVENTS_SENT.labels(service)
+        self._open = OPEN_STREAMS.labels(self.service)
+        self._sent = EVENTS_SENT.labels(self.service)
 
     # --- lifecycle
 
@@ -222,7 +213,6 @@ class LiveQueue:
         account_id: UUID,
         last_event_id: int | None,
         expires_at: float,
-        heartbeat_s: float,
         still_valid: Callable[[], bool] = lambda: True,
     ) -> AsyncIterator[bytes]:
         """The SSE body of one client: its account's changes after `last_event_id` (else from now on), a comment
@@ -252,13 +242,13 @@ class LiveQueue:
                 cursor = last_event_id
             # First block after the cursor is fixed: a client that has read it will see every later change.
             yield b"retry: %d\n\n" % RETRY_MS
-            quiet_until = time.monotonic() + heartbeat_s
+            quiet_until = time.monotonic() + self.heartbeat_s
             while not self.closing and time.time() < expires_at and still_valid():
                 changed = feed.changed
                 chunk, cursor = await self._next(feed, cursor)
                 if chunk:
                     yield chunk
-                    quiet_until = time.monotonic() + heartbeat_s
+                    quiet_until = time.monotonic() + self.heartbeat_s
                     continue
                 wait_s = min(quiet_until - time.monotonic(), expires_at - time.time())
                 try:
@@ -268,7 +258,7 @@ class LiveQueue:
                 except TimeoutError:
                     if time.monotonic() >= quiet_until:
                         yield HEARTBEAT
-                        quiet_until = time.monotonic() + heartbeat_s
+                        quiet_until = time.monotonic() + self.heartbeat_s
             if time.time() >= expires_at:
                 yield b": token expired\n\n"
         finally:

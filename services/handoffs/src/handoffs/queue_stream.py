@@ -32,15 +32,7 @@ def lifespan_router(settings: Settings) -> APIRouter:
                 return None
             return detail.model_dump_json().encode()
 
-        live = LiveQueue(
-            db,
-            render,
-            service=settings.service_name,
-            ring_size=settings.queue_stream_ring_size,
-            poll_s=settings.queue_stream_poll_s,
-            retention_s=settings.queue_stream_retention_s,
-            purge_interval_s=settings.queue_stream_purge_interval_s,
-        )
+        live = LiveQueue(db, render, settings)
         await live.start()
         app.state.live_queue = live
         try:
@@ -55,11 +47,6 @@ def get_live_queue(request: Request) -> LiveQueue:
     return request.app.state.live_queue
 
 
-def get_heartbeat_s(request: Request) -> float:
-    settings: Settings = request.app.state.runtime.settings
-    return settings.queue_stream_heartbeat_s
-
-
 def get_token_check(request: Request, principal: CurrentPrincipal) -> Callable[[], bool]:
     """Whether the caller's token is still not revoked (asked again during the stream, from the denial feed)."""
     denials = request.app.state.denials
@@ -70,7 +57,6 @@ def get_token_check(request: Request, principal: CurrentPrincipal) -> Callable[[
 
 # The route's dependencies (to join the service's deps.py when it has one).
 Live = Annotated[LiveQueue, Depends(get_live_queue)]
-HeartbeatS = Annotated[float, Depends(get_heartbeat_s)]
 TokenCheck = Annotated[Callable[[], bool], Depends(get_token_check)]
 
 router = APIRouter(tags=["handoffs"])
@@ -85,7 +71,6 @@ router = APIRouter(tags=["handoffs"])
 async def queue_stream(
     principal: CurrentPrincipal,
     live: Live,
-    heartbeat_s: HeartbeatS,
     token_valid: TokenCheck,
     last_event_id: sse.LastEventIdQuery = None,
     last_event_id_header: sse.LastEventIdHeader = None,
@@ -97,7 +82,6 @@ async def queue_stream(
         account_id=principal.account_id,
         last_event_id=after,
         expires_at=principal.expires_at,
-        heartbeat_s=heartbeat_s,
         still_valid=token_valid,
     )
     return StreamingResponse(body, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
