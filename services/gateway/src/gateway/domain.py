@@ -24,13 +24,6 @@ API_KEY_TOKEN_PREFIX = "apikey-"
 # ---- entities ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Account:
-    id: UUID
-    name: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
 class User:
     id: UUID
     account_id: UUID
@@ -41,10 +34,6 @@ class User:
     is_active: bool
     created_at: datetime
     updated_at: datetime
-
-    def public(self) -> dict[str, Any]:
-        """The user as the API shows it: everything but the password hash."""
-        return {k: v for k, v in self.__dict__.items() if k != "password_hash"}
 
 
 @dataclass(frozen=True)
@@ -80,10 +69,6 @@ class ApiKey:
     last_used_at: datetime | None
     revoked_at: datetime | None
 
-    def public(self) -> dict[str, Any]:
-        """The key as the API lists it: everything but the secret's hash."""
-        return {k: v for k, v in self.__dict__.items() if k != "secret_hash"}
-
 
 @dataclass(frozen=True)
 class KeyGrant:
@@ -93,6 +78,15 @@ class KeyGrant:
     account_id: UUID
     role: Role
     expires_at: datetime | None
+
+
+# The fields holding the hash of a secret (a password, an API key's): stored and compared, never shown.
+SECRET_HASHES = frozenset({"password_hash", "secret_hash"})
+
+
+def public_fields(record: User | ApiKey) -> dict[str, Any]:
+    """A user or an API key as the API shows it: every field but its secret's hash."""
+    return {k: v for k, v in record.__dict__.items() if k not in SECRET_HASHES}
 
 
 def is_api_key_token(token_id: str) -> bool:

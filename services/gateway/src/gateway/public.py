@@ -15,51 +15,12 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from gateway.proxy import Upstreams
-from rf_contracts.api.analytics import (
-    CSV_EXAMPLE,
-    BreakdownBy,
-    DrillDownFormat,
-    DrillDownOrder,
-    EscalationBreakdownRead,
-    EscalationHandoffPage,
-    EscalationMetricRead,
-    EscalationSeriesRead,
-    Period,
-)
+from rf_contracts.api import analytics as analytics_api
+from rf_contracts.api import handoffs as handoffs_api
+from rf_contracts.api import sessions as sessions_api
+from rf_contracts.api import trees as trees_api
 from rf_contracts.api.business_hours import BusinessHoursRead, BusinessHoursWrite, Clock
 from rf_contracts.api.errors import ErrorResponse
-from rf_contracts.api.handoffs import (
-    HandoffCreate,
-    HandoffDetail,
-    HandoffPage,
-    HandoffRead,
-    HandoffResolve,
-    HandoffStats,
-    StalePolicy,
-    StatusFilter,
-)
-from rf_contracts.api.sessions import (
-    ExportFormat,
-    SessionComplete,
-    SessionCreate,
-    SessionExport,
-    SessionPage,
-    SessionRead,
-    SessionStatus,
-    SessionUpdate,
-    StepCreate,
-    StepPage,
-    StepRead,
-)
-from rf_contracts.api.trees import (
-    Category,
-    TreeCategory,
-    TreeCreate,
-    TreePage,
-    TreeRead,
-    TreeReplace,
-    TreeSearchPage,
-)
 from rfkit import sse
 from rfkit.auth import Admin, CurrentPrincipal, Engineer, Principal
 from rfkit.etags import IfMatch, if_match
@@ -109,7 +70,7 @@ async def _stream(request: Request, service: str, principal: Principal) -> Respo
 Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
 # Bounded so that no value can overflow a database integer downstream.
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
-CategoryFilter = Annotated[Category | None, Query(description="only trees of this category")]
+CategoryFilter = Annotated[trees_api.Category | None, Query(description="only trees of this category")]
 # Checked again by the owning service, under its row lock; declared here for the document and early 412s.
 IfMatchHeader = Annotated[IfMatch | None, Depends(if_match)]
 _ETAG = {"ETag": {"description": "strong entity tag of this version of the resource; send it back as If-Match",
@@ -131,20 +92,21 @@ HANDOFF = "/{handoff_id:uuid}"
 trees = APIRouter(prefix="/trees", tags=["trees"])
 
 
-@trees.get("", response_model=TreePage, responses=_answers(403), summary="List the account's trees")
+@trees.get("", response_model=trees_api.TreePage, responses=_answers(403), summary="List the account's trees")
 async def list_trees(
     request: Request, _: CurrentPrincipal, category: CategoryFilter = None, limit: Limit = 50, offset: Offset = 0
 ) -> Response:
     return await _forward(request, "sessions")
 
 
-@trees.get("/categories", response_model=list[TreeCategory], responses=_answers(403),
+@trees.get("/categories", response_model=list[trees_api.TreeCategory], responses=_answers(403),
            summary="Categories with their tree counts")
 async def tree_categories(request: Request, _: CurrentPrincipal) -> Response:
     return await _forward(request, "sessions")
 
 
-@trees.get("/search", response_model=TreeSearchPage, responses=_answers(403), summary="Ranked full-text search")
+@trees.get("/search", response_model=trees_api.TreeSearchPage, responses=_answers(403),
+           summary="Ranked full-text search")
 async def search_trees(
     request: Request,
     _: CurrentPrincipal,
@@ -156,7 +118,7 @@ async def search_trees(
     return await _forward(request, "sessions")
 
 
-@trees.get(TREE, response_model=TreeRead, responses=_answers(403, 404, extra={200: _TREE_ETAG}),
+@trees.get(TREE, response_model=trees_api.TreeRead, responses=_answers(403, 404, extra={200: _TREE_ETAG}),
            summary="A tree with its nodes (latest or ?version=N)")
 async def get_tree(
     request: Request,
@@ -167,17 +129,17 @@ async def get_tree(
     return await _forward(request, "sessions")
 
 
-@trees.post("", response_model=TreeRead, status_code=status.HTTP_201_CREATED,
+@trees.post("", response_model=trees_api.TreeRead, status_code=status.HTTP_201_CREATED,
             responses=_answers(403, extra={201: _TREE_ETAG, 422: _INVALID_TREE}), summary="Create a tree (engineer+)")
-async def create_tree(request: Request, _: Engineer, body: TreeCreate) -> Response:
+async def create_tree(request: Request, _: Engineer, body: trees_api.TreeCreate) -> Response:
     return await _forward(request, "sessions")
 
 
-@trees.put(TREE, response_model=TreeRead,
+@trees.put(TREE, response_model=trees_api.TreeRead,
            responses=_answers(403, 404, 412, extra={200: _TREE_ETAG, 422: _INVALID_TREE}),
            summary="Replace a tree: a new version (engineer+); 412 if If-Match is stale")
 async def replace_tree(
-    request: Request, _: Engineer, tree_id: UUID, body: TreeReplace, __: IfMatchHeader
+    request: Request, _: Engineer, tree_id: UUID, body: trees_api.TreeReplace, __: IfMatchHeader
 ) -> Response:
     return await _forward(request, "sessions")
 
@@ -193,13 +155,13 @@ async def delete_tree(request: Request, _: Admin, tree_id: UUID) -> Response:
 sessions = APIRouter(prefix="/sessions", tags=["sessions"])
 
 
-@sessions.get("", response_model=SessionPage, responses=_answers(403),
+@sessions.get("", response_model=sessions_api.SessionPage, responses=_answers(403),
               summary="The caller's sessions (engineer+: ?scope=account)")
 async def list_sessions(
     request: Request,
     _: CurrentPrincipal,
     scope: Literal["mine", "account"] = "mine",
-    status_: Annotated[SessionStatus | None, Query(alias="status")] = None,
+    status_: Annotated[sessions_api.SessionStatus | None, Query(alias="status")] = None,
     tree_id: UUID | None = None,
     limit: Limit = 50,
     offset: Offset = 0,
@@ -207,29 +169,30 @@ async def list_sessions(
     return await _forward(request, "sessions")
 
 
-@sessions.get(SESSION, response_model=SessionRead, responses=_answers(403, 404, extra={200: _SESSION_ETAG}),
+@sessions.get(SESSION, response_model=sessions_api.SessionRead,
+              responses=_answers(403, 404, extra={200: _SESSION_ETAG}),
               summary="A session with its tree version, current node and status")
 async def get_session(request: Request, _: CurrentPrincipal, session_id: UUID) -> Response:
     return await _forward(request, "sessions")
 
 
-@sessions.post("", response_model=SessionRead, status_code=status.HTTP_201_CREATED,
+@sessions.post("", response_model=sessions_api.SessionRead, status_code=status.HTTP_201_CREATED,
                responses=_answers(403, 404, extra={201: _SESSION_ETAG}),
                summary="Start a session at a tree's root (engineer+)")
-async def start_session(request: Request, _: Engineer, body: SessionCreate) -> Response:
+async def start_session(request: Request, _: Engineer, body: sessions_api.SessionCreate) -> Response:
     return await _forward(request, "sessions")
 
 
-@sessions.put(SESSION, response_model=SessionRead,
+@sessions.put(SESSION, response_model=sessions_api.SessionRead,
               responses=_answers(403, 404, 409, 412, extra={200: _SESSION_ETAG}),
               summary="Update title/notes, or answer the current node (engineer+); 412 if If-Match is stale")
 async def update_session(
-    request: Request, _: Engineer, session_id: UUID, body: SessionUpdate, __: IfMatchHeader
+    request: Request, _: Engineer, session_id: UUID, body: sessions_api.SessionUpdate, __: IfMatchHeader
 ) -> Response:
     return await _forward(request, "sessions")
 
 
-@sessions.get(SESSION + "/steps", response_model=StepPage, responses=_answers(403, 404),
+@sessions.get(SESSION + "/steps", response_model=sessions_api.StepPage, responses=_answers(403, 404),
               summary="The journal, oldest first")
 async def list_steps(
     request: Request, _: CurrentPrincipal, session_id: UUID, limit: Limit = 50, offset: Offset = 0
@@ -237,28 +200,30 @@ async def list_steps(
     return await _forward(request, "sessions")
 
 
-@sessions.post(SESSION + "/steps", response_model=StepRead, status_code=status.HTTP_201_CREATED,
+@sessions.post(SESSION + "/steps", response_model=sessions_api.StepRead, status_code=status.HTTP_201_CREATED,
                responses=_answers(403, 404, 409), summary="Add a step to the journal (engineer+)")
-async def add_step(request: Request, _: Engineer, session_id: UUID, body: StepCreate) -> Response:
+async def add_step(request: Request, _: Engineer, session_id: UUID, body: sessions_api.StepCreate) -> Response:
     return await _forward(request, "sessions")
 
 
-@sessions.post(SESSION + "/complete", response_model=SessionRead,
+@sessions.post(SESSION + "/complete", response_model=sessions_api.SessionRead,
                responses=_answers(403, 404, 409, extra={200: _SESSION_ETAG}),
                summary="Complete with an outcome (engineer+); 409 if already completed")
-async def complete_session(request: Request, _: Engineer, session_id: UUID, body: SessionComplete) -> Response:
+async def complete_session(
+    request: Request, _: Engineer, session_id: UUID, body: sessions_api.SessionComplete
+) -> Response:
     return await _forward(request, "sessions")
 
 
 @sessions.post(
     SESSION + "/export",
-    response_model=SessionExport,
+    response_model=sessions_api.SessionExport,
     responses=_answers(403, 404, extra={200: {"content": {"text/markdown": {}},
                                             "description": "the session as a document (JSON or Markdown)"}}),
     summary="Export the session with its steps as Markdown or JSON",
 )
 async def export_session(
-    request: Request, _: CurrentPrincipal, session_id: UUID, format: ExportFormat = "markdown"
+    request: Request, _: CurrentPrincipal, session_id: UUID, format: sessions_api.ExportFormat = "markdown"
 ) -> Response:
     return await _forward(request, "sessions")
 
@@ -268,18 +233,18 @@ async def export_session(
 handoffs = APIRouter(prefix="/handoffs", tags=["handoffs"])
 
 
-@handoffs.post("", response_model=HandoffRead, status_code=status.HTTP_201_CREATED,
+@handoffs.post("", response_model=handoffs_api.HandoffRead, status_code=status.HTTP_201_CREATED,
                responses=_answers(403, 404, 409), summary="Escalate a session (engineer+)")
-async def escalate(request: Request, _: Engineer, body: HandoffCreate) -> Response:
+async def escalate(request: Request, _: Engineer, body: handoffs_api.HandoffCreate) -> Response:
     return await _forward(request, "handoffs")
 
 
-@handoffs.get("", response_model=HandoffPage, responses=_answers(403),
+@handoffs.get("", response_model=handoffs_api.HandoffPage, responses=_answers(403),
               summary="The queue, most urgent first, then oldest first")
 async def list_handoffs(
     request: Request,
     _: CurrentPrincipal,
-    status: StatusFilter | None = None,
+    status: handoffs_api.StatusFilter | None = None,
     mine: Annotated[bool, Query(description="Only handoffs claimed by the caller")] = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Offset = 0,
@@ -302,46 +267,47 @@ async def queue_stream(
 
 
 # Declared before /handoffs/{handoff_id} so that "stats" is not taken for an id.
-@handoffs.get("/stats", response_model=HandoffStats, responses=_answers(403), summary="The queue stat card")
+@handoffs.get("/stats", response_model=handoffs_api.HandoffStats, responses=_answers(403),
+              summary="The queue stat card")
 async def handoff_stats(request: Request, _: CurrentPrincipal) -> Response:
     return await _forward(request, "handoffs")
 
 
 # Declared before /handoffs/{handoff_id} so that "policy" is not taken for an id.
-@handoffs.get("/policy", response_model=StalePolicy, responses=_answers(403),
+@handoffs.get("/policy", response_model=handoffs_api.StalePolicy, responses=_answers(403),
               summary="The account's stale-claim policy (engineer+)")
 async def get_stale_policy(request: Request, _: Engineer) -> Response:
     return await _forward(request, "handoffs")
 
 
-@handoffs.put("/policy", response_model=StalePolicy, responses=_answers(403),
+@handoffs.put("/policy", response_model=handoffs_api.StalePolicy, responses=_answers(403),
               summary="Replace the account's stale-claim policy (admin); it applies to running claims")
-async def put_stale_policy(request: Request, _: Admin, body: StalePolicy) -> Response:
+async def put_stale_policy(request: Request, _: Admin, body: handoffs_api.StalePolicy) -> Response:
     return await _forward(request, "handoffs")
 
 
-@handoffs.get(HANDOFF, response_model=HandoffDetail, responses=_answers(403, 404),
+@handoffs.get(HANDOFF, response_model=handoffs_api.HandoffDetail, responses=_answers(403, 404),
               summary="One handoff with its history")
 async def get_handoff(request: Request, _: CurrentPrincipal, handoff_id: UUID) -> Response:
     return await _forward(request, "handoffs")
 
 
-@handoffs.post(HANDOFF + "/claim", response_model=HandoffRead, responses=_answers(403, 404, 409),
+@handoffs.post(HANDOFF + "/claim", response_model=handoffs_api.HandoffRead, responses=_answers(403, 404, 409),
                summary="Claim it (engineer+); one concurrent claimer wins, the others get 409")
 async def claim_handoff(request: Request, _: Engineer, handoff_id: UUID) -> Response:
     return await _forward(request, "handoffs")
 
 
-@handoffs.post(HANDOFF + "/release", response_model=HandoffRead, responses=_answers(403, 404, 409),
+@handoffs.post(HANDOFF + "/release", response_model=handoffs_api.HandoffRead, responses=_answers(403, 404, 409),
                summary="Back to open (the claimer or an admin)")
 async def release_handoff(request: Request, _: Engineer, handoff_id: UUID) -> Response:
     return await _forward(request, "handoffs")
 
 
-@handoffs.post(HANDOFF + "/resolve", response_model=HandoffRead, responses=_answers(403, 404, 409),
+@handoffs.post(HANDOFF + "/resolve", response_model=handoffs_api.HandoffRead, responses=_answers(403, 404, 409),
                summary="Resolve it (the claimer or an admin)")
 async def resolve_handoff(
-    request: Request, _: Engineer, handoff_id: UUID, body: Annotated[HandoffResolve | None, Body()] = None
+    request: Request, _: Engineer, handoff_id: UUID, body: Annotated[handoffs_api.HandoffResolve | None, Body()] = None
 ) -> Response:
     return await _forward(request, "handoffs")
 
@@ -351,41 +317,40 @@ async def resolve_handoff(
 analytics = APIRouter(prefix="/analytics", tags=["analytics"])
 
 
-@analytics.get("/flowpilot/escalations", response_model=EscalationMetricRead, responses=_answers(403, 409),
-               summary="Escalation time-to-first-action of the caller's account (engineer+)")
-async def escalations(
-    request: Request,
-    _: Engineer,
-    period: Annotated[Period, Query(description="the window: the last 7, 30 or 90 days up to now")],
-    clock: Annotated[
-        Clock,
-        Query(description="wall: elapsed seconds; business: only the open seconds of the account's business hours"),
-    ] = "wall",
-) -> Response:
-    return await _forward(request, "analytics")
-
-
-AnalyticsPeriod = Annotated[Period, Query(description="the window: the last 7, 30 or 90 days up to now")]
+AnalyticsPeriod = Annotated[analytics_api.Period, Query(description="the window: the last 7, 30 or 90 days up to now")]
 AnalyticsClock = Annotated[
     Clock, Query(description="wall: elapsed seconds; business: only the open seconds of the account's business hours")
 ]
 
 
-@analytics.get("/flowpilot/escalations/breakdown", response_model=EscalationBreakdownRead, responses=_answers(403, 409),
+@analytics.get("/flowpilot/escalations", response_model=analytics_api.EscalationMetricRead,
+               responses=_answers(403, 409),
+               summary="Escalation time-to-first-action of the caller's account (engineer+)")
+async def escalations(
+    request: Request, _: Engineer, period: AnalyticsPeriod, clock: AnalyticsClock = "wall"
+) -> Response:
+    return await _forward(request, "analytics")
+
+
+@analytics.get("/flowpilot/escalations/breakdown", response_model=analytics_api.EscalationBreakdownRead,
+               responses=_answers(403, 409),
                summary="The escalation metric per tree, category, priority or claimer (engineer+)")
 async def escalation_breakdown(
     request: Request,
     _: Engineer,
     period: AnalyticsPeriod,
-    by: Annotated[BreakdownBy, Query(description="group by the session's tree, its category, the priority or claimer")],
+    by: Annotated[
+        analytics_api.BreakdownBy,
+        Query(description="group by the session's tree, its category, the priority or claimer"),
+    ],
     clock: AnalyticsClock = "wall",
 ) -> Response:
     return await _forward(request, "analytics")
 
 
-@analytics.get("/flowpilot/escalations/handoffs", response_model=EscalationHandoffPage,
+@analytics.get("/flowpilot/escalations/handoffs", response_model=analytics_api.EscalationHandoffPage,
                responses=_answers(403, 409, extra={200: {
-                   "content": {"text/csv": {"schema": {"type": "string"}, "example": CSV_EXAMPLE}},
+                   "content": {"text/csv": {"schema": {"type": "string"}, "example": analytics_api.CSV_EXAMPLE}},
                    "description": "one page as JSON; with format=csv or Accept: text/csv every row as an RFC 4180 "
                                   "attachment"}}),
                summary="The handoffs the escalation metric counts, slowest or newest first; CSV (engineer+)")
@@ -393,17 +358,22 @@ async def escalation_handoffs(
     request: Request,
     _: Engineer,
     period: AnalyticsPeriod,
-    order: Annotated[DrillDownOrder, Query(description="slowest (delta, else waiting time) or newest claim first")]
-    = "slowest",
+    order: Annotated[
+        analytics_api.DrillDownOrder,
+        Query(description="slowest (delta, else waiting time) or newest claim first"),
+    ] = "slowest",
     limit: Annotated[int, Query(ge=1, le=500, description="page size, 1 to 500")] = 50,
     offset: Offset = 0,
-    format: Annotated[DrillDownFormat | None, Query(description="csv: every row as a CSV attachment")] = None,
+    format: Annotated[
+        analytics_api.DrillDownFormat | None, Query(description="csv: every row as a CSV attachment")
+    ] = None,
     clock: AnalyticsClock = "wall",
 ) -> Response:
     return await _forward(request, "analytics")
 
 
-@analytics.get("/flowpilot/escalations/series", response_model=EscalationSeriesRead, responses=_answers(403, 409),
+@analytics.get("/flowpilot/escalations/series", response_model=analytics_api.EscalationSeriesRead,
+               responses=_answers(403, 409),
                summary="The escalation metric per day in a time zone, and a histogram of deltas (engineer+)")
 async def escalation_series(
     request: Request,

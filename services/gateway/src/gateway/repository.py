@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain import (
     API_KEY_TOKEN_PREFIX,
-    Account,
     ApiKey,
     AttemptLimit,
     DenialReason,
@@ -25,6 +24,7 @@ from gateway.domain import (
     TokenDenial,
     User,
 )
+from rf_contracts.api.identity import AccountRead
 from rfkit.db import page_of
 
 # The migrations build these tables; tests/test_schema_matches_metadata.py checks that they agree.
@@ -160,17 +160,17 @@ class AccountRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def add(self, *, account_id: UUID, name: str, now: datetime) -> Account:
+    async def add(self, *, account_id: UUID, name: str, now: datetime) -> AccountRead:
         await self._session.execute(sa.insert(accounts).values(id=account_id, name=name, created_at=now))
-        return Account(id=account_id, name=name, created_at=now)
+        return AccountRead(id=account_id, name=name, created_at=now)
 
-    async def get(self, *, account_id: UUID, lock: bool = False) -> Account | None:
+    async def get(self, *, account_id: UUID, lock: bool = False) -> AccountRead | None:
         """The account; `lock`: held until the transaction ends (serializes changes to its users)."""
         query = sa.select(accounts).where(accounts.c.id == account_id)
         if lock:
             query = query.with_for_update()
         row = (await self._session.execute(query)).first()
-        return None if row is None else Account(**row._mapping)
+        return None if row is None else AccountRead(**row._mapping)
 
 
 class UserRepository:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from uuid import UUID
 
-from gateway.domain import ApiKey, ApiKeyExpiryInPast, ApiKeyNotFound, KeyGrant, Role
+from gateway.domain import ApiKey, ApiKeyExpiryInPast, ApiKeyNotFound, KeyGrant, Role, public_fields
 from gateway.principals import PrincipalCache
 from gateway.security import SHOWN_PREFIX, api_key_hash, new_api_key_secret
 from gateway.uow import GatewayUnitOfWork
@@ -55,13 +55,13 @@ async def create_api_key(cmd: CreateApiKey, *, db: Database) -> ApiKeyCreated:
     )
     async with db.unit_of_work(GatewayUnitOfWork) as uow:
         await uow.api_keys.add(key=key)
-    return ApiKeyCreated(**key.public(), secret=secret)
+    return ApiKeyCreated(**public_fields(key), secret=secret)
 
 
 async def list_api_keys(*, account_id: UUID, limit: int, offset: int, db: Database) -> ApiKeyPage:
     async with db.unit_of_work(GatewayUnitOfWork) as uow:
         keys, total = await uow.api_keys.page(account_id=account_id, limit=limit, offset=offset)
-    return ApiKeyPage(items=[ApiKeyRead(**k.public()) for k in keys], total=total, limit=limit, offset=offset)
+    return ApiKeyPage(items=[ApiKeyRead(**public_fields(k)) for k in keys], total=total, limit=limit, offset=offset)
 
 
 async def revoke_api_key(

@@ -19,13 +19,14 @@ from gateway.domain import (
     User,
     UserNotFound,
     WrongPassword,
+    public_fields,
 )
 from gateway.handlers.throttle import admit
 from gateway.handlers.users import password_hash_for_new_user
 from gateway.principals import PrincipalCache
 from gateway.security import Passwords, TokenIssuer, new_refresh_token, refresh_token_hash
 from gateway.uow import GatewayUnitOfWork
-from rf_contracts.api.identity import AccountRead, MeRead, RegisterResponse, TokenPair, UserRead
+from rf_contracts.api.identity import MeRead, RegisterResponse, TokenPair, UserRead
 from rfkit.clock import utcnow
 from rfkit.db import Database
 
@@ -90,8 +91,7 @@ async def register(cmd: Register, *, db: Database, passwords: Passwords, policy:
                     password_hash=password_hash, role="admin", is_active=True, created_at=now, updated_at=now)
         # EmailTaken here (a race the early check lost) rolls the account back too.
         await uow.users.add(user=user)
-    return RegisterResponse(user=UserRead.model_validate(user.public()),
-                            account=AccountRead.model_validate(account.__dict__))
+    return RegisterResponse(user=UserRead.model_validate(public_fields(user)), account=account)
 
 
 async def login(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from gateway.domain import EmailTaken, Role, User, UserNotFound, check_admin_remains
+from gateway.domain import EmailTaken, Role, User, UserNotFound, check_admin_remains, public_fields
 from gateway.principals import PrincipalCache
 from gateway.security import Passwords
 from gateway.uow import GatewayUnitOfWork
@@ -126,4 +126,4 @@ async def reset_password(cmd: ResetPassword, *, db: Database, passwords: Passwor
 
 
 def _read(user: User) -> UserRead:
-    return UserRead.model_validate(user.public())
+    return UserRead.model_validate(public_fields(user))
