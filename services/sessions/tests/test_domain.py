@@ -11,12 +11,11 @@ import pytest
 
 from rf_contracts import HandoffClaimed, HandoffReleased, HandoffRequested, HandoffResolved
 from rf_contracts.api.sessions import ExportedTree, PathEntry, SessionExport, SessionRead, StepRead
-from rf_contracts.api.trees import TreeNode
+from rf_contracts.api.trees import TreeNode, TreeRead
 from rfkit.errors import Conflict, Invalid
 from rfkit.web import error_status
 from sessions.domain import (
     InvalidTree,
-    TreeVersion,
     apply_handoff_event,
     current_escalation,
     ensure_active,
@@ -119,10 +118,10 @@ def test_completed_session_refuses_writes() -> None:
     assert (caught.value.code, error_status(caught.value)) == ("session_completed", 409)
 
 
-def _version(root: str, nodes: list[TreeNode]) -> TreeVersion:
-    return TreeVersion(tree_id=uuid.uuid4(), account_id=uuid.uuid4(), version=3, title="t", description="",
-                       category="c", tags=[], root_node_id=root, nodes=nodes, created_by=uuid.uuid4(),
-                       created_at=datetime(2025, 1, 1, tzinfo=UTC), tree_created_at=datetime(2025, 1, 1, tzinfo=UTC))
+def _version(root: str, nodes: list[TreeNode]) -> TreeRead:
+    return TreeRead(id=uuid.uuid4(), account_id=uuid.uuid4(), version=3, title="t", description="", category="c",
+                    tags=[], node_count=len(nodes), root_node_id=root, nodes=nodes, created_by=uuid.uuid4(),
+                    created_at=datetime(2025, 1, 1, tzinfo=UTC), updated_at=datetime(2025, 1, 1, tzinfo=UTC))
 
 
 def _step(at: datetime, *, node_id: str | None = None, option: str | None = None, to: str | None = None,

@@ -23,7 +23,7 @@ from rf_contracts.api.sessions import (
 )
 from sessions.api.common import ERRORS, SESSION_ETAG, STALE, Limit, Offset
 from sessions.deps import CurrentPrincipal, Db, Engineer, IfMatchHeader
-from sessions.domain import AccountScopeForbidden
+from sessions.domain import AccountScopeForbidden, SessionFilter
 from sessions.export import render_markdown
 from sessions.handlers import sessions as session_cases
 from sessions.handlers import steps as step_cases
@@ -48,14 +48,9 @@ async def list_sessions(
 ) -> SessionPage:
     if scope == "account" and not principal.at_least("engineer"):
         raise AccountScopeForbidden()
+    where = SessionFilter(started_by=principal.user_id if scope == "mine" else None, status=status_, tree_id=tree_id)
     return await session_cases.list_sessions(
-        db=db,
-        account_id=principal.account_id,
-        started_by=principal.user_id if scope == "mine" else None,
-        status=status_,
-        tree_id=tree_id,
-        limit=limit,
-        offset=offset,
+        db=db, account_id=principal.account_id, where=where, limit=limit, offset=offset
     )
 
 
@@ -78,13 +73,7 @@ async def get_session(session_id: UUID, principal: CurrentPrincipal, db: Db, res
     summary="Start a session at a tree's root",
 )
 async def start_session(body: SessionCreate, principal: Engineer, db: Db, response: Response) -> SessionRead:
-    cmd = session_cases.StartSession(
-        account_id=principal.account_id,
-        user_id=principal.user_id,
-        tree_id=body.tree_id,
-        title=body.title,
-        context=body.context,
-    )
+    cmd = session_cases.StartSession(account_id=principal.account_id, user_id=principal.user_id, session=body)
     read = await session_cases.start_session(cmd, db=db)
     return _session_tagged(response, read)
 
@@ -102,9 +91,7 @@ async def update_session(
         account_id=principal.account_id,
         user_id=principal.user_id,
         session_id=session_id,
-        title=body.title,
-        notes=body.notes,
-        answer=body.answer,
+        change=body,
         if_match=precondition,
     )
     read = await session_cases.update_session(cmd, db=db)
@@ -129,13 +116,7 @@ async def list_steps(
 )
 async def add_step(session_id: UUID, body: StepCreate, principal: Engineer, db: Db) -> StepRead:
     cmd = step_cases.AddStep(
-        account_id=principal.account_id,
-        user_id=principal.user_id,
-        session_id=session_id,
-        kind=body.kind,
-        content=body.content,
-        actor_type=body.actor_type,
-        node_id=body.node_id,
+        account_id=principal.account_id, user_id=principal.user_id, session_id=session_id, step=body
     )
     return await step_cases.add_step(cmd, db=db)
 
@@ -150,11 +131,7 @@ async def complete_session(
     session_id: UUID, body: SessionComplete, principal: Engineer, db: Db, response: Response
 ) -> SessionRead:
     cmd = session_cases.CompleteSession(
-        account_id=principal.account_id,
-        user_id=principal.user_id,
-        session_id=session_id,
-        outcome=body.outcome,
-        summary=body.summary,
+        account_id=principal.account_id, user_id=principal.user_id, session_id=session_id, completion=body
     )
     read = await session_cases.complete_session(cmd, db=db)
     return _session_tagged(response, read)

@@ -8,15 +8,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Response, status
 
 from rf_contracts.api.trees import Storable, TreeCategory, TreeCreate, TreePage, TreeRead, TreeReplace, TreeSearchPage
-from sessions.api.common import (
-    ERRORS,
-    INVALID_TREE,
-    STALE,
-    TREE_ETAG,
-    CategoryFilter,
-    Limit,
-    Offset,
-)
+from sessions.api.common import ERRORS, INVALID_TREE, STALE, TREE_ETAG, CategoryFilter, Limit, Offset
 from sessions.deps import Admin, CurrentPrincipal, Db, Engineer, IfMatchHeader
 from sessions.handlers import trees as tree_cases
 

@@ -13,6 +13,7 @@ from sessions.domain.errors import (
 )
 from sessions.domain.escalations import HandoffView, apply_handoff_event, current_escalation
 from sessions.domain.sessions import (
+    SessionFilter,
     SessionState,
     answer_text,
     ensure_active,
@@ -20,7 +21,7 @@ from sessions.domain.sessions import (
     follow_option,
     next_write,
 )
-from sessions.domain.trees import TERMINAL_KINDS, TreeVersion, node_index, tree_violations, validate_tree
+from sessions.domain.trees import TERMINAL_KINDS, node_index, tree_violations, validate_tree
 
 __all__ = [
     "TERMINAL_KINDS",
@@ -30,10 +31,10 @@ __all__ = [
     "InvalidTree",
     "NodeNotInTree",
     "SessionAlreadyCompleted",
+    "SessionFilter",
     "SessionNotFound",
     "SessionState",
     "TreeNotFound",
-    "TreeVersion",
     "TreeVersionNotFound",
     "UnknownOption",
     "answer_text",

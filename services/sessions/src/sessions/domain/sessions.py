@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from rf_contracts.api.sessions import PathEntry, StepRead
-from rf_contracts.api.trees import TreeNode
+from rf_contracts.api.sessions import PathEntry, SessionCreate, StepRead
+from rf_contracts.api.trees import TreeNode, TreeRead
 from sessions.domain.errors import AnswerNotAtCurrentNode, SessionAlreadyCompleted, UnknownOption
-from sessions.domain.trees import TreeVersion
+from sessions.domain.trees import node_index
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,36 @@ class SessionState:
     outcome: str | None = None
     summary: str | None = None
 
+    @classmethod
+    def start(cls, tree: TreeRead, request: SessionCreate, *, started_by: UUID, at: datetime) -> SessionState:
+        """A new session on this tree version: active at its root, titled after the tree unless given a title."""
+        return cls(
+            id=uuid.uuid4(),
+            account_id=tree.account_id,
+            tree_id=tree.id,
+            tree_version=tree.version,
+            title=request.title or tree.title,
+            context=request.context,
+            notes="",
+            status="active",
+            current_node_id=tree.root_node_id,
+            started_by=started_by,
+            started_at=at,
+            updated_at=at,
+        )
+
     def ensure_active(self) -> None:
         ensure_active(self.status)
+
+
+@dataclass(frozen=True)
+class SessionFilter:
+    """Which of an account's sessions a list holds: those started by one user, in one status, on one tree (each
+    only when given)."""
+
+    started_by: UUID | None = None
+    status: str | None = None
+    tree_id: UUID | None = None
 
 
 def ensure_active(status: str) -> None:
@@ -69,13 +98,13 @@ def answer_text(node: TreeNode, option_label: str) -> str:
     return f"{node.text} → {option_label}"
 
 
-def export_path(tree: TreeVersion, steps: Sequence[StepRead]) -> list[PathEntry]:
+def export_path(tree: TreeRead, steps: Sequence[StepRead]) -> list[PathEntry]:
     """The nodes the session went through, from the root, each with the option chosen there, ending where it is.
 
     Rebuilt from the answer steps (those with a next node) in journal order, so it is the path actually taken
     on the session's own tree version.
     """
-    nodes = tree.node_index()
+    nodes = node_index(tree.nodes)
     path: list[PathEntry] = []
     at = tree.root_node_id
     for step in steps:

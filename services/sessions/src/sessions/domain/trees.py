@@ -1,41 +1,14 @@
-"""Decision trees: a version of a tree as the service keeps it, and what makes a tree a valid graph."""
+"""Decision trees: what makes a tree a valid graph (a version is kept and answered as the API's TreeRead)."""
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from uuid import UUID
 
 from rf_contracts.api.trees import TreeNode, TreeViolation
 from sessions.domain.errors import InvalidTree
 
 TERMINAL_KINDS = frozenset({"solution", "escalation"})
-
-
-@dataclass(frozen=True)
-class TreeVersion:
-    """One version of a tree; `tree_created_at` is when the tree itself (its version 1) was created."""
-
-    tree_id: UUID
-    account_id: UUID
-    version: int
-    title: str
-    description: str
-    category: str
-    tags: list[str]
-    root_node_id: str
-    nodes: list[TreeNode]
-    created_by: UUID
-    created_at: datetime
-    tree_created_at: datetime
-
-    def node_index(self) -> dict[str, TreeNode]:
-        return node_index(self.nodes)
-
-    def has_node(self, node_id: str) -> bool:
-        return any(n.id == node_id for n in self.nodes)
 
 
 def tree_violations(root_node_id: str, nodes: Sequence[TreeNode]) -> list[TreeViolation]:

@@ -2,40 +2,42 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from rf_contracts import SessionCompleted, SessionStarted
 from rf_contracts.api.sessions import (
-    Answer,
     Escalation,
     ExportedTree,
-    Outcome,
+    SessionComplete,
+    SessionCreate,
     SessionExport,
     SessionPage,
     SessionRead,
+    SessionUpdate,
+    StepCreate,
     readable_context,
 )
+from rf_contracts.api.trees import TreeRead
 from rfkit.clock import utcnow
 from rfkit.db import Database
 from rfkit.etags import IfMatch, micros, strong_etag
 from sessions.domain import (
     HandoffView,
+    SessionFilter,
     SessionNotFound,
     SessionState,
     TreeNotFound,
-    TreeVersion,
     answer_text,
     current_escalation,
     export_path,
     follow_option,
     next_write,
+    node_index,
 )
-from sessions.handlers.steps import locked_session, record_step
+from sessions.handlers.steps import event_fields, locked_session, record_step
 from sessions.uow import SessionsUnitOfWork
 
 
@@ -48,9 +50,7 @@ def session_etag(session_id: UUID, updated_at: datetime) -> str:
 class StartSession:
     account_id: UUID
     user_id: UUID
-    tree_id: UUID
-    title: str | None = None
-    context: Any = None
+    session: SessionCreate
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,7 @@ class UpdateSession:
     account_id: UUID
     user_id: UUID
     session_id: UUID
-    title: str | None = None
-    notes: str | None = None
-    answer: Answer | None = None
+    change: SessionUpdate
     if_match: IfMatch | None = None
 
 
@@ -69,8 +67,7 @@ class CompleteSession:
     account_id: UUID
     user_id: UUID
     session_id: UUID
-    outcome: Outcome
-    summary: str | None = None
+    completion: SessionComplete
 
 
 def _escalation(views: Sequence[HandoffView]) -> Escalation | None:
@@ -88,26 +85,11 @@ def _escalation(views: Sequence[HandoffView]) -> Escalation | None:
     )
 
 
-def _session_read(state: SessionState, tree: TreeVersion, views: Sequence[HandoffView]) -> SessionRead:
+def _session_read(state: SessionState, tree: TreeRead, views: Sequence[HandoffView]) -> SessionRead:
     return SessionRead(
-        id=state.id,
-        account_id=state.account_id,
-        tree_id=state.tree_id,
-        tree_version=state.tree_version,
+        **(asdict(state) | {"context": readable_context(state.context)}),
         tree_title=tree.title,
-        title=state.title,
-        context=readable_context(state.context),
-        notes=state.notes,
-        status=state.status,  # type: ignore[arg-type]
-        current_node_id=state.current_node_id,
-        current_node=tree.node_index()[state.current_node_id],
-        started_by=state.started_by,
-        started_at=state.started_at,
-        updated_at=state.updated_at,
-        completed_at=state.completed_at,
-        completed_by=state.completed_by,
-        outcome=state.outcome,  # type: ignore[arg-type]
-        summary=state.summary,
+        current_node=node_index(tree.nodes)[state.current_node_id],
         escalation=_escalation(views),
     )
 
@@ -130,35 +112,19 @@ async def start_session(cmd: StartSession, *, db: Database) -> SessionRead:
     """Start on the latest version of a live tree, at its root; publishes session.started (with that version's
     title and category, for consumers that group by tree)."""
     async with db.unit_of_work(SessionsUnitOfWork) as uow:
-        tree = await uow.trees.get(account_id=cmd.account_id, tree_id=cmd.tree_id)
+        tree = await uow.trees.get(account_id=cmd.account_id, tree_id=cmd.session.tree_id)
         if tree is None:
             raise TreeNotFound()
         now = utcnow()
-        state = SessionState(
-            id=uuid.uuid4(),
-            account_id=cmd.account_id,
-            tree_id=cmd.tree_id,
-            tree_version=tree.version,
-            title=cmd.title or tree.title,
-            context=cmd.context,
-            notes="",
-            status="active",
-            current_node_id=tree.root_node_id,
-            started_by=cmd.user_id,
-            started_at=now,
-            updated_at=now,
-        )
+        state = SessionState.start(tree, cmd.session, started_by=cmd.user_id, at=now)
         await uow.sessions.add(state)
         uow.collect(
             SessionStarted(
-                event_id=uuid.uuid4(),
-                occurred_at=now,
-                account_id=cmd.account_id,
-                session_id=state.id,
-                tree_id=cmd.tree_id,
-                tree_version=tree.version,
-                started_by=cmd.user_id,
-                started_at=now,
+                **event_fields(state, now),
+                tree_id=state.tree_id,
+                tree_version=state.tree_version,
+                started_by=state.started_by,
+                started_at=state.started_at,
                 tree_title=tree.title,
                 tree_category=tree.category,
             )
@@ -177,34 +143,28 @@ async def update_session(cmd: UpdateSession, *, db: Database) -> SessionRead:
             cmd.if_match.check(session_etag(state.id, state.updated_at))
         state.ensure_active()
         now = next_write(state.updated_at, utcnow())
+        change = cmd.change
         changed = replace(
             state,
-            title=cmd.title if cmd.title is not None else state.title,
-            notes=cmd.notes if cmd.notes is not None else state.notes,
+            title=change.title if change.title is not None else state.title,
+            notes=change.notes if change.notes is not None else state.notes,
             updated_at=now,
         )
-        if cmd.answer is not None:
+        if change.answer is not None:
             tree = await uow.trees.get(
                 account_id=cmd.account_id, tree_id=state.tree_id, version=state.tree_version, live_only=False
             )
             if tree is None:  # the session's version is kept by a foreign key: only a broken database gets here
                 raise TreeNotFound()
-            nodes = tree.node_index()
-            answer = cmd.answer
+            nodes = node_index(tree.nodes)
+            answer = change.answer
             target = follow_option(nodes, state.current_node_id, answer.node_id, answer.option_label)
             changed = replace(changed, current_node_id=target.id)
+            entry = StepCreate(
+                kind="answer", content=answer_text(nodes[answer.node_id], answer.option_label), node_id=answer.node_id
+            )
             await record_step(
-                uow,
-                account_id=cmd.account_id,
-                user_id=cmd.user_id,
-                session_id=state.id,
-                kind="answer",
-                content=answer_text(nodes[answer.node_id], answer.option_label),
-                actor_type="human",
-                node_id=answer.node_id,
-                option_label=answer.option_label,
-                next_node_id=target.id,
-                at=now,
+                uow, state, entry, user_id=cmd.user_id, at=now, option_label=answer.option_label, next_node_id=target.id
             )
         await uow.sessions.save(changed)
         return await _read(uow, account_id=cmd.account_id, session_id=state.id)
@@ -220,8 +180,8 @@ async def complete_session(cmd: CompleteSession, *, db: Database) -> SessionRead
             replace(
                 state,
                 status="completed",
-                outcome=cmd.outcome,
-                summary=cmd.summary or None,
+                outcome=cmd.completion.outcome,
+                summary=cmd.completion.summary or None,
                 completed_at=now,
                 completed_by=cmd.user_id,
                 updated_at=now,
@@ -229,12 +189,9 @@ async def complete_session(cmd: CompleteSession, *, db: Database) -> SessionRead
         )
         uow.collect(
             SessionCompleted(
-                event_id=uuid.uuid4(),
-                occurred_at=now,
-                account_id=cmd.account_id,
-                session_id=state.id,
+                **event_fields(state, now),
                 completed_at=now,
-                outcome=cmd.outcome,
+                outcome=cmd.completion.outcome,
             )
         )
         return await _read(uow, account_id=cmd.account_id, session_id=state.id)
@@ -246,20 +203,11 @@ async def get_session(*, db: Database, account_id: UUID, session_id: UUID) -> Se
 
 
 async def list_sessions(
-    *,
-    db: Database,
-    account_id: UUID,
-    started_by: UUID | None,
-    status: str | None,
-    tree_id: UUID | None,
-    limit: int,
-    offset: int,
+    *, db: Database, account_id: UUID, where: SessionFilter, limit: int, offset: int
 ) -> SessionPage:
-    """The account's sessions (or one user's: `started_by`), newest first."""
+    """The account's sessions (or one user's: `where.started_by`), newest first."""
     async with db.unit_of_work(SessionsUnitOfWork) as uow:
-        states, total = await uow.sessions.page(
-            account_id=account_id, started_by=started_by, status=status, tree_id=tree_id, limit=limit, offset=offset
-        )
+        states, total = await uow.sessions.page(account_id=account_id, where=where, limit=limit, offset=offset)
         items = await _reads(uow, account_id=account_id, states=states)
     return SessionPage(items=items, total=total, limit=limit, offset=offset)
 
@@ -277,7 +225,7 @@ async def export_session(*, db: Database, account_id: UUID, session_id: UUID) ->
     return SessionExport(
         exported_at=utcnow(),
         session=session,
-        tree=ExportedTree(id=tree.tree_id, version=tree.version, title=tree.title, category=tree.category),
+        tree=ExportedTree.model_validate(tree, from_attributes=True),
         path=export_path(tree, steps),
         steps=steps,
         outcome=session.outcome,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from rf_contracts import StepCreated
-from rf_contracts.api.sessions import ActorType, StepKind, StepPage, StepRead
+from rf_contracts.api.sessions import StepCreate, StepPage, StepRead
 from rfkit.clock import utcnow
 from rfkit.db import Database
-from sessions.domain import NodeNotInTree, SessionNotFound, SessionState, next_write
+from sessions.domain import NodeNotInTree, SessionNotFound, SessionState, next_write, node_index
 from sessions.uow import SessionsUnitOfWork
 
 
@@ -20,10 +21,12 @@ class AddStep:
     account_id: UUID
     user_id: UUID
     session_id: UUID
-    kind: StepKind
-    content: str
-    actor_type: ActorType = "human"
-    node_id: str | None = None
+    step: StepCreate
+
+
+def event_fields(session: SessionState, at: datetime) -> dict[str, Any]:
+    """What every event of a session carries besides its own fields: a new event id, when, and whose it is."""
+    return {"event_id": uuid.uuid4(), "occurred_at": at, "account_id": session.account_id, "session_id": session.id}
 
 
 async def locked_session(uow: SessionsUnitOfWork, *, account_id: UUID, session_id: UUID) -> SessionState:
@@ -36,48 +39,39 @@ async def locked_session(uow: SessionsUnitOfWork, *, account_id: UUID, session_i
 
 async def record_step(
     uow: SessionsUnitOfWork,
+    session: SessionState,
+    entry: StepCreate,
     *,
-    account_id: UUID,
     user_id: UUID,
-    session_id: UUID,
-    kind: StepKind,
-    content: str,
-    actor_type: ActorType,
     at: datetime,
-    node_id: str | None = None,
     option_label: str | None = None,
     next_node_id: str | None = None,
 ) -> StepRead:
-    """Write a step and collect its session.step_created event.
+    """Write a step of the (locked) session and collect its session.step_created event; an answer's step also
+    says where it led.
 
     actor_id: the principal for human steps; null for the assistant's (ai) steps, whose author is not a
     person. Who typed an ai step in is kept as `recorded_by` on the step (API only, not in the event).
     """
     step = StepRead(
+        **dict(entry),
         id=uuid.uuid4(),
-        session_id=session_id,
-        account_id=account_id,
-        kind=kind,
-        content=content,
-        node_id=node_id,
+        session_id=session.id,
+        account_id=session.account_id,
         option_label=option_label,
         next_node_id=next_node_id,
-        actor_type=actor_type,
-        actor_id=user_id if actor_type == "human" else None,
+        actor_id=user_id if entry.actor_type == "human" else None,
         recorded_by=user_id,
         created_at=at,
     )
     await uow.steps.add(step)
     uow.collect(
         StepCreated(
-            event_id=uuid.uuid4(),
-            occurred_at=at,
-            account_id=account_id,
-            session_id=session_id,
+            **event_fields(session, at),
             step_id=step.id,
             created_at=at,
-            kind=kind,
-            actor_type=actor_type,
+            kind=step.kind,
+            actor_type=step.actor_type,
             actor_id=step.actor_id,
         )
     )
@@ -89,24 +83,15 @@ async def add_step(cmd: AddStep, *, db: Database) -> StepRead:
     async with db.unit_of_work(SessionsUnitOfWork) as uow:
         state = await locked_session(uow, account_id=cmd.account_id, session_id=cmd.session_id)
         state.ensure_active()
-        if cmd.node_id is not None:
+        node_id = cmd.step.node_id
+        if node_id is not None:
             tree = await uow.trees.get(
                 account_id=cmd.account_id, tree_id=state.tree_id, version=state.tree_version, live_only=False
             )
-            if tree is None or not tree.has_node(cmd.node_id):
-                raise NodeNotInTree(f"node {cmd.node_id!r} is not a node of this session's tree")
+            if tree is None or node_id not in node_index(tree.nodes):
+                raise NodeNotInTree(f"node {node_id!r} is not a node of this session's tree")
         now = next_write(state.updated_at, utcnow())
-        step = await record_step(
-            uow,
-            account_id=cmd.account_id,
-            user_id=cmd.user_id,
-            session_id=cmd.session_id,
-            kind=cmd.kind,
-            content=cmd.content,
-            actor_type=cmd.actor_type,
-            node_id=cmd.node_id,
-            at=now,
-        )
+        step = await record_step(uow, state, cmd.step, user_id=cmd.user_id, at=now)
         await uow.sessions.save(replace(state, updated_at=now))
         return step
 

@@ -11,7 +11,7 @@ from rf_contracts.api.trees import TreeCategory, TreeCreate, TreePage, TreeRead,
 from rfkit.clock import utcnow
 from rfkit.db import Database
 from rfkit.etags import IfMatch, strong_etag
-from sessions.domain import TreeNotFound, TreeVersion, TreeVersionNotFound, validate_tree
+from sessions.domain import TreeNotFound, TreeVersionNotFound, validate_tree
 from sessions.uow import SessionsUnitOfWork
 
 
@@ -42,43 +42,21 @@ class DeleteTree:
     tree_id: UUID
 
 
-def tree_read(tree: TreeVersion) -> TreeRead:
-    """A version as the API answers it: `created_at` of the tree, `updated_at` of this version."""
-    return TreeRead(
-        id=tree.tree_id,
-        account_id=tree.account_id,
-        version=tree.version,
-        title=tree.title,
-        description=tree.description,
-        category=tree.category,
-        tags=list(tree.tags),
-        node_count=len(tree.nodes),
-        created_by=tree.created_by,
-        created_at=tree.tree_created_at,
-        updated_at=tree.created_at,
-        root_node_id=tree.root_node_id,
-        nodes=list(tree.nodes),
-    )
-
-
 def _version(
     body: TreeCreate, *, tree_id: UUID, account_id: UUID, user_id: UUID, version: int, at: datetime
-) -> TreeVersion:
-    """A validated tree as a new version written at `at` (version 1 is also when the tree is created)."""
+) -> TreeRead:
+    """A validated tree as a new version written at `at`; the tree's `created_at` is `at` too, written only for
+    version 1 (when the tree is created)."""
     validate_tree(body.root_node_id, body.nodes)
-    return TreeVersion(
-        tree_id=tree_id,
+    return TreeRead(
+        id=tree_id,
         account_id=account_id,
         version=version,
-        title=body.title,
-        description=body.description,
-        category=body.category,
-        tags=list(body.tags),
-        root_node_id=body.root_node_id,
-        nodes=list(body.nodes),
+        node_count=len(body.nodes),
         created_by=user_id,
         created_at=at,
-        tree_created_at=at,
+        updated_at=at,
+        **dict(body),
     )
 
 
@@ -89,7 +67,7 @@ async def create_tree(cmd: CreateTree, *, db: Database) -> TreeRead:
     )
     async with db.unit_of_work(SessionsUnitOfWork) as uow:
         await uow.trees.add(tree)
-        return tree_read(await _get(uow, account_id=cmd.account_id, tree_id=tree.tree_id))
+        return await _get(uow, account_id=cmd.account_id, tree_id=tree.id)
 
 
 async def replace_tree(cmd: ReplaceTree, *, db: Database) -> TreeRead:
@@ -113,7 +91,7 @@ async def replace_tree(cmd: ReplaceTree, *, db: Database) -> TreeRead:
             at=utcnow(),
         )
         await uow.trees.add_version(tree)
-        return tree_read(await _get(uow, account_id=cmd.account_id, tree_id=cmd.tree_id))
+        return await _get(uow, account_id=cmd.account_id, tree_id=cmd.tree_id)
 
 
 async def delete_tree(cmd: DeleteTree, *, db: Database) -> None:
@@ -125,7 +103,7 @@ async def delete_tree(cmd: DeleteTree, *, db: Database) -> None:
 
 async def _get(
     uow: SessionsUnitOfWork, *, account_id: UUID, tree_id: UUID, version: int | None = None
-) -> TreeVersion:
+) -> TreeRead:
     tree = await uow.trees.get(account_id=account_id, tree_id=tree_id, version=version)
     if tree is None:
         raise TreeNotFound() if version is None else TreeVersionNotFound(version)
@@ -135,7 +113,7 @@ async def _get(
 async def get_tree(*, db: Database, account_id: UUID, tree_id: UUID, version: int | None = None) -> TreeRead:
     """The latest version of a live tree, or the given version."""
     async with db.unit_of_work(SessionsUnitOfWork) as uow:
-        return tree_read(await _get(uow, account_id=account_id, tree_id=tree_id, version=version))
+        return await _get(uow, account_id=account_id, tree_id=tree_id, version=version)
 
 
 async def list_trees(*, db: Database, account_id: UUID, category: str | None, limit: int, offset: int) -> TreePage:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rf_contracts.api.sessions import StepRead
 from rfkit.db import page_of
-from sessions.domain import SessionState
+from sessions.domain import SessionFilter, SessionState
 from sessions.repository.tables import sessions, steps
 
 # What a write may change of a session; the rest is fixed when it starts.
@@ -49,23 +49,11 @@ class SessionRepository:
         )
 
     async def page(
-        self,
-        *,
-        account_id: UUID,
-        started_by: UUID | None,
-        status: str | None,
-        tree_id: UUID | None,
-        limit: int,
-        offset: int,
+        self, *, account_id: UUID, where: SessionFilter, limit: int, offset: int
     ) -> tuple[list[SessionState], int]:
-        """Sessions newest first, and how many match."""
+        """Sessions newest first, and how many match (each field `where` gives is a column the session matches)."""
         cond = [sessions.c.account_id == account_id]
-        if started_by is not None:
-            cond.append(sessions.c.started_by == started_by)
-        if status is not None:
-            cond.append(sessions.c.status == status)
-        if tree_id is not None:
-            cond.append(sessions.c.tree_id == tree_id)
+        cond += [sessions.c[name] == value for name, value in asdict(where).items() if value is not None]
         rows, total = await page_of(
             self.session, sessions, cond, order_by=(sessions.c.started_at.desc(), sessions.c.id), limit=limit,
             offset=offset,

@@ -10,9 +10,8 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rf_contracts.api.trees import TreeCategory, TreeNode, TreeSearchHit, TreeSummary
+from rf_contracts.api.trees import TreeCategory, TreeRead, TreeSearchHit, TreeSummary
 from rfkit.db import page_of
-from sessions.domain import TreeVersion
 from sessions.repository.tables import SEARCH_CONFIG, tree_versions, trees
 
 
@@ -20,7 +19,7 @@ def _live(account_id: UUID, tree_id: UUID) -> Any:
     return sa.and_(trees.c.id == tree_id, trees.c.account_id == account_id, trees.c.deleted_at.is_(None))
 
 
-def _searchable(tree: TreeVersion) -> dict[str, Any]:
+def _searchable(tree: TreeRead) -> dict[str, Any]:
     """The head's columns of a version: what lists show and what full-text search indexes."""
     node_text = "\n".join(" ".join([n.text, *(o.label for o in n.options)]) for n in tree.nodes)
     return {
@@ -29,44 +28,24 @@ def _searchable(tree: TreeVersion) -> dict[str, Any]:
         "description": tree.description,
         "category": tree.category,
         "tags": tree.tags,
-        "node_count": len(tree.nodes),
+        "node_count": tree.node_count,
         "tags_text": " ".join(tree.tags),
         "node_text": node_text,
-        "updated_at": tree.created_at,
+        "updated_at": tree.updated_at,
     }
 
 
-def _version_row(tree: TreeVersion) -> dict[str, Any]:
-    return {
-        "tree_id": tree.tree_id,
-        "version": tree.version,
-        "account_id": tree.account_id,
-        "title": tree.title,
-        "description": tree.description,
-        "category": tree.category,
-        "tags": tree.tags,
-        "root_node_id": tree.root_node_id,
-        "nodes": [n.model_dump() for n in tree.nodes],
-        "created_by": tree.created_by,
-        "created_at": tree.created_at,
-    }
+def _version_row(tree: TreeRead) -> dict[str, Any]:
+    """A version's row: its fields by column name, but for the two the table names from the version's side."""
+    fields = tree.model_dump(include={c.name for c in tree_versions.columns})
+    return fields | {"tree_id": tree.id, "created_at": tree.updated_at}
 
 
-def _tree_version(row: Any, tree_created_at: datetime) -> TreeVersion:
-    return TreeVersion(
-        tree_id=row.tree_id,
-        account_id=row.account_id,
-        version=row.version,
-        title=row.title,
-        description=row.description,
-        category=row.category,
-        tags=list(row.tags),
-        root_node_id=row.root_node_id,
-        nodes=[TreeNode.model_validate(n) for n in row.nodes],
-        created_by=row.created_by,
-        created_at=row.created_at,
-        tree_created_at=tree_created_at,
-    )
+def _tree_read(row: Any) -> TreeRead:
+    """A version row (with its tree's `tree_created_at`) as the API answers it: `created_at` of the tree (its
+    version 1), `updated_at` of this version."""
+    renamed = {"id": row.tree_id, "created_at": row.tree_created_at, "updated_at": row.created_at}
+    return TreeRead.model_validate({**row._mapping, **renamed, "node_count": len(row.nodes)})
 
 
 def _summary_fields(row: Any) -> dict[str, Any]:
@@ -79,24 +58,24 @@ class TreeRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, tree: TreeVersion) -> None:
+    async def add(self, tree: TreeRead) -> None:
         """A new tree at its first version."""
         await self.session.execute(
             sa.insert(trees).values(
-                id=tree.tree_id,
+                id=tree.id,
                 account_id=tree.account_id,
                 created_by=tree.created_by,
-                created_at=tree.tree_created_at,
+                created_at=tree.created_at,
                 **_searchable(tree),
             )
         )
         await self.session.execute(sa.insert(tree_versions).values(**_version_row(tree)))
 
-    async def add_version(self, tree: TreeVersion) -> None:
+    async def add_version(self, tree: TreeRead) -> None:
         """The next version of a tree (its head locked by `lock_version`): the head now shows it."""
         await self.session.execute(
             sa.update(trees)
-            .where(trees.c.id == tree.tree_id, trees.c.account_id == tree.account_id)
+            .where(trees.c.id == tree.id, trees.c.account_id == tree.account_id)
             .values(**_searchable(tree))
         )
         await self.session.execute(sa.insert(tree_versions).values(**_version_row(tree)))
@@ -115,7 +94,7 @@ class TreeRepository:
 
     async def get(
         self, *, account_id: UUID, tree_id: UUID, version: int | None = None, live_only: bool = True
-    ) -> TreeVersion | None:
+    ) -> TreeRead | None:
         """A version of a tree (its latest by default); `live_only=False` also finds versions of deleted trees."""
         cond = [trees.c.id == tree_id, trees.c.account_id == account_id]
         if live_only:
@@ -127,11 +106,11 @@ class TreeRepository:
             .where(tree_versions.c.version == (version if version is not None else trees.c.version))
         )
         row = (await self.session.execute(stmt)).first()
-        return _tree_version(row, row.tree_created_at) if row is not None else None
+        return _tree_read(row) if row is not None else None
 
     async def versions(
         self, *, account_id: UUID, keys: Collection[tuple[UUID, int]]
-    ) -> dict[tuple[UUID, int], TreeVersion]:
+    ) -> dict[tuple[UUID, int], TreeRead]:
         """The given (tree id, version)s, deleted trees included: sessions keep their history."""
         if not keys:
             return {}
@@ -144,7 +123,7 @@ class TreeRepository:
             )
         )
         rows = (await self.session.execute(stmt)).all()
-        return {(r.tree_id, r.version): _tree_version(r, r.tree_created_at) for r in rows}
+        return {(r.tree_id, r.version): _tree_read(r) for r in rows}
 
     async def page(
         self, *, account_id: UUID, category: str | None, limit: int, offset: int
