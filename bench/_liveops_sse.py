@@ -147,12 +147,17 @@ async def run_sse(n_streams: int, samples: int, gateway_url: str | None) -> dict
     return {"bench": "liveops_sse", **figures, "command": COMMAND}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench._liveops_sse", description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=500)
+def liveops_arguments(prog: str, doc: str) -> argparse.Namespace:
+    """The command line of this benchmark and of bench.liveops, which runs it as its SSE half with the same options."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--gateway-url", default=None, help="a running stack's gateway (default: start one)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = liveops_arguments("python -m bench._liveops_sse", __doc__)
     print(json.dumps(asyncio.run(run_sse(args.streams, args.samples, args.gateway_url))))
 
 

@@ -13,7 +13,6 @@ It takes a little over a minute, as the deadline cannot be shorter. The detector
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -22,7 +21,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bench._liveops_sse import sse_measure
+from bench._liveops_sse import liveops_arguments, sse_measure
 from bench._support import TREE, four_services, new_account, percentile
 
 COMMAND = "uv run python -m bench.liveops"
@@ -77,11 +76,7 @@ async def run(samples: int, gateway_url: str | None, streams: int = 500) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.liveops", description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=20)
-    parser.add_argument("--streams", type=int, default=500)
-    parser.add_argument("--gateway-url", default=None, help="a running stack's gateway (default: start one)")
-    args = parser.parse_args()
+    args = liveops_arguments("python -m bench.liveops", __doc__)
     print(json.dumps(asyncio.run(run(args.samples, args.gateway_url, args.streams))))
 
 

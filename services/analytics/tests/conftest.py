@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -340,18 +341,12 @@ def window_of(answer: dict[str, Any]) -> tuple[datetime, datetime]:
     return datetime.fromisoformat(answer["window_start"]), datetime.fromisoformat(answer["window_end"])
 
 
-class Spec:
-    """The test's own reading of docs/contract.md#the-escalation-metric, handed to test modules as a fixture."""
-
-    percentile = staticmethod(percentile)
-    reference = staticmethod(reference_metric)
-    assert_matches = staticmethod(assert_metric_matches)
-    window_of = staticmethod(window_of)
-
-
 @pytest.fixture(scope="session")
-def spec() -> type[Spec]:
-    return Spec
+def spec() -> SimpleNamespace:
+    """The test's own reading of docs/contract.md#the-escalation-metric, handed to test modules."""
+    return SimpleNamespace(
+        percentile=percentile, reference=reference_metric, assert_matches=assert_metric_matches, window_of=window_of
+    )
 
 
 @pytest.fixture(scope="session")
@@ -599,18 +594,10 @@ def assert_groups_match(answer: list[dict[str, Any]], expected: list[dict[str, A
         assert_stats_match(got, want)
 
 
-class Insights:
-    """The tests' own reading of section 7, handed to test modules as a fixture."""
-
-    counted = staticmethod(counted_handoffs)
-    breakdown = staticmethod(reference_breakdown)
-    items = staticmethod(reference_items)
-    first_steps = staticmethod(first_steps)
-    series = staticmethod(reference_series)
-    assert_groups_match = staticmethod(assert_groups_match)
-    assert_stats_match = staticmethod(assert_stats_match)
-
-
 @pytest.fixture(scope="session")
-def insights() -> type[Insights]:
-    return Insights
+def insights() -> SimpleNamespace:
+    """The tests' own reading of section 7, handed to test modules."""
+    return SimpleNamespace(
+        counted=counted_handoffs, breakdown=reference_breakdown, items=reference_items, first_steps=first_steps,
+        series=reference_series, assert_groups_match=assert_groups_match, assert_stats_match=assert_stats_match,
+    )

@@ -14,8 +14,12 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analytics.business_hours import WEEKDAYS
 from analytics.recompute import BusinessRecompute
 from rf_contracts import Event
+
+# A sibling test module's schedule, imported by its path from the repository root (pytest's `pythonpath`).
+from services.analytics.tests.test_business_hours_api import HOLIDAYS, SCHEDULE, WEEK, ZONE
 
 
 @dataclass(frozen=True)
@@ -211,23 +215,10 @@ async def test_any_delivery_order_and_duplicates_give_the_spec_numbers(
         await recompute.run_once()
 
 
-# Whole minutes and a holiday (US Thanksgiving 2026) in the zone that the histories' DST changes cross.
-SCHEDULE = {
-    "timezone": "America/New_York",
-    "week": {
-        "mon": [["09:00", "17:00"]],
-        "tue": [["09:00", "12:00"], ["13:00", "17:00"]],
-        "wed": [["09:00", "17:00"]],
-        "thu": [["09:00", "17:00"]],
-        "fri": [["09:00", "17:00"]],
-        "sat": [["10:00", "12:30"]],
-        "sun": [],
-    },
-    "holidays": ["2026-11-26"],
-}
-_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_ZONE = ZoneInfo(SCHEDULE["timezone"])
-_HOLIDAYS = {date.fromisoformat(d) for d in SCHEDULE["holidays"]}
+# The business-hours tests' schedule: whole minutes, a holiday and open hours across a DST change, in the zone that
+# the histories' DST changes cross.
+_ZONE = ZoneInfo(ZONE)
+_HOLIDAYS = {date.fromisoformat(d) for d in HOLIDAYS}
 
 
 def _open(minute: datetime) -> bool:
@@ -235,7 +226,7 @@ def _open(minute: datetime) -> bool:
     if local.date() in _HOLIDAYS:
         return False
     clock = f"{local.hour:02d}:{local.minute:02d}"
-    return any(opens <= clock < closes for opens, closes in SCHEDULE["week"][_WEEKDAYS[local.weekday()]])
+    return any(opens <= clock < closes for opens, closes in WEEK[WEEKDAYS[local.weekday()]])
 
 
 _PRICED: dict[tuple[datetime, datetime], float] = {}

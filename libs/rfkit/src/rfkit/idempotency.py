@@ -39,7 +39,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -79,39 +79,32 @@ class _Stored:
     body: bytes
 
 
+@dataclass(eq=False)
 class Idempotency:
-    """Pure ASGI middleware giving every POST route that `owns(route)` accepts an Idempotency-Key (module doc)."""
+    """Pure ASGI middleware giving every POST route that `owns(route)` accepts an Idempotency-Key (module doc).
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        owner: Any,
-        paths: Sequence[str],
-        secret: bytes | None = None,
-        wait_s: float = 10.0,
-        poll_s: float = 0.05,
-        lease_s: float = 60.0,
-        purge_every_s: float = 60.0,
-        max_body_bytes: int = 8 * 1024 * 1024,
-        max_stored_bytes: int = 4 * 1024 * 1024,
-    ) -> None:
-        """`owner`: the FastAPI app (state.runtime.db, state.verifier); `paths`: the route paths (`/api/v1/x/{id}`)
-        of the POSTs answered here (not the gateway's forwarded ones: the owning service keeps their keys)."""
-        self.app = app
-        self.owner = owner
-        self.paths = [compile_path(path)[0] for path in paths]
-        self.secret = secret
-        self.wait_s = wait_s
-        self.poll_s = poll_s
-        self.lease_s = lease_s
-        self.purge_every_s = purge_every_s
-        self.max_body_bytes = max_body_bytes
-        self.max_stored_bytes = max_stored_bytes
+    `owner`: the FastAPI app (state.runtime.db, state.verifier); `paths`: the route paths (`/api/v1/x/{id}`) of the
+    POSTs answered here (not the gateway's forwarded ones: the owning service keeps their keys).
+    """
+
+    app: ASGIApp
+    _: KW_ONLY
+    owner: Any
+    paths: Sequence[str]
+    secret: bytes | None = None
+    wait_s: float = 10.0
+    poll_s: float = 0.05
+    lease_s: float = 60.0
+    purge_every_s: float = 60.0
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_stored_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        self._patterns = [compile_path(path)[0] for path in self.paths]
         self._purged_at = 0.0
 
     def _keyed(self, scope: Scope) -> bool:
-        return any(pattern.match(scope["path"]) for pattern in self.paths)
+        return any(pattern.match(scope["path"]) for pattern in self._patterns)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":

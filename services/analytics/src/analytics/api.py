@@ -96,13 +96,7 @@ async def escalation_handoffs(
 ) -> Any:
     """The handoffs the metric counts, one page, or every row as CSV (engineer+)."""
     query = ListHandoffs(
-        account_id=principal.account_id,
-        period=period,
-        order=order,
-        now=now,
-        limit=limit,
-        offset=offset,
-        clock=clock,
+        account_id=principal.account_id, period=period, order=order, now=now, limit=limit, offset=offset, clock=clock
     )
     if format == "csv" or (format is None and "text/csv" in request.headers.get("accept", "")):
         return StreamingResponse(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import numpy as np
@@ -34,10 +35,17 @@ _INSERT_STEPS = sa.text(
     """
     INSERT INTO steps (session_id, created_at, step_id, account_id, actor_type)
     SELECT * FROM unnest(
-        CAST(:session_ids AS uuid[]), CAST(:created AS timestamptz[]),
-        CAST(:step_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:actor_types AS text[]))
+        CAST(:session_id AS uuid[]), CAST(:created_at AS timestamptz[]),
+        CAST(:step_id AS uuid[]), CAST(:account_id AS uuid[]), CAST(:actor_type AS text[]))
     ON CONFLICT DO NOTHING
     """
+)
+
+# The columns a claim with a higher version replaces: the claim itself and the first actions found from its claimed_at.
+_NEWER_CLAIM = "EXCLUDED.claim_version > COALESCE(h.claim_version, 0)"
+_CLAIMED_COLUMNS = ",\n        ".join(
+    f"{column} = CASE WHEN {_NEWER_CLAIM} THEN EXCLUDED.{column} ELSE h.{column} END"
+    for column in ("claim_version", "claimed_at", "claimed_by", "first_action_at", "first_human_at", "first_ai_at")
 )
 
 # A claim with a higher version replaces claimed_at and brings its first actions along (any kind, human, ai),
@@ -45,7 +53,7 @@ _INSERT_STEPS = sa.text(
 # a request only fills requested_at and priority. Stale and duplicate versions write nothing. A new handoff picks up
 # its session's tree when the session-started event came first (else _COPY_TREES brings it later).
 _UPSERT_HANDOFFS = sa.text(
-    """
+    f"""
     INSERT INTO handoffs AS h
         (handoff_id, account_id, session_id, claim_version, claimed_at, release_version, requested_at,
          first_action_at, first_human_at, first_ai_at, claimed_by, priority, tree_id, tree_category)
@@ -53,9 +61,9 @@ _UPSERT_HANDOFFS = sa.text(
            v.requested_at, f.first_action_at, f.first_human_at, f.first_ai_at, v.claimed_by, v.priority,
            t.tree_id, t.tree_category
     FROM unnest(
-        CAST(:handoff_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:session_ids AS uuid[]),
-        CAST(:claim_versions AS bigint[]), CAST(:claimed_ats AS timestamptz[]), CAST(:release_versions AS bigint[]),
-        CAST(:requested_ats AS timestamptz[]), CAST(:claimed_bys AS uuid[]), CAST(:priorities AS text[])
+        CAST(:handoff_id AS uuid[]), CAST(:account_id AS uuid[]), CAST(:session_id AS uuid[]),
+        CAST(:claim_version AS bigint[]), CAST(:claimed_at AS timestamptz[]), CAST(:release_version AS bigint[]),
+        CAST(:requested_at AS timestamptz[]), CAST(:claimed_by AS uuid[]), CAST(:priority AS text[])
     ) AS v(handoff_id, account_id, session_id, claim_version, claimed_at, release_version, requested_at,
            claimed_by, priority)
     CROSS JOIN LATERAL (
@@ -67,28 +75,16 @@ _UPSERT_HANDOFFS = sa.text(
     ) AS f
     LEFT JOIN session_trees AS t ON t.account_id = v.account_id AND t.session_id = v.session_id
     ON CONFLICT (handoff_id) DO UPDATE SET
-        claim_version = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
-                             THEN EXCLUDED.claim_version ELSE h.claim_version END,
-        claimed_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
-                          THEN EXCLUDED.claimed_at ELSE h.claimed_at END,
-        claimed_by = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
-                          THEN EXCLUDED.claimed_by ELSE h.claimed_by END,
-        first_action_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
-                               THEN EXCLUDED.first_action_at ELSE h.first_action_at END,
-        first_human_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
-                              THEN EXCLUDED.first_human_at ELSE h.first_human_at END,
-        first_ai_at = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
-                           THEN EXCLUDED.first_ai_at ELSE h.first_ai_at END,
+        {_CLAIMED_COLUMNS},
         release_version = GREATEST(h.release_version, EXCLUDED.release_version),
         requested_at = COALESCE(h.requested_at, EXCLUDED.requested_at),
         priority = COALESCE(h.priority, EXCLUDED.priority),
         -- A new claim moves claimed_at and the first actions: its business seconds are priced again (0: none).
-        business_version = CASE WHEN EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
-                                THEN 0 ELSE h.business_version END,
+        business_version = CASE WHEN {_NEWER_CLAIM} THEN 0 ELSE h.business_version END,
         tree_id = COALESCE(h.tree_id, EXCLUDED.tree_id),
         tree_category = CASE WHEN h.tree_id IS NULL THEN EXCLUDED.tree_category ELSE h.tree_category END,
         updated_at = now()
-    WHERE EXCLUDED.claim_version > COALESCE(h.claim_version, 0)
+    WHERE {_NEWER_CLAIM}
        OR EXCLUDED.release_version > COALESCE(h.release_version, 0)
        OR (h.requested_at IS NULL AND EXCLUDED.requested_at IS NOT NULL)
        OR (h.priority IS NULL AND EXCLUDED.priority IS NOT NULL)
@@ -111,8 +107,8 @@ _ADVANCE_FIRST_ACTIONS = sa.text(
                min(s.created_at) FILTER (WHERE s.actor_type = 'human') AS first_human_at,
                min(s.created_at) FILTER (WHERE s.actor_type = 'ai') AS first_ai_at
         FROM unnest(
-            CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:created AS timestamptz[]),
-            CAST(:actor_types AS text[])
+            CAST(:session_id AS uuid[]), CAST(:account_id AS uuid[]), CAST(:created_at AS timestamptz[]),
+            CAST(:actor_type AS text[])
         ) AS s(session_id, account_id, created_at, actor_type)
         CROSS JOIN LATERAL (
             SELECT c.handoff_id FROM handoffs AS c
@@ -133,8 +129,8 @@ _INSERT_SESSION_TREES = sa.text(
     """
     INSERT INTO session_trees (session_id, account_id, tree_id, tree_title, tree_category, started_at)
     SELECT * FROM unnest(
-        CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:tree_ids AS uuid[]),
-        CAST(:titles AS text[]), CAST(:categories AS text[]), CAST(:started AS timestamptz[]))
+        CAST(:session_id AS uuid[]), CAST(:account_id AS uuid[]), CAST(:tree_id AS uuid[]),
+        CAST(:tree_title AS text[]), CAST(:tree_category AS text[]), CAST(:started_at AS timestamptz[]))
     ON CONFLICT (account_id, session_id) DO NOTHING
     """
 )
@@ -145,7 +141,7 @@ _INSERT_SESSION_TREES = sa.text(
 _COPY_TREES = sa.text(
     """
     UPDATE handoffs AS h SET tree_id = t.tree_id, tree_category = t.tree_category, updated_at = now()
-    FROM unnest(CAST(:session_ids AS uuid[]), CAST(:account_ids AS uuid[])) AS v(session_id, account_id)
+    FROM unnest(CAST(:session_id AS uuid[]), CAST(:account_id AS uuid[])) AS v(session_id, account_id)
     JOIN session_trees AS t ON t.account_id = v.account_id AND t.session_id = v.session_id
     WHERE h.session_id = v.session_id AND h.account_id = v.account_id AND h.tree_id IS NULL
     """
@@ -218,6 +214,13 @@ def float8_array(sent: bytes | None) -> npt.NDArray[np.float64]:
     return np.frombuffer(sent, dtype=_FLOAT8_ELEMENT, offset=20)["value"].astype(np.float64)
 
 
+def _arrays(rows: Collection[Any], *attributes: str) -> dict[str, list[Any]]:
+    """A set-based statement's array parameters: per attribute named (by default, every field of the rows' dataclass;
+    `rows` is not empty), its values over the rows, all in one order, which the statement's `unnest` lines up again."""
+    names = attributes or [f.name for f in fields(next(iter(rows)))]
+    return {name: [getattr(row, name) for row in rows] for name in names}
+
+
 @dataclass(frozen=True)
 class EscalationStats:
     n_claimed: int
@@ -249,63 +252,22 @@ class EscalationRepository:
 
     async def insert_steps(self, *, steps: list[StepTime]) -> None:
         if steps:
-            await self._session.execute(
-                _INSERT_STEPS,
-                {
-                    "session_ids": [s.session_id for s in steps],
-                    "created": [s.created_at for s in steps],
-                    "step_ids": [s.step_id for s in steps],
-                    "account_ids": [s.account_id for s in steps],
-                    "actor_types": [s.actor_type for s in steps],
-                },
-            )
+            await self._session.execute(_INSERT_STEPS, _arrays(steps))
 
     async def upsert_handoffs(self, *, changes: Collection[HandoffChange]) -> None:
         if changes:
-            await self._session.execute(
-                _UPSERT_HANDOFFS,
-                {
-                    "handoff_ids": [c.handoff_id for c in changes],
-                    "account_ids": [c.account_id for c in changes],
-                    "session_ids": [c.session_id for c in changes],
-                    "claim_versions": [c.claim_version for c in changes],
-                    "claimed_ats": [c.claimed_at for c in changes],
-                    "release_versions": [c.release_version for c in changes],
-                    "requested_ats": [c.requested_at for c in changes],
-                    "claimed_bys": [c.claimed_by for c in changes],
-                    "priorities": [c.priority for c in changes],
-                },
-            )
+            await self._session.execute(_UPSERT_HANDOFFS, _arrays(changes))
 
     async def advance_first_actions(self, *, steps: list[StepTime]) -> None:
         if steps:
             await self._session.execute(
-                _ADVANCE_FIRST_ACTIONS,
-                {
-                    "session_ids": [s.session_id for s in steps],
-                    "account_ids": [s.account_id for s in steps],
-                    "created": [s.created_at for s in steps],
-                    "actor_types": [s.actor_type for s in steps],
-                },
+                _ADVANCE_FIRST_ACTIONS, _arrays(steps, "session_id", "account_id", "created_at", "actor_type")
             )
 
     async def insert_session_trees(self, *, trees: Collection[SessionTree]) -> None:
         if trees:
-            await self._session.execute(
-                _INSERT_SESSION_TREES,
-                {
-                    "session_ids": [t.session_id for t in trees],
-                    "account_ids": [t.account_id for t in trees],
-                    "tree_ids": [t.tree_id for t in trees],
-                    "titles": [t.tree_title for t in trees],
-                    "categories": [t.tree_category for t in trees],
-                    "started": [t.started_at for t in trees],
-                },
-            )
-            await self._session.execute(
-                _COPY_TREES,
-                {"session_ids": [t.session_id for t in trees], "account_ids": [t.account_id for t in trees]},
-            )
+            await self._session.execute(_INSERT_SESSION_TREES, _arrays(trees))
+            await self._session.execute(_COPY_TREES, _arrays(trees, "session_id", "account_id"))
 
     async def raise_watermarks(self, *, watermarks: dict[UUID, datetime]) -> None:
         if watermarks:

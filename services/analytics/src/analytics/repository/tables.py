@@ -46,15 +46,7 @@ handoffs = sa.Table(
         sa.DateTime(timezone=True),
         sa.Computed("CASE WHEN claim_version > COALESCE(release_version, 0) THEN claimed_at END", persisted=True),
     ),
-    sa.Column(
-        "delta_s",
-        sa.Float,
-        sa.Computed(
-            "CASE WHEN first_action_at IS NOT NULL"
-            " THEN GREATEST(0, EXTRACT(EPOCH FROM (first_action_at - claimed_at)))::double precision END",
-            persisted=True,
-        ),
-    ),
+    sa.Column("delta_s", sa.Float, sa.Computed(_delta_of("first_action_at"), persisted=True)),
     sa.Column("requested_at", sa.DateTime(timezone=True)),
     sa.Column("first_human_at", sa.DateTime(timezone=True)),
     sa.Column("first_ai_at", sa.DateTime(timezone=True)),
