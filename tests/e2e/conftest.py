@@ -27,9 +27,9 @@ from gateway.main import create_app as gateway_app
 from handoffs.main import create_app as handoffs_app
 from handoffs.settings import Settings as HandoffsSettings
 from rf_contracts.api.errors import ErrorCode
+from rf_devstack.samples import printer_tree as tree_body
 from rf_testsupport import Served, loopback_socket, running, unique_prefix
 from rf_testsupport.gateway import PASSWORD, User, gateway_settings, login
-from rf_testsupport.samples import printer_tree as tree_body
 from rfkit.auth import generate_keypair
 from sessions.main import create_app as sessions_app
 from sessions.settings import Settings as SessionsSettings

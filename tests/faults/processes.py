@@ -33,10 +33,10 @@ from rf_devstack._util import pid_alive, run_sync
 from rf_devstack.kafka import LocalKafka
 from rf_devstack.keys import ensure_jwt_keypair
 from rf_devstack.postgres import asyncpg_dsn, drop_database, ensure_databases, url_with_database
+from rf_devstack.samples import printer_tree
 from rf_devstack.stack import SERVICES, ServiceRunner, ServiceSpec, service_env
 from rf_testsupport import unique_prefix
 from rf_testsupport.gateway import API, PASSWORD, User, login
-from rf_testsupport.samples import printer_tree
 from rfkit.topics import ensure_topics
 
 

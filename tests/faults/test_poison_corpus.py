@@ -23,8 +23,8 @@ from analytics.settings import Settings as AnalyticsSettings
 from handoffs.main import create_app as handoffs_app
 from handoffs.settings import Settings as HandoffsSettings
 from rf_contracts import dlq, topics
+from rf_devstack.samples import printer_tree
 from rf_testsupport import Caller, Served, group_lag, produce, read_topic, unique_prefix, wait_until
-from rf_testsupport.samples import printer_tree
 from rfkit.auth import generate_keypair
 from rfkit.consumer import DLQ_REASON_HEADER, DLQ_STUB_HEADER
 from sessions.main import create_app as sessions_app

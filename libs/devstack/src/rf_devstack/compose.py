@@ -25,6 +25,7 @@ import yaml
 
 from rf_devstack._paths import repo_root
 from rf_devstack.infra import docker_engine_available
+from rf_devstack.samples import printer_tree
 
 PROJECT = "resolutionflow-test"
 IMAGE_TAG = "local"
@@ -454,16 +455,6 @@ def poll(
 # ---------------------------------------------------------------------------------------------------- scenario
 
 PASSWORD = "compose test passphrase"
-TREE = {
-    "title": "Printer offline", "description": "When the office printer shows offline", "category": "hardware",
-    "tags": ["printer"], "root_node_id": "q1",
-    "nodes": [
-        {"id": "q1", "kind": "question", "text": "Is it plugged in?",
-         "options": [{"label": "yes", "next_node_id": "s1"}, {"label": "no", "next_node_id": "e1"}]},
-        {"id": "s1", "kind": "solution", "text": "Restart the spooler"},
-        {"id": "e1", "kind": "escalation", "text": "Ask facilities"},
-    ],
-}
 
 
 def seconds(delta: timedelta) -> float:
@@ -601,7 +592,7 @@ def scenario(stack: Stack, base_url: str, timeout: float) -> None:
         if me["account_id"] != registered["account"]["id"] or me["role"] != "admin":
             raise ComposeTestError(f"/auth/me disagrees with registration: {me}")
         api.wait_reachable(UPSTREAM_READS, timeout)
-        tree = api.call("POST", "/trees", 201, json=TREE)
+        tree = api.call("POST", "/trees", 201, json=printer_tree())
 
         first_session, first = api.escalation(tree["id"])
         metric = api.metric_matches([first], timeout)

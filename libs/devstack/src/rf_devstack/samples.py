@@ -1,4 +1,5 @@
-"""Sample data the tests share: a small troubleshooting tree with a question, a solution and an escalation."""
+"""Sample data the composed system's scenario and the tests share: a small troubleshooting tree with a question, a
+solution and an escalation."""
 
 from __future__ import annotations
 
