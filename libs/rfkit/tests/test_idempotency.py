@@ -179,3 +179,12 @@ async def test_a_malformed_key_is_422(env: Env) -> None:
         r = await env.client.post("/api/v1/things", json={}, headers={"Idempotency-Key": bad.encode()})
         assert r.status_code == 422 and r.json()["code"] == "idempotency_key_invalid", bad
     assert env.work.calls == 0
+
+
+def test_the_middleware_never_shows_its_secret() -> None:
+    # The secret seals stored answers that hold passwords and tokens: a log line or a traceback that prints the
+    # middleware must not print it.
+    secret = b"do-not-print-this-secret"
+    middleware = Idempotency(Starlette(), owner=None, paths=["/api/v1/things"], secret=secret)
+    assert secret.decode() not in repr(middleware)
+    assert secret.decode() not in str(middleware)

@@ -2,8 +2,10 @@
 
 from rfkit.frozen_ddl import Snapshot
 
-revision = "${up_revision}"
-down_revision = "${down_revision}"
+revision = ${repr(up_revision)}
+down_revision = ${repr(down_revision)}
+branch_labels = ${repr(branch_labels)}
+depends_on = ${repr(depends_on)}
 
 # Plain SQL, never built from the SQLAlchemy metadata: once released, these statements are history
 # (tests/test_migrations_frozen.py pins them; pin this one's sha256 there too).

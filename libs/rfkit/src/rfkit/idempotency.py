@@ -79,7 +79,7 @@ class _Stored:
     body: bytes
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class Idempotency:
     """Pure ASGI middleware giving every POST route that `owns(route)` accepts an Idempotency-Key (module doc).
 

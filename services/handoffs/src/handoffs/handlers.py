@@ -51,6 +51,8 @@ class HandoffCommand:
     actor: Actor
 
 
+# Claim and release take nothing but the handoff and the actor; a subclass that adds a field needs its own
+# @dataclass(frozen=True), as ResolveHandoff has.
 class ClaimHandoff(HandoffCommand): ...
 
 

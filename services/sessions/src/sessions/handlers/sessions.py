@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
 
@@ -87,7 +87,7 @@ def _escalation(views: Sequence[HandoffView]) -> Escalation | None:
 
 def _session_read(state: SessionState, tree: TreeRead, views: Sequence[HandoffView]) -> SessionRead:
     return SessionRead(
-        **(asdict(state) | {"context": readable_context(state.context)}),
+        **(vars(state) | {"context": readable_context(state.context)}),
         tree_title=tree.title,
         current_node=node_index(tree.nodes)[state.current_node_id],
         escalation=_escalation(views),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 from uuid import UUID
 
 from rf_contracts import StepCreated
@@ -24,8 +24,16 @@ class AddStep:
     step: StepCreate
 
 
-def event_fields(session: SessionState, at: datetime) -> dict[str, Any]:
+class SessionEventFields(TypedDict):
     """What every event of a session carries besides its own fields: a new event id, when, and whose it is."""
+
+    event_id: UUID
+    occurred_at: datetime
+    account_id: UUID
+    session_id: UUID
+
+
+def event_fields(session: SessionState, at: datetime) -> SessionEventFields:
     return {"event_id": uuid.uuid4(), "occurred_at": at, "account_id": session.account_id, "session_id": session.id}
 
 
